@@ -1,0 +1,186 @@
+use super::*;
+use crate::snapshot::*;
+use crate::synth::SyntheticMachine;
+
+const LEGACY: &str = include_str!("../../../../testdata/legacy_producer_message.json");
+
+#[test]
+fn legacy_message_decodes_unchanged() {
+    let s = decode(LEGACY.as_bytes()).expect("legacy message must decode");
+    assert!(s.is_legacy());
+    assert_eq!(s.machine_id, "machine_46");
+    assert_eq!(s.timestamp, 1764086400.5123456);
+    assert_eq!(s.cpu_usage, 12.7);
+    assert_eq!(s.memory_usage, 63.4);
+    assert_eq!(
+        s.disk_io,
+        DiskIo {
+            read: 5368709120,
+            write: 10737418240
+        }
+    );
+    assert_eq!(
+        s.network_io,
+        NetworkIo {
+            sent: 123456789,
+            recv: 987654321
+        }
+    );
+    assert_eq!(s.top_cpu_processes.len(), 3);
+    assert_eq!(s.top_cpu_processes[1].memory_percent, None);
+    assert_eq!(s.top_cpu_processes[0].cpu_percent, 0.0);
+    assert_eq!(s.top_mem_processes[0].name, "chrome.exe");
+    assert!(s.hostname.is_none() && s.memory.is_none() && s.filesystems.is_empty());
+}
+
+#[test]
+fn native_json_is_a_superset_of_the_legacy_shape() {
+    let s = SyntheticMachine::new("web-01", 7).next_snapshot(1_764_086_400.0, 10);
+    let v: serde_json::Value = serde_json::from_slice(&encode_json(&s)).unwrap();
+    for key in [
+        "machine_id",
+        "timestamp",
+        "cpu_usage",
+        "memory_usage",
+        "disk_io",
+        "network_io",
+        "top_cpu_processes",
+        "top_mem_processes",
+    ] {
+        assert!(v.get(key).is_some(), "missing legacy key {key}");
+    }
+    assert!(v["timestamp"].is_f64());
+    assert!(v["disk_io"]["read"].is_u64() && v["disk_io"]["write"].is_u64());
+    assert!(v["network_io"]["sent"].is_u64() && v["network_io"]["recv"].is_u64());
+    let p = &v["top_cpu_processes"][0];
+    assert!(p["pid"].is_u64() && p["name"].is_string() && p["cpu_percent"].is_f64());
+    assert_eq!(v["schema_version"], SCHEMA_VERSION);
+}
+
+#[test]
+fn json_and_binary_round_trip() {
+    let mut m = SyntheticMachine::new("db-7", 3);
+    for i in 0..20 {
+        let mut s = m.next_snapshot(1_764_086_400.0 + i as f64, 10);
+        s.top_cpu_processes[0].memory_percent = None;
+        s.labels.insert("role".into(), "db".into());
+        s.collector_errors.push(CollectorFailure {
+            collector: "disk".into(),
+            message: "permission denied".into(),
+        });
+        assert_eq!(decode(&encode_json(&s)).unwrap(), s);
+        let bin = encode(&s, Format::Binary);
+        assert!(
+            bin.len() < encode_json(&s).len() / 2,
+            "binary should be compact"
+        );
+        assert_eq!(decode(&bin).unwrap(), s);
+        assert_eq!(decode_with(&bin, Some(Format::Binary), 1 << 20).unwrap(), s);
+    }
+}
+
+#[test]
+fn every_truncation_of_a_binary_message_is_an_error_not_a_panic() {
+    let s = SyntheticMachine::new("x", 1).next_snapshot(1_764_086_400.0, 10);
+    let bin = encode(&s, Format::Binary);
+    for n in 0..bin.len() {
+        assert!(decode(&bin[..n]).is_err(), "prefix {n} decoded");
+    }
+    let mut extra = bin.clone();
+    extra.push(0);
+    assert!(matches!(decode(&extra), Err(DecodeError::Binary(_))));
+}
+
+#[test]
+fn binary_huge_counts_are_rejected_without_allocating() {
+    let mut bin = MAGIC_WITH_ID.to_vec();
+    bin.extend_from_slice(&[0u8; 24]); // timestamp, cpu, mem
+    bin.extend_from_slice(&[0, 0, 0, 0]); // counters
+    bin.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // 4 billion processes
+    let err = decode(&bin).unwrap_err();
+    assert!(err.to_string().contains("claims"), "{err}");
+}
+const MAGIC_WITH_ID: &[u8] = b"SMB1\x01m";
+
+fn legacy_with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(LEGACY).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(value).unwrap();
+    let mut target = &mut v;
+    let parts: Vec<&str> = field.split('.').collect();
+    for p in &parts[..parts.len() - 1] {
+        target = &mut target[*p];
+    }
+    target[parts[parts.len() - 1]] = parsed;
+    v.to_string()
+}
+
+#[test]
+fn malformed_input_is_rejected_with_a_reason() {
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("".into(), "empty", "empty"),
+        ("{\"machine_id\": ".into(), "syntax", "line 1"),
+        ("not json at all".into(), "syntax", "invalid JSON"),
+        ("[1,2,3]".into(), "shape", "wrong shape"),
+        (legacy_with("cpu_usage", "\"high\""), "shape", "cpu_usage"),
+        (legacy_with("cpu_usage", "1e9"), "invalid_value", "cpu_usage"),
+        (legacy_with("cpu_usage", "-3"), "invalid_value", "cpu_usage"),
+        (legacy_with("memory_usage", "100.5"), "invalid_value", "memory_usage"),
+        (legacy_with("machine_id", "\"\""), "invalid_value", "machine_id"),
+        (legacy_with("machine_id", "\"  \""), "invalid_value", "machine_id"),
+        (legacy_with("machine_id", "\"a\\nb\""), "invalid_value", "control"),
+        (legacy_with("timestamp", "0"), "invalid_value", "timestamp"),
+        (legacy_with("disk_io.read", "-1"), "shape", "disk_io"),
+        (legacy_with("disk_io.read", "1.5"), "shape", "disk_io"),
+        (legacy_with("network_io", "null"), "shape", "network_io"),
+        (legacy_with("schema_version", "99"), "schema_version", "99"),
+        (
+            legacy_with("top_cpu_processes", "[{\"pid\":1,\"name\":\"x\",\"cpu_percent\":-1,\"memory_percent\":1}]"),
+            "invalid_value",
+            "top_cpu_processes[0].cpu_percent",
+        ),
+        (
+            legacy_with("top_mem_processes", "[{\"pid\":1,\"name\":\"x\",\"cpu_percent\":1,\"memory_percent\":400}]"),
+            "invalid_value",
+            "top_mem_processes[0].memory_percent",
+        ),
+        (
+            r#"{"machine_id":"m","timestamp":1764086400,"cpu_usage":NaN,"memory_usage":1,"disk_io":{"read":1,"write":1},"network_io":{"sent":1,"recv":1}}"#.into(),
+            "syntax",
+            "invalid JSON",
+        ),
+    ];
+    for (input, kind, needle) in cases {
+        let err = decode(input.as_bytes()).expect_err(&input);
+        assert_eq!(err.kind(), kind, "{input} -> {err}");
+        assert!(err.to_string().contains(needle), "{input} -> {err}");
+    }
+}
+
+#[test]
+fn missing_legacy_field_is_named() {
+    let mut v: serde_json::Value = serde_json::from_str(LEGACY).unwrap();
+    v.as_object_mut().unwrap().remove("memory_usage");
+    let err = decode(v.to_string().as_bytes()).unwrap_err();
+    assert_eq!(err.kind(), "shape");
+    assert!(err.to_string().contains("memory_usage"), "{err}");
+}
+
+#[test]
+fn size_limit_is_enforced_before_parsing() {
+    let err = decode_with(LEGACY.as_bytes(), None, 100).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::TooLarge {
+            size: LEGACY.len(),
+            limit: 100
+        }
+    );
+}
+
+#[test]
+fn format_names_parse() {
+    assert_eq!(Format::parse("JSON").unwrap(), Format::Json);
+    assert_eq!(Format::parse("binary").unwrap(), Format::Binary);
+    assert_eq!(Format::parse("application/json").unwrap(), Format::Json);
+    assert!(Format::parse("xml").is_err());
+}

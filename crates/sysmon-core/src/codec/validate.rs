@@ -1,0 +1,147 @@
+//! Plausibility checks applied to every decoded snapshot.
+
+use crate::error::DecodeError;
+use crate::snapshot::Snapshot;
+
+/// Longest accepted machine id, in bytes (a DNS name's limit).
+pub const MAX_MACHINE_ID_BYTES: usize = 253;
+/// Most entries accepted in one top-N process list.
+pub const MAX_TOP_PROCESSES: usize = 100;
+/// Most logical cores accepted in `cpu_per_core`.
+pub const MAX_CORES: usize = 4096;
+/// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
+pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
+/// Latest accepted timestamp: 2100-01-01T00:00:00Z.
+pub const MAX_TIMESTAMP: f64 = 4_102_444_800.0;
+
+fn percent(field: &str, value: f64, max: f64) -> Result<(), DecodeError> {
+    if !value.is_finite() {
+        return Err(DecodeError::invalid(field, "not a finite number"));
+    }
+    if !(0.0..=max).contains(&value) {
+        return Err(DecodeError::invalid(
+            field,
+            format!("{value} is outside 0..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn non_negative(field: &str, value: f64) -> Result<(), DecodeError> {
+    if !value.is_finite() || value < 0.0 {
+        return Err(DecodeError::invalid(
+            field,
+            format!("{value} is not a finite non-negative number"),
+        ));
+    }
+    Ok(())
+}
+
+/// Rejects values that cannot be true of a real machine, naming the field.
+pub fn validate(s: &Snapshot) -> Result<(), DecodeError> {
+    let id = &s.machine_id;
+    if id.trim().is_empty() {
+        return Err(DecodeError::invalid("machine_id", "empty"));
+    }
+    if id.len() > MAX_MACHINE_ID_BYTES {
+        return Err(DecodeError::invalid(
+            "machine_id",
+            format!("{} bytes, more than {MAX_MACHINE_ID_BYTES}", id.len()),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(DecodeError::invalid(
+            "machine_id",
+            "contains control characters",
+        ));
+    }
+    if !s.timestamp.is_finite() || !(MIN_TIMESTAMP..=MAX_TIMESTAMP).contains(&s.timestamp) {
+        return Err(DecodeError::invalid(
+            "timestamp",
+            format!(
+                "{} is not seconds since the epoch between 2000 and 2100",
+                s.timestamp
+            ),
+        ));
+    }
+    percent("cpu_usage", s.cpu_usage, 100.0)?;
+    percent("memory_usage", s.memory_usage, 100.0)?;
+    if s.cpu_per_core.len() > MAX_CORES {
+        return Err(DecodeError::invalid(
+            "cpu_per_core",
+            format!("{} cores, more than {MAX_CORES}", s.cpu_per_core.len()),
+        ));
+    }
+    for (i, v) in s.cpu_per_core.iter().enumerate() {
+        percent(&format!("cpu_per_core[{i}]"), *v, 100.0)?;
+    }
+    for (list_name, list) in [
+        ("top_cpu_processes", &s.top_cpu_processes),
+        ("top_mem_processes", &s.top_mem_processes),
+    ] {
+        if list.len() > MAX_TOP_PROCESSES {
+            return Err(DecodeError::invalid(
+                list_name,
+                format!("{} entries, more than {MAX_TOP_PROCESSES}", list.len()),
+            ));
+        }
+        for (i, p) in list.iter().enumerate() {
+            // A process can use every core: allow up to 100 % per possible core.
+            percent(
+                &format!("{list_name}[{i}].cpu_percent"),
+                p.cpu_percent,
+                100.0 * MAX_CORES as f64,
+            )?;
+            if let Some(m) = p.memory_percent {
+                percent(&format!("{list_name}[{i}].memory_percent"), m, 100.0)?;
+            }
+        }
+    }
+    if let Some(interval) = s.interval_secs {
+        if !interval.is_finite() || interval <= 0.0 {
+            return Err(DecodeError::invalid(
+                "interval_secs",
+                format!("{interval} is not a positive number of seconds"),
+            ));
+        }
+    }
+    if let Some(l) = &s.load_avg {
+        non_negative("load_avg.one", l.one)?;
+        non_negative("load_avg.five", l.five)?;
+        non_negative("load_avg.fifteen", l.fifteen)?;
+    }
+    if let Some(m) = &s.memory {
+        if m.used_bytes > m.total_bytes {
+            return Err(DecodeError::invalid(
+                "memory.used_bytes",
+                format!("{} exceeds total_bytes {}", m.used_bytes, m.total_bytes),
+            ));
+        }
+        if m.swap_used_bytes > m.swap_total_bytes {
+            return Err(DecodeError::invalid(
+                "memory.swap_used_bytes",
+                format!(
+                    "{} exceeds swap_total_bytes {}",
+                    m.swap_used_bytes, m.swap_total_bytes
+                ),
+            ));
+        }
+    }
+    if let Some(r) = &s.disk_rate {
+        non_negative("disk_rate.read", r.read)?;
+        non_negative("disk_rate.write", r.write)?;
+    }
+    if let Some(r) = &s.network_rate {
+        non_negative("network_rate.sent", r.sent)?;
+        non_negative("network_rate.recv", r.recv)?;
+    }
+    for (i, f) in s.filesystems.iter().enumerate() {
+        if f.used_bytes > f.total_bytes {
+            return Err(DecodeError::invalid(
+                format!("filesystems[{i}].used_bytes"),
+                format!("{} exceeds total_bytes {}", f.used_bytes, f.total_bytes),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The in-process transport: a bounded tokio channel between an agent and an
+//! ingester in the same process (`sysmon standalone`, embedding, tests).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use super::{Message, Payload, Received, Transport, TransportError, TransportReceiver};
+use crate::error::DecodeError;
+use crate::snapshot::Snapshot;
+
+/// Creates a connected pair holding at most `capacity` batches in flight.
+pub fn channel_transport(capacity: usize) -> (ChannelTransport, ChannelReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (
+        ChannelTransport { tx },
+        ChannelReceiver {
+            rx,
+            pending: Vec::new(),
+            received: 0,
+            dead_letters: Vec::new(),
+        },
+    )
+}
+
+/// The publishing half. Cloning it gives another publisher on the same channel;
+/// the receiver sees [`Received::Closed`] once every clone is dropped.
+#[derive(Debug, Clone)]
+pub struct ChannelTransport {
+    tx: mpsc::Sender<Vec<Snapshot>>,
+}
+
+#[async_trait]
+impl Transport for ChannelTransport {
+    async fn publish(&self, batch: &[Snapshot]) -> Result<(), TransportError> {
+        self.tx
+            .send(batch.to_vec())
+            .await
+            .map_err(|_| TransportError::Closed)
+    }
+
+    fn describe(&self) -> String {
+        "in-process channel".to_string()
+    }
+}
+
+/// The consuming half.
+#[derive(Debug)]
+pub struct ChannelReceiver {
+    rx: mpsc::Receiver<Vec<Snapshot>>,
+    pending: Vec<Snapshot>,
+    received: u64,
+    dead_letters: Vec<(String, String)>,
+}
+
+impl ChannelReceiver {
+    /// Messages set aside as undecodable, as `(origin, reason)`.
+    pub fn dead_letters(&self) -> &[(String, String)] {
+        &self.dead_letters
+    }
+
+    fn wrap(&mut self, s: Snapshot) -> Message {
+        self.received += 1;
+        Message {
+            payload: Payload::Snapshot(Box::new(s)),
+            origin: format!("channel#{}", self.received),
+        }
+    }
+
+    fn drain_pending(&mut self, max: usize, out: &mut Vec<Message>) {
+        let n = (max - out.len()).min(self.pending.len());
+        let taken: Vec<Snapshot> = self.pending.drain(..n).collect();
+        for s in taken {
+            let m = self.wrap(s);
+            out.push(m);
+        }
+    }
+}
+
+#[async_trait]
+impl TransportReceiver for ChannelReceiver {
+    async fn receive(&mut self, max: usize, wait: Duration) -> Result<Received, TransportError> {
+        let max = max.max(1);
+        let mut out = Vec::new();
+        self.drain_pending(max, &mut out);
+        if out.is_empty() {
+            match tokio::time::timeout(wait, self.rx.recv()).await {
+                Err(_) => return Ok(Received::Messages(out)),
+                Ok(None) => return Ok(Received::Closed),
+                Ok(Some(batch)) => {
+                    self.pending.extend(batch);
+                    self.drain_pending(max, &mut out);
+                }
+            }
+        }
+        // Take whatever else is already queued, without waiting.
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(batch) => {
+                    self.pending.extend(batch);
+                    self.drain_pending(max, &mut out);
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(Received::Messages(out))
+    }
+
+    async fn commit(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &mut self,
+        message: &Message,
+        error: &DecodeError,
+    ) -> Result<(), TransportError> {
+        self.dead_letters
+            .push((message.origin.clone(), error.to_string()));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "in-process channel".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn delivers_in_order_then_closes() {
+        let (tx, mut rx) = channel_transport(4);
+        let batch: Vec<Snapshot> = (0..5)
+            .map(|i| Snapshot::new("m", 1_764_086_400.0 + f64::from(i)))
+            .collect();
+        tx.publish(&batch[..3]).await.unwrap();
+        tx.publish(&batch[3..]).await.unwrap();
+        drop(tx);
+        let mut got = Vec::new();
+        loop {
+            match rx.receive(2, Duration::from_secs(1)).await.unwrap() {
+                Received::Messages(m) => {
+                    assert!(m.len() <= 2);
+                    got.extend(m);
+                }
+                Received::Closed => break,
+            }
+        }
+        let ts: Vec<f64> = got
+            .iter()
+            .map(|m| match &m.payload {
+                Payload::Snapshot(s) => s.timestamp,
+                Payload::Encoded { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(ts, batch.iter().map(|s| s.timestamp).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn empty_on_timeout() {
+        let (_tx, mut rx) = channel_transport(1);
+        match rx.receive(10, Duration::from_millis(10)).await.unwrap() {
+            Received::Messages(m) => assert!(m.is_empty()),
+            Received::Closed => panic!("not closed"),
+        }
+    }
+}
