@@ -1,1 +1,16 @@
-//! placeholder
+//! # sysmon-sinks
+//!
+//! Storage backends behind [`sysmon_core::Sink`] and [`sysmon_core::SnapshotStore`],
+//! and the Kafka transport behind [`sysmon_core::Transport`] /
+//! [`sysmon_core::TransportReceiver`]. One file (or folder) per backend:
+//!
+//! * [`sqlite`]: `SqliteSink`, the durable history (raw samples, per-minute rollups).
+//! * [`kafka`]: `KafkaTransport` (agents) and `KafkaReceiver` (ingesters).
+//! * [`redis`]: `RedisSink`, the hot recent window and live fan-out.
+
+pub mod error;
+pub mod kafka;
+pub mod redis;
+pub mod sqlite;
+
+pub use error::SinksError;

@@ -1,1 +1,10 @@
-//! placeholder
+//! # sysmon-testkit
+//!
+//! Starts real service processes for tests, each on a free port in its own
+//! temporary directory, and kills them on drop, so tests never share state and
+//! `cargo test` is hermetic once the binaries are installed. A missing binary is
+//! a loud failure with the command that installs it, never a silent skip.
+
+pub mod ports;
+pub mod redis_server;
+pub mod tansu;

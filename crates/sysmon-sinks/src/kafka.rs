@@ -1,0 +1,1 @@
+//! Kafka transport: `KafkaTransport`, `KafkaReceiver`. (being written)

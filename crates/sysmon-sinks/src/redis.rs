@@ -1,0 +1,1 @@
+//! Redis hot window: `RedisSink`. (being written)

@@ -1,0 +1,1 @@
+//! A real tansu (Kafka-protocol) broker for tests. (being written)
