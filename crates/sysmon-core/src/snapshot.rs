@@ -74,6 +74,9 @@ pub struct Snapshot {
     /// partial, not lost.
     #[serde(default)]
     pub collector_errors: Vec<CollectorFailure>,
+    /// Numeric metrics from user-defined collectors, by name (`app.queue_depth`).
+    #[serde(default)]
+    pub custom_metrics: BTreeMap<String, f64>,
 }
 
 /// Cumulative disk I/O counters (legacy `disk_io`).

@@ -80,6 +80,11 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
         w.str(&e.collector);
         w.str(&e.message);
     }
+    w.uint(s.custom_metrics.len() as u64);
+    for (k, v) in &s.custom_metrics {
+        w.str(k);
+        w.f64(*v);
+    }
     w.0
 }
 
@@ -167,6 +172,13 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
             message: r.string("collector_errors.message")?,
         });
     }
+    let n = r.count("custom_metrics", 9)?;
+    let mut custom_metrics = BTreeMap::new();
+    for _ in 0..n {
+        let k = r.string("custom_metrics.key")?;
+        let v = r.f64("custom_metrics.value")?;
+        custom_metrics.insert(k, v);
+    }
     if r.pos != r.buf.len() {
         return Err(DecodeError::Binary(format!(
             "{} trailing bytes after the snapshot",
@@ -194,6 +206,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
         uptime_secs,
         labels,
         collector_errors,
+        custom_metrics,
     })
 }
 

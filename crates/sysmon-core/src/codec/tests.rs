@@ -64,6 +64,7 @@ fn json_and_binary_round_trip() {
         let mut s = m.next_snapshot(1_764_086_400.0 + i as f64, 10);
         s.top_cpu_processes[0].memory_percent = None;
         s.labels.insert("role".into(), "db".into());
+        s.custom_metrics.insert("app.queue_depth".into(), 17.5);
         s.collector_errors.push(CollectorFailure {
             collector: "disk".into(),
             message: "permission denied".into(),

@@ -9,6 +9,8 @@ pub const MAX_MACHINE_ID_BYTES: usize = 253;
 pub const MAX_TOP_PROCESSES: usize = 100;
 /// Most logical cores accepted in `cpu_per_core`.
 pub const MAX_CORES: usize = 4096;
+/// Most user-defined metrics accepted in one snapshot.
+pub const MAX_CUSTOM_METRICS: usize = 256;
 /// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
 pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
 /// Latest accepted timestamp: 2100-01-01T00:00:00Z.
@@ -134,6 +136,26 @@ pub fn validate(s: &Snapshot) -> Result<(), DecodeError> {
     if let Some(r) = &s.network_rate {
         non_negative("network_rate.sent", r.sent)?;
         non_negative("network_rate.recv", r.recv)?;
+    }
+    if s.custom_metrics.len() > MAX_CUSTOM_METRICS {
+        return Err(DecodeError::invalid(
+            "custom_metrics",
+            format!("{} entries, more than {MAX_CUSTOM_METRICS}", s.custom_metrics.len()),
+        ));
+    }
+    for (k, v) in &s.custom_metrics {
+        if k.is_empty() || k.len() > 128 || k.chars().any(char::is_control) {
+            return Err(DecodeError::invalid(
+                "custom_metrics",
+                format!("bad metric name {k:?}: 1 to 128 printable characters"),
+            ));
+        }
+        if !v.is_finite() {
+            return Err(DecodeError::invalid(
+                format!("custom_metrics.{k}"),
+                "not a finite number",
+            ));
+        }
     }
     for (i, f) in s.filesystems.iter().enumerate() {
         if f.used_bytes > f.total_bytes {
