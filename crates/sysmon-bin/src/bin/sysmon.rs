@@ -1,1 +1,73 @@
-fn main() {}
+//! `sysmon`: the master and all-in-one command line.
+
+use clap::{Parser, Subcommand};
+use sysmon_bin::cli::CommonArgs;
+use sysmon_bin::cmd;
+
+/// sysmon: distributed host monitoring.
+///
+/// On one machine, `sysmon standalone` samples this host, stores the history in
+/// SQLite and serves the dashboard: no Kafka, no Redis.
+///
+/// Distributed: run `sysmon-agent --brokers MASTER:9092` on every worker and
+/// `sysmon ingest` + `sysmon dashboard` on the master.
+///
+/// Settings come from (lowest first) built-in defaults, the --config TOML file,
+/// SYSMON_* environment variables, and flags. `sysmon config --print-default`
+/// prints a commented file.
+#[derive(Debug, Parser)]
+#[command(name = "sysmon", version, about, long_about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Agent + ingester + dashboard in one process, on SQLite (no Kafka, no Redis).
+    ///
+    /// Example: sysmon standalone --db data/sysmon.db --interval 1s
+    Standalone(cmd::standalone::StandaloneArgs),
+    /// Sample this host and publish (same as the `sysmon-agent` binary).
+    ///
+    /// Example: sysmon agent --brokers 192.168.1.100:9092
+    Agent(cmd::agent::AgentArgs),
+    /// Print stored snapshots, oldest first.
+    ///
+    /// Example: sysmon query --machine web-01 --since 1h --format table
+    Query(cmd::query::QueryArgs),
+    /// Print the default configuration, or check a configuration file.
+    ///
+    /// Example: sysmon config --print-default > sysmon.toml
+    Config(cmd::config::ConfigArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    sysmon_bin::init_logging(&cli.common.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Standalone(a) => cmd::standalone::run(a, &cli.common).await,
+            Command::Agent(a) => cmd::agent::run(a, &cli.common).await,
+            Command::Query(a) => cmd::query::run(a, &cli.common).await,
+            Command::Config(a) => cmd::config::run(a, &cli.common),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,89 @@
+//! `sysmon standalone`: agent + ingester (+ dashboard) in one process, over the
+//! in-process channel transport, history in SQLite. No Kafka, no Redis.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sysmon_core::agent::AgentOptions;
+use sysmon_core::ingest::SinkRole;
+use sysmon_core::{channel_transport, Agent, Ingest};
+use sysmon_sinks::sqlite::SqliteSink;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cli::{AgentIdentityArgs, CommonArgs, DbArgs};
+
+/// Flags of `sysmon standalone`.
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    #[command(flatten)]
+    identity: AgentIdentityArgs,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Dashboard address [default: 127.0.0.1:7861]; 0.0.0.0:7861 opens it to the LAN.
+    #[arg(long, env = "SYSMON_LISTEN")]
+    listen: Option<String>,
+}
+
+/// Runs until SIGINT/SIGTERM, then delivers and stores everything collected.
+pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()> {
+    let mut config = crate::load_config(common.config.as_deref())?;
+    args.identity.apply(&mut config)?;
+    args.db.apply(&mut config);
+    if let Some(l) = &args.listen {
+        config.dashboard.listen = l.clone();
+    }
+    let collectors = crate::build_collectors(&config)?;
+    let options = AgentOptions::from_config(&config.agent)?;
+    let sqlite = Arc::new(
+        SqliteSink::open(&config.sqlite)
+            .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
+    );
+
+    let (transport, receiver) = channel_transport(64);
+    let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
+    ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    let stats = ingest.stats();
+    // The ingester ends by itself once the agent is gone and the channel is drained.
+    let ingest_task = tokio::spawn(ingest.run(CancellationToken::new()));
+
+    let machine_id = options.machine_id.clone();
+    let interval = options.interval;
+    let stop = crate::shutdown_on_signal();
+    let agent = Agent::new(options, Arc::new(transport))
+        .with_collectors(collectors)
+        .spawn();
+
+    println!(
+        "sysmon standalone: machine {machine_id}, sampling every {}, history in {}",
+        sysmon_core::duration::format(interval),
+        config.sqlite.path.display()
+    );
+    println!("dashboard: {}", dashboard_url(&config.dashboard.listen));
+    println!("press Ctrl-C to stop");
+
+    stop.cancelled().await;
+    let report = agent.shutdown().await;
+    ingest_task
+        .await
+        .context("ingest task failed")?
+        .context("ingest failed")?;
+    info!(
+        collected = report.collected,
+        stored = stats.stored.load(std::sync::atomic::Ordering::Relaxed),
+        "standalone stopped; everything collected was stored"
+    );
+    Ok(())
+}
+
+/// The URL to print for a listen address (`0.0.0.0` is shown as this host's name).
+pub fn dashboard_url(listen: &str) -> String {
+    match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) | Some(("[::]", port)) => {
+            let host = sysmon_core::identity::hostname().unwrap_or_else(|| "localhost".into());
+            format!("http://{host}:{port}/ (listening on all interfaces)")
+        }
+        _ => format!("http://{listen}/"),
+    }
+}

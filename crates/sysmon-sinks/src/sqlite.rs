@@ -1,1 +1,0 @@
-//! SQLite history: `SqliteSink`. (being written)

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what sysmon's build and tests need, skipping whatever is already there.
+# Safe to run again and again. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+
+# --- Debian packages -----------------------------------------------------------
+# pkg-config, libssl-dev, zlib1g-dev, make, g++: building librdkafka (rdkafka-sys) and
+# SQLite (bundled); redis-server: the Redis tests start their own instances;
+# postgresql-client: durable tansu storage in the outage tests.
+need=()
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+# package:command pairs, installed when the command is missing
+for pair in redis-server:redis-server postgresql-client:psql python3:python3 nodejs:node npm:npm; do
+  command -v "${pair#*:}" >/dev/null 2>&1 || need+=("${pair%%:*}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- Rust toolchain components ---------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo not found: install Rust with rustup first (https://rustup.rs)"; exit 1
+fi
+for comp in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$comp"; then
+    log "adding rustup component $comp"; rustup component add "$comp"
+  fi
+done
+
+# --- tansu: a real Kafka-protocol broker for the integration tests ----------------
+TANSU_VERSION=0.6.0
+if ! { command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; } \
+   || ! "$(command -v tansu || echo "$HOME/.cargo/bin/tansu")" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  log "building tansu $TANSU_VERSION (about 11 minutes on 2 cores, once)"
+  cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres
+fi
+
+# --- PostgreSQL (durable tansu storage in the broker-outage tests) ----------------
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
+  log "starting PostgreSQL"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+
+log "ready"

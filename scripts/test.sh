@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing (idempotent), then runs every
+# check: formatting, clippy, the whole test suite against real services (tests start
+# their own tansu and redis-server on free ports), the examples, and the benches in
+# quick test mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (workspace)"
+cargo test --workspace --locked --no-fail-fast
+
+step "examples"
+cargo run --locked --quiet --example custom_collector
+cargo run --locked --quiet --example embed_agent
+
+step "benches compile and run once (criterion --test mode, no timing)"
+cargo test --locked --benches --quiet
+
+printf '\nall checks passed\n'
