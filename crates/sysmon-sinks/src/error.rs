@@ -26,4 +26,22 @@ pub enum SinksError {
         #[source]
         source: std::io::Error,
     },
+    /// A SQLite database file could not be opened.
+    #[error("cannot open SQLite database {}: {source}", path.display())]
+    SqliteOpen {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Input (a snapshot to store, a query's arguments) is invalid; retrying will not help.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Stored data could not be decoded: the database is damaged or was edited by hand.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// A blocking task (SQLite runs off the async runtime) panicked or was cancelled.
+    #[error("blocking task failed: {0}")]
+    Task(String),
 }

@@ -1,0 +1,126 @@
+//! Housekeeping: per-minute rollups and retention.
+//!
+//! Rollups are exact and idempotent: the write path records every
+//! `(machine, minute)` it touches in `dirty_minutes`; maintenance recomputes
+//! those minutes from the raw samples (which are deduplicated by key, so a
+//! replayed batch changes nothing) and clears the marks. Rollups are computed
+//! before raw samples are deleted, in the same transaction.
+//!
+//! Raw retention deletes whole minutes: everything before the *raw horizon*,
+//! the start of the minute `raw_retention` ago. A minute at or after the
+//! horizon still has all its raw samples, so its rollup may be recomputed at
+//! any time. A sample arriving for a minute before the horizon (a very late
+//! replay) is stored, but that minute's existing rollup, computed when the
+//! minute was complete, is kept rather than replaced by one computed from the
+//! late sample alone.
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use serde::Serialize;
+
+use super::write::{minute_of, MINUTE_MS};
+use crate::error::SinksError;
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MaintenanceReport {
+    /// Machine-minutes whose rollups were recomputed.
+    pub minutes_rolled_up: u64,
+    /// Raw samples deleted by retention.
+    pub raw_deleted: u64,
+    /// Rollup rows deleted by retention.
+    pub rollups_deleted: u64,
+    /// Machines forgotten because no data of theirs is left.
+    pub machines_forgotten: u64,
+}
+
+/// Recomputes the dirty minutes. `{verb}` is `INSERT OR REPLACE` for minutes
+/// with complete raw data, `INSERT OR IGNORE` for minutes before the horizon;
+/// `{cmp}` selects which.
+fn rollup_sql(verb: &str, cmp: &str) -> String {
+    format!(
+        "{verb} INTO rollups (
+            machine, minute_ms, n,
+            cpu_avg, cpu_min, cpu_max, mem_avg, mem_min, mem_max,
+            n_disk, disk_read_avg, disk_read_min, disk_read_max,
+            disk_write_avg, disk_write_min, disk_write_max,
+            n_net, net_sent_avg, net_sent_min, net_sent_max,
+            net_recv_avg, net_recv_min, net_recv_max,
+            n_load, load1_avg, load1_min, load1_max,
+            n_swap, swap_avg, swap_min, swap_max)
+        SELECT d.machine, d.minute_ms, count(*),
+            avg(s.cpu), min(s.cpu), max(s.cpu), avg(s.mem), min(s.mem), max(s.mem),
+            count(s.disk_read_rate), avg(s.disk_read_rate), min(s.disk_read_rate), max(s.disk_read_rate),
+            avg(s.disk_write_rate), min(s.disk_write_rate), max(s.disk_write_rate),
+            count(s.net_sent_rate), avg(s.net_sent_rate), min(s.net_sent_rate), max(s.net_sent_rate),
+            avg(s.net_recv_rate), min(s.net_recv_rate), max(s.net_recv_rate),
+            count(s.load1), avg(s.load1), min(s.load1), max(s.load1),
+            count(s.swap_used), avg(s.swap_used), min(s.swap_used), max(s.swap_used)
+        FROM dirty_minutes d
+        JOIN samples s ON s.machine = d.machine
+            AND s.ts_ms >= d.minute_ms AND s.ts_ms < d.minute_ms + {MINUTE_MS}
+        WHERE d.minute_ms {cmp} ?1
+        GROUP BY d.machine, d.minute_ms"
+    )
+}
+
+fn machine_ids(conn: &Connection) -> Result<Vec<i64>, SinksError> {
+    let mut stmt = conn.prepare_cached("SELECT id FROM machines ORDER BY id")?;
+    let ids = stmt.query_map([], |r| r.get(0))?;
+    Ok(ids.collect::<Result<_, _>>()?)
+}
+
+/// Rolls up, then enforces retention, as of `now_ms`, in one transaction.
+pub(crate) fn maintain(
+    conn: &mut Connection,
+    now_ms: i64,
+    raw_retention_ms: i64,
+    rollup_retention_ms: i64,
+) -> Result<MaintenanceReport, SinksError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut report = MaintenanceReport::default();
+    let horizon = super::series::raw_horizon(&tx)?;
+
+    tx.prepare_cached(&rollup_sql("INSERT OR REPLACE", ">="))?
+        .execute(params![horizon])?;
+    tx.prepare_cached(&rollup_sql("INSERT OR IGNORE", "<"))?
+        .execute(params![horizon])?;
+    report.minutes_rolled_up = tx.execute("DELETE FROM dirty_minutes", [])? as u64;
+
+    let machines = machine_ids(&tx)?;
+    let new_horizon = minute_of(now_ms.saturating_sub(raw_retention_ms));
+    if new_horizon > horizon {
+        let mut del_samples =
+            tx.prepare_cached("DELETE FROM samples WHERE machine = ?1 AND ts_ms < ?2")?;
+        let mut del_procs =
+            tx.prepare_cached("DELETE FROM processes WHERE machine = ?1 AND ts_ms < ?2")?;
+        for &m in &machines {
+            report.raw_deleted += del_samples.execute(params![m, new_horizon])? as u64;
+            del_procs.execute(params![m, new_horizon])?;
+        }
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('raw_horizon_ms', ?1)",
+        )?
+        .execute(params![new_horizon])?;
+    }
+
+    let rollup_cutoff = minute_of(now_ms.saturating_sub(rollup_retention_ms));
+    {
+        let mut del =
+            tx.prepare_cached("DELETE FROM rollups WHERE machine = ?1 AND minute_ms < ?2")?;
+        for &m in &machines {
+            report.rollups_deleted += del.execute(params![m, rollup_cutoff])? as u64;
+        }
+    }
+    report.machines_forgotten = tx.execute(
+        "DELETE FROM machines WHERE
+            NOT EXISTS (SELECT 1 FROM samples WHERE machine = machines.id)
+            AND NOT EXISTS (SELECT 1 FROM rollups WHERE machine = machines.id)
+            AND NOT EXISTS (SELECT 1 FROM processes WHERE machine = machines.id)",
+        [],
+    )? as u64;
+    tx.commit()?;
+    if report != MaintenanceReport::default() {
+        tracing::debug!(?report, "sqlite maintenance");
+    }
+    Ok(report)
+}

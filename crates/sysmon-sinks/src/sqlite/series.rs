@@ -1,0 +1,642 @@
+//! Server-side downsampled time series for charts: per machine and across the fleet.
+//!
+//! A series is cut into at most about `max_points` buckets of equal width,
+//! aligned to multiples of the width since the epoch (so buckets stay put
+//! while a live chart's window slides). Each bucket carries min, max, avg and
+//! the number of samples; empty buckets are left out.
+//!
+//! Short ranges (up to [`RAW_RANGE_LIMIT_SECS`]) within the raw retention are
+//! computed from raw samples; longer or older ranges from the per-minute
+//! rollups (buckets are then whole minutes), with the minutes not yet rolled
+//! up (since the last maintenance) taken from raw samples, so the newest data
+//! is always there.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::write::MINUTE_MS;
+use crate::error::SinksError;
+
+/// Ranges up to this long are charted from raw samples (when still retained).
+pub const RAW_RANGE_LIMIT_SECS: f64 = 6.0 * 3600.0;
+
+/// A metric that can be charted over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Whole-host CPU utilisation, percent.
+    Cpu,
+    /// Memory used, percent.
+    Memory,
+    /// Disk reads, bytes per second.
+    DiskRead,
+    /// Disk writes, bytes per second.
+    DiskWrite,
+    /// Network bytes sent per second.
+    NetSent,
+    /// Network bytes received per second.
+    NetRecv,
+    /// 1-minute load average.
+    Load1,
+    /// Swap in use, bytes.
+    Swap,
+}
+
+impl Metric {
+    /// Every metric, in display order.
+    pub const ALL: [Metric; 8] = [
+        Metric::Cpu,
+        Metric::Memory,
+        Metric::DiskRead,
+        Metric::DiskWrite,
+        Metric::NetSent,
+        Metric::NetRecv,
+        Metric::Load1,
+        Metric::Swap,
+    ];
+
+    /// The metric's name in URLs and JSON, e.g. `disk_read`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::Memory => "memory",
+            Metric::DiskRead => "disk_read",
+            Metric::DiskWrite => "disk_write",
+            Metric::NetSent => "net_sent",
+            Metric::NetRecv => "net_recv",
+            Metric::Load1 => "load1",
+            Metric::Swap => "swap",
+        }
+    }
+
+    /// The unit of the metric's values: `percent`, `bytes/s`, `bytes` or `load`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::Cpu | Metric::Memory => "percent",
+            Metric::DiskRead | Metric::DiskWrite | Metric::NetSent | Metric::NetRecv => "bytes/s",
+            Metric::Load1 => "load",
+            Metric::Swap => "bytes",
+        }
+    }
+
+    /// The raw `samples` column.
+    fn raw_column(self) -> &'static str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::Memory => "mem",
+            Metric::DiskRead => "disk_read_rate",
+            Metric::DiskWrite => "disk_write_rate",
+            Metric::NetSent => "net_sent_rate",
+            Metric::NetRecv => "net_recv_rate",
+            Metric::Load1 => "load1",
+            Metric::Swap => "swap_used",
+        }
+    }
+
+    /// The `rollups` columns: (sample count, prefix of `_avg`/`_min`/`_max`).
+    fn rollup_columns(self) -> (&'static str, &'static str) {
+        match self {
+            Metric::Cpu => ("n", "cpu"),
+            Metric::Memory => ("n", "mem"),
+            Metric::DiskRead => ("n_disk", "disk_read"),
+            Metric::DiskWrite => ("n_disk", "disk_write"),
+            Metric::NetSent => ("n_net", "net_sent"),
+            Metric::NetRecv => ("n_net", "net_recv"),
+            Metric::Load1 => ("n_load", "load1"),
+            Metric::Swap => ("n_swap", "swap"),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown metric or aggregation name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseNameError {
+    /// What was being parsed: `metric` or `aggregation`.
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+    /// The names accepted.
+    pub expected: Vec<&'static str>,
+}
+
+impl fmt::Display for ParseNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?}; expected one of: {}",
+            self.what,
+            self.name,
+            self.expected.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ParseNameError {}
+
+impl FromStr for Metric {
+    type Err = ParseNameError;
+
+    /// Parses a metric name (`cpu`, `memory`, `disk_read`, ...); case and `-`
+    /// versus `_` do not matter, and `mem` and `load` are accepted as aliases.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
+        let alias = match norm.as_str() {
+            "mem" => Some(Metric::Memory),
+            "load" => Some(Metric::Load1),
+            _ => None,
+        };
+        alias
+            .or_else(|| Metric::ALL.into_iter().find(|m| m.name() == norm))
+            .ok_or_else(|| ParseNameError {
+                what: "metric",
+                name: s.to_string(),
+                expected: Metric::ALL.iter().map(|m| m.name()).collect(),
+            })
+    }
+}
+
+/// How machines are combined in a fleet series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetAgg {
+    /// The fleet average: every machine weighs the same.
+    Avg,
+    /// The busiest machine: the highest sample of any machine.
+    Max,
+}
+
+impl FleetAgg {
+    /// The name in URLs and JSON: `avg` or `max`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FleetAgg::Avg => "avg",
+            FleetAgg::Max => "max",
+        }
+    }
+}
+
+impl fmt::Display for FleetAgg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FleetAgg {
+    type Err = ParseNameError;
+
+    /// Parses `avg` (or `mean`) and `max`, case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "avg" | "mean" => Ok(FleetAgg::Avg),
+            "max" => Ok(FleetAgg::Max),
+            _ => Err(ParseNameError {
+                what: "aggregation",
+                name: s.to_string(),
+                expected: vec!["avg", "max"],
+            }),
+        }
+    }
+}
+
+/// Where a series is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SeriesSource {
+    /// Raw samples for short recent ranges, rollups otherwise (see the module docs).
+    #[default]
+    Auto,
+    /// Raw samples only (finest resolution; slower over long ranges, empty past raw retention).
+    Raw,
+    /// Per-minute rollups (plus raw samples for the minutes not rolled up yet).
+    Rollups,
+}
+
+/// One bucket of a machine's series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// Start of the bucket, seconds since the epoch.
+    pub ts: f64,
+    /// Lowest sample in the bucket.
+    pub min: f64,
+    /// Highest sample in the bucket.
+    pub max: f64,
+    /// Mean of the samples in the bucket.
+    pub avg: f64,
+    /// Number of samples in the bucket.
+    pub count: u64,
+}
+
+/// One bucket of a fleet series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FleetBucket {
+    /// Start of the bucket, seconds since the epoch.
+    pub ts: f64,
+    /// The aggregate asked for: [`FleetBucket::avg`] for [`FleetAgg::Avg`],
+    /// [`FleetBucket::max`] for [`FleetAgg::Max`].
+    pub value: f64,
+    /// Mean over machines of each machine's mean in the bucket (machines weigh equally).
+    pub avg: f64,
+    /// Lowest sample of any machine in the bucket.
+    pub min: f64,
+    /// Highest sample of any machine in the bucket.
+    pub max: f64,
+    /// Machines with samples in the bucket.
+    pub machines: u32,
+    /// Samples in the bucket, all machines together.
+    pub count: u64,
+}
+
+/// Running aggregate of one bucket of one machine.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    n: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Acc {
+    fn merge(&mut self, o: Acc) {
+        self.n += o.n;
+        self.sum += o.sum;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+    }
+}
+
+type Buckets = BTreeMap<i64, Acc>;
+
+/// A validated query window in milliseconds, with its bucket width.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since_ms: i64,
+    until_ms: i64,
+    width_ms: i64,
+    raw: bool,
+}
+
+/// The bucket width for `range_ms` split into at most `max_points` epoch-aligned
+/// buckets, rounded up to a multiple of `granularity_ms`.
+fn bucket_width(range_ms: i64, max_points: usize, granularity_ms: i64) -> i64 {
+    // Epoch-aligned buckets can straddle both ends: n - 1 widths leave room for n buckets.
+    let n = i64::try_from(max_points.saturating_sub(1).max(1)).unwrap_or(i64::MAX);
+    let w = (range_ms.max(1) + n - 1) / n;
+    let g = granularity_ms.max(1);
+    ((w.max(1) + g - 1) / g).saturating_mul(g)
+}
+
+fn window(
+    since: f64,
+    until: f64,
+    max_points: usize,
+    source: SeriesSource,
+    raw_horizon_ms: i64,
+    raw_limit_ms: i64,
+) -> Result<Window, SinksError> {
+    if !since.is_finite() || !until.is_finite() {
+        return Err(SinksError::InvalidInput(format!(
+            "series range must be finite seconds since the epoch, got {since}..{until}"
+        )));
+    }
+    if since >= until {
+        return Err(SinksError::InvalidInput(format!(
+            "series range is empty or reversed: since {since} >= until {until}"
+        )));
+    }
+    if max_points == 0 {
+        return Err(SinksError::InvalidInput(
+            "max_points must be at least 1".into(),
+        ));
+    }
+    let since_ms = (since * 1000.0).floor() as i64;
+    let until_ms = (until * 1000.0).ceil() as i64;
+    let range = until_ms.saturating_sub(since_ms);
+    let raw = match source {
+        SeriesSource::Raw => true,
+        SeriesSource::Rollups => false,
+        SeriesSource::Auto => range <= raw_limit_ms && since_ms >= raw_horizon_ms,
+    };
+    let width_ms = bucket_width(range, max_points, if raw { 1 } else { MINUTE_MS });
+    Ok(Window {
+        since_ms,
+        until_ms,
+        width_ms,
+        raw,
+    })
+}
+
+/// `meta.raw_horizon_ms`: raw samples before it were deleted by retention.
+pub(crate) fn raw_horizon(conn: &Connection) -> Result<i64, SinksError> {
+    let v: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'raw_horizon_ms'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(v.unwrap_or(i64::MIN))
+}
+
+fn machine_key(conn: &Connection, machine_id: &str) -> Result<Option<i64>, SinksError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM machines WHERE machine_id = ?1")?
+        .query_row(params![machine_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Aggregates raw samples with `lo <= ts_ms < hi` into `out`.
+fn raw_part(
+    conn: &Connection,
+    machine: i64,
+    metric: Metric,
+    lo: i64,
+    hi: i64,
+    width: i64,
+    out: &mut Buckets,
+) -> Result<(), SinksError> {
+    if lo >= hi {
+        return Ok(());
+    }
+    let col = metric.raw_column();
+    let sql = format!(
+        "SELECT ts_ms / ?4 AS b, count({col}), total({col}), min({col}), max({col}) \
+         FROM samples WHERE machine = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {col} IS NOT NULL \
+         GROUP BY b"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![machine, lo, hi, width])?;
+    while let Some(r) = rows.next()? {
+        let acc = Acc {
+            n: r.get::<_, i64>(1)?.max(0) as u64,
+            sum: r.get(2)?,
+            min: r.get(3)?,
+            max: r.get(4)?,
+        };
+        out.entry(r.get(0)?)
+            .and_modify(|a| a.merge(acc))
+            .or_insert(acc);
+    }
+    Ok(())
+}
+
+/// Aggregates rollup minutes with `lo <= minute_ms < hi` into `out`
+/// (`width` is a multiple of a minute, so a minute never spans two buckets).
+fn rollup_part(
+    conn: &Connection,
+    machine: i64,
+    metric: Metric,
+    lo: i64,
+    hi: i64,
+    width: i64,
+    out: &mut Buckets,
+) -> Result<(), SinksError> {
+    if lo >= hi {
+        return Ok(());
+    }
+    let (n, p) = metric.rollup_columns();
+    let sql = format!(
+        "SELECT minute_ms / ?4 AS b, sum({n}), total({p}_avg * {n}), min({p}_min), max({p}_max) \
+         FROM rollups WHERE machine = ?1 AND minute_ms >= ?2 AND minute_ms < ?3 AND {n} > 0 \
+         GROUP BY b"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![machine, lo, hi, width])?;
+    while let Some(r) = rows.next()? {
+        let acc = Acc {
+            n: r.get::<_, i64>(1)?.max(0) as u64,
+            sum: r.get(2)?,
+            min: r.get(3)?,
+            max: r.get(4)?,
+        };
+        out.entry(r.get(0)?)
+            .and_modify(|a| a.merge(acc))
+            .or_insert(acc);
+    }
+    Ok(())
+}
+
+/// The first millisecond of `machine`'s history not covered by up-to-date
+/// rollups: after its newest rollup, or at its oldest minute written since the
+/// last maintenance, but never before the raw horizon (raw is incomplete there).
+fn rollup_tail_start(conn: &Connection, machine: i64, horizon: i64) -> Result<i64, SinksError> {
+    let last: Option<i64> = conn
+        .prepare_cached("SELECT max(minute_ms) FROM rollups WHERE machine = ?1")?
+        .query_row(params![machine], |r| r.get(0))?;
+    let dirty: Option<i64> = conn
+        .prepare_cached(
+            "SELECT min(minute_ms) FROM dirty_minutes WHERE machine = ?1 AND minute_ms >= ?2",
+        )?
+        .query_row(params![machine, horizon], |r| r.get(0))?;
+    let mut tail = last.map_or(i64::MIN, |m| m.saturating_add(MINUTE_MS));
+    if let Some(d) = dirty {
+        tail = tail.min(d);
+    }
+    Ok(tail.max(horizon))
+}
+
+/// One machine's buckets over `w`.
+fn machine_buckets(
+    conn: &Connection,
+    machine: i64,
+    metric: Metric,
+    w: &Window,
+    horizon: i64,
+) -> Result<Buckets, SinksError> {
+    let mut out = Buckets::new();
+    if w.raw {
+        raw_part(
+            conn,
+            machine,
+            metric,
+            w.since_ms,
+            w.until_ms,
+            w.width_ms,
+            &mut out,
+        )?;
+    } else {
+        let tail = rollup_tail_start(conn, machine, horizon)?;
+        let first_minute = w.since_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+        rollup_part(
+            conn,
+            machine,
+            metric,
+            first_minute,
+            w.until_ms.min(tail),
+            w.width_ms,
+            &mut out,
+        )?;
+        raw_part(
+            conn,
+            machine,
+            metric,
+            w.since_ms.max(tail),
+            w.until_ms,
+            w.width_ms,
+            &mut out,
+        )?;
+    }
+    Ok(out)
+}
+
+/// A machine's series; an unknown machine has an empty series.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn series(
+    conn: &Connection,
+    machine_id: &str,
+    metric: Metric,
+    since: f64,
+    until: f64,
+    max_points: usize,
+    source: SeriesSource,
+    raw_limit_ms: i64,
+) -> Result<Vec<Bucket>, SinksError> {
+    let horizon = raw_horizon(conn)?;
+    let w = window(since, until, max_points, source, horizon, raw_limit_ms)?;
+    let Some(machine) = machine_key(conn, machine_id)? else {
+        return Ok(Vec::new());
+    };
+    let buckets = machine_buckets(conn, machine, metric, &w, horizon)?;
+    Ok(buckets
+        .into_iter()
+        .filter(|(_, a)| a.n > 0)
+        .map(|(b, a)| Bucket {
+            ts: (b * w.width_ms) as f64 / 1000.0,
+            min: a.min,
+            max: a.max,
+            avg: a.sum / a.n as f64,
+            count: a.n,
+        })
+        .collect())
+}
+
+/// The fleet's series: every machine's buckets combined.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fleet_series(
+    conn: &Connection,
+    metric: Metric,
+    since: f64,
+    until: f64,
+    max_points: usize,
+    agg: FleetAgg,
+    source: SeriesSource,
+    raw_limit_ms: i64,
+) -> Result<Vec<FleetBucket>, SinksError> {
+    let horizon = raw_horizon(conn)?;
+    let w = window(since, until, max_points, source, horizon, raw_limit_ms)?;
+    let machines: Vec<i64> = {
+        let mut stmt = conn.prepare_cached("SELECT id FROM machines ORDER BY id")?;
+        let ids = stmt.query_map([], |r| r.get(0))?;
+        ids.collect::<Result<_, _>>()?
+    };
+    struct Fleet {
+        mean_sum: f64,
+        machines: u32,
+        n: u64,
+        min: f64,
+        max: f64,
+    }
+    let mut fleet: BTreeMap<i64, Fleet> = BTreeMap::new();
+    for machine in machines {
+        for (b, a) in machine_buckets(conn, machine, metric, &w, horizon)? {
+            if a.n == 0 {
+                continue;
+            }
+            let mean = a.sum / a.n as f64;
+            let f = fleet.entry(b).or_insert(Fleet {
+                mean_sum: 0.0,
+                machines: 0,
+                n: 0,
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+            });
+            f.mean_sum += mean;
+            f.machines += 1;
+            f.n += a.n;
+            f.min = f.min.min(a.min);
+            f.max = f.max.max(a.max);
+        }
+    }
+    Ok(fleet
+        .into_iter()
+        .map(|(b, f)| {
+            let avg = f.mean_sum / f64::from(f.machines);
+            FleetBucket {
+                ts: (b * w.width_ms) as f64 / 1000.0,
+                value: match agg {
+                    FleetAgg::Avg => avg,
+                    FleetAgg::Max => f.max,
+                },
+                avg,
+                min: f.min,
+                max: f.max,
+                machines: f.machines,
+                count: f.n,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_round_trip_and_unknown_names_say_what_is_accepted() {
+        for m in Metric::ALL {
+            assert_eq!(m.name().parse::<Metric>().unwrap(), m);
+            assert_eq!(
+                serde_json::to_string(&m).unwrap(),
+                format!("\"{}\"", m.name())
+            );
+        }
+        assert_eq!("Disk-Read".parse::<Metric>().unwrap(), Metric::DiskRead);
+        assert_eq!("mem".parse::<Metric>().unwrap(), Metric::Memory);
+        let err = "gpu".parse::<Metric>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown metric \"gpu\"; expected one of: cpu, memory, disk_read, disk_write, \
+             net_sent, net_recv, load1, swap"
+        );
+        assert_eq!("MAX".parse::<FleetAgg>().unwrap(), FleetAgg::Max);
+        assert!("median"
+            .parse::<FleetAgg>()
+            .unwrap_err()
+            .to_string()
+            .contains("expected one of: avg, max"));
+    }
+
+    #[test]
+    fn bucket_widths_keep_the_count_within_max_points() {
+        // 24 h in 1,000 points.
+        let day = 86_400_000;
+        let w = bucket_width(day, 1000, 1);
+        assert_eq!(w, 86_487);
+        // Epoch-aligned buckets spanned by any window of that length.
+        for start in [0i64, 1, 86_486, 1_764_086_400_123] {
+            let first = start.div_euclid(w);
+            let last = (start + day - 1).div_euclid(w);
+            assert!(last - first < 1000, "{}", last - first + 1);
+        }
+        // Rollup widths are whole minutes.
+        assert_eq!(bucket_width(7 * day, 1000, MINUTE_MS) % MINUTE_MS, 0);
+        assert_eq!(bucket_width(10, 1000, MINUTE_MS), MINUTE_MS);
+        assert_eq!(bucket_width(10, 1000, 1), 1);
+    }
+
+    #[test]
+    fn bad_windows_are_errors() {
+        let w = |s, u, n| window(s, u, n, SeriesSource::Auto, 0, 1);
+        assert!(w(10.0, 10.0, 10).is_err());
+        assert!(w(11.0, 10.0, 10).is_err());
+        assert!(w(f64::NAN, 10.0, 10).is_err());
+        assert!(w(0.0, f64::INFINITY, 10).is_err());
+        assert!(w(0.0, 10.0, 0).is_err());
+        assert!(w(0.0, 10.0, 1).is_ok());
+    }
+}

@@ -1,0 +1,196 @@
+//! The write path: one transaction per batch, cached prepared statements,
+//! idempotent on `(machine, ts_ms)`.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::{params, Connection, TransactionBehavior};
+use sysmon_core::Snapshot;
+
+use super::codec;
+use crate::error::SinksError;
+
+/// One minute in milliseconds.
+pub(crate) const MINUTE_MS: i64 = 60_000;
+
+/// The start of the minute holding `ts_ms`.
+pub(crate) fn minute_of(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(MINUTE_MS) * MINUTE_MS
+}
+
+/// SQLite integers are signed: a `u64` is stored as its bit pattern (exact).
+pub(crate) fn u2i(v: u64) -> i64 {
+    v as i64
+}
+
+fn json<T: serde::Serialize>(v: &T, what: &str) -> Result<String, SinksError> {
+    serde_json::to_string(v).map_err(|e| SinksError::InvalidInput(format!("{what}: {e}")))
+}
+
+const UPSERT_MACHINE: &str = "
+INSERT INTO machines (machine_id, hostname, last_seen) VALUES (?1, ?2, ?3)
+ON CONFLICT (machine_id) DO UPDATE SET
+    hostname = CASE WHEN excluded.last_seen >= machines.last_seen AND excluded.hostname IS NOT NULL
+                    THEN excluded.hostname ELSE machines.hostname END,
+    last_seen = max(machines.last_seen, excluded.last_seen)
+RETURNING id";
+
+const INSERT_SAMPLE: &str = "
+INSERT OR REPLACE INTO samples (
+    machine, ts_ms, ts, schema_version, hostname, interval_secs, cpu, mem,
+    disk_read_total, disk_write_total, net_sent_total, net_recv_total,
+    load1, load5, load15, mem_total, mem_used, mem_available, swap_total, swap_used,
+    disk_read_rate, disk_write_rate, net_sent_rate, net_recv_rate, uptime_secs,
+    cpu_per_core, filesystems, labels, collector_errors, custom_metrics
+) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+
+const INSERT_PROCESSES: &str =
+    "INSERT OR REPLACE INTO processes (machine, ts_ms, top) VALUES (?1, ?2, ?3)";
+
+const DELETE_PROCESSES: &str = "DELETE FROM processes WHERE machine = ?1 AND ts_ms = ?2";
+
+const MARK_DIRTY: &str =
+    "INSERT OR IGNORE INTO dirty_minutes (machine, minute_ms) VALUES (?1, ?2)";
+
+/// Checks every snapshot before anything is written: a value SQLite cannot
+/// hold exactly (NaN becomes NULL) must be an error, not a silent change.
+pub(crate) fn validate_batch(batch: &[Snapshot]) -> Result<(), SinksError> {
+    for (i, s) in batch.iter().enumerate() {
+        sysmon_core::codec::validate(s).map_err(|e| {
+            SinksError::InvalidInput(format!(
+                "snapshot {i} of the batch (machine {:?}, timestamp {}): {e}",
+                s.machine_id, s.timestamp
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes `batch` in one transaction. Replaying a batch replaces the rows it
+/// wrote before (same key), so it never duplicates.
+pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(), SinksError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    validate_batch(batch)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+
+    // Intern machine ids: one upsert per distinct machine in the batch, which
+    // also advances last_seen and hostname.
+    let mut newest: HashMap<&str, (f64, Option<&str>)> = HashMap::new();
+    for s in batch {
+        let e = newest
+            .entry(s.machine_id.as_str())
+            .or_insert((f64::NEG_INFINITY, None));
+        if s.timestamp >= e.0 {
+            *e = (s.timestamp, s.hostname.as_deref().or(e.1));
+        } else if e.1.is_none() {
+            e.1 = s.hostname.as_deref();
+        }
+    }
+    let mut ids: HashMap<&str, i64> = HashMap::with_capacity(newest.len());
+    {
+        let mut upsert = tx.prepare_cached(UPSERT_MACHINE)?;
+        for (machine_id, (last_seen, hostname)) in &newest {
+            let id: i64 =
+                upsert.query_row(params![machine_id, hostname, last_seen], |r| r.get(0))?;
+            ids.insert(machine_id, id);
+        }
+    }
+
+    {
+        let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
+        let mut insert_procs = tx.prepare_cached(INSERT_PROCESSES)?;
+        let mut delete_procs = tx.prepare_cached(DELETE_PROCESSES)?;
+        let mut mark_dirty = tx.prepare_cached(MARK_DIRTY)?;
+        let mut dirty: HashSet<(i64, i64)> = HashSet::new();
+        let mut cores = Vec::with_capacity(256);
+        let mut fs = Vec::with_capacity(256);
+        let mut procs = Vec::with_capacity(1024);
+        let mut scratch = Vec::with_capacity(32);
+
+        for s in batch {
+            let machine = ids.get(s.machine_id.as_str()).copied().ok_or_else(|| {
+                SinksError::InvalidInput(format!("machine {:?} was not interned", s.machine_id))
+            })?;
+            let ts_ms = s.timestamp_millis();
+
+            cores.clear();
+            codec::encode_cores(&s.cpu_per_core, &mut cores);
+            fs.clear();
+            if !s.filesystems.is_empty() {
+                codec::encode_filesystems(&s.filesystems, &mut fs);
+            }
+            let labels = if s.labels.is_empty() {
+                None
+            } else {
+                Some(json(&s.labels, "labels")?)
+            };
+            let errors = if s.collector_errors.is_empty() {
+                None
+            } else {
+                Some(json(&s.collector_errors, "collector_errors")?)
+            };
+            let custom = if s.custom_metrics.is_empty() {
+                None
+            } else {
+                Some(json(&s.custom_metrics, "custom_metrics")?)
+            };
+            let load = s.load_avg.as_ref();
+            let mem = s.memory.as_ref();
+            let disk = s.disk_rate.as_ref();
+            let net = s.network_rate.as_ref();
+            insert.execute(params![
+                machine,
+                ts_ms,
+                s.timestamp,
+                s.schema_version,
+                s.hostname,
+                s.interval_secs,
+                s.cpu_usage,
+                s.memory_usage,
+                u2i(s.disk_io.read),
+                u2i(s.disk_io.write),
+                u2i(s.network_io.sent),
+                u2i(s.network_io.recv),
+                load.map(|l| l.one),
+                load.map(|l| l.five),
+                load.map(|l| l.fifteen),
+                mem.map(|m| u2i(m.total_bytes)),
+                mem.map(|m| u2i(m.used_bytes)),
+                mem.map(|m| u2i(m.available_bytes)),
+                mem.map(|m| u2i(m.swap_total_bytes)),
+                mem.map(|m| u2i(m.swap_used_bytes)),
+                disk.map(|d| d.read),
+                disk.map(|d| d.write),
+                net.map(|n| n.sent),
+                net.map(|n| n.recv),
+                s.uptime_secs.map(u2i),
+                (!cores.is_empty()).then_some(cores.as_slice()),
+                (!fs.is_empty()).then_some(fs.as_slice()),
+                labels,
+                errors,
+                custom,
+            ])?;
+
+            if s.top_cpu_processes.is_empty() && s.top_mem_processes.is_empty() {
+                delete_procs.execute(params![machine, ts_ms])?;
+            } else {
+                procs.clear();
+                codec::encode_processes(
+                    &s.top_cpu_processes,
+                    &s.top_mem_processes,
+                    &mut scratch,
+                    &mut procs,
+                );
+                insert_procs.execute(params![machine, ts_ms, procs.as_slice()])?;
+            }
+            dirty.insert((machine, minute_of(ts_ms)));
+        }
+        for (machine, minute) in dirty {
+            mark_dirty.execute(params![machine, minute])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
