@@ -1,1 +1,147 @@
-//! placeholder
+//! # sysmon-collectors
+//!
+//! sysmon's built-in host collectors, one file per metric family (the layout of
+//! Vector's `host_metrics` source), each a [`Collector`] writing its part of the
+//! shared [`Snapshot`](sysmon_core::Snapshot):
+//!
+//! | name          | collector               | fills                                          | source |
+//! |---------------|-------------------------|------------------------------------------------|--------|
+//! | `cpu`         | [`CpuCollector`]        | `cpu_usage`, `cpu_per_core`                    | `/proc/stat` |
+//! | `memory`      | [`MemoryCollector`]     | `memory_usage`, `memory` (incl. swap)          | sysinfo |
+//! | `disk`        | [`DiskCollector`]       | `disk_io`, `disk_rate` (whole disks)           | `/proc/diskstats`, `/sys/block` |
+//! | `network`     | [`NetworkCollector`]    | `network_io`, `network_rate` (no loopback)     | `/proc/net/dev` |
+//! | `load`        | [`LoadCollector`]       | `load_avg`                                     | `/proc/loadavg` |
+//! | `uptime`      | [`UptimeCollector`]     | `uptime_secs`                                  | `/proc/uptime` |
+//! | `filesystems` | [`FilesystemCollector`] | `filesystems` (real ones, once per device)     | sysinfo |
+//! | `processes`   | [`ProcessCollector`]    | `top_cpu_processes`, `top_mem_processes`       | sysinfo |
+//!
+//! [`builtin_registry`] registers them all (enabled by default) so that the
+//! `[collectors.<name>]` tables of the config file enable and configure them;
+//! each takes a typed options struct that rejects unknown keys.
+//!
+//! Collectors are built once and prime themselves, so the first `collect` one
+//! interval later already reports CPU and rates over a real interval. Each keeps
+//! its own buffers (and sysinfo state) and refreshes only what it reports.
+//! Reads of `/proc` are blocking: the agent calls collectors on a blocking
+//! thread. The pure parsers are public and unit-tested on literal samples.
+//!
+//! The `/proc` sources are Linux's; on other systems those collectors report
+//! an error each interval while the sysinfo-based ones keep working.
+
+pub mod cpu;
+pub mod disk;
+pub mod error;
+pub mod filesystems;
+pub mod load;
+pub mod memory;
+pub mod network;
+pub mod processes;
+pub mod uptime;
+mod util;
+
+use serde::de::DeserializeOwned;
+use sysmon_core::collector::parse_options;
+use sysmon_core::{Collector, CollectorError, CollectorRegistry};
+
+pub use cpu::{CpuCollector, CpuOptions};
+pub use disk::{DiskCollector, DiskOptions};
+pub use error::ParseError;
+pub use filesystems::{FilesystemCollector, FilesystemOptions};
+pub use load::{LoadCollector, LoadOptions};
+pub use memory::{MemoryCollector, MemoryOptions};
+pub use network::{NetworkCollector, NetworkOptions};
+pub use processes::{ProcessCollector, ProcessOptions};
+pub use uptime::{UptimeCollector, UptimeOptions};
+
+/// The registered names of the built-in collectors, in registry order.
+pub const BUILTIN_NAMES: [&str; 8] = [
+    CpuCollector::NAME,
+    DiskCollector::NAME,
+    FilesystemCollector::NAME,
+    LoadCollector::NAME,
+    MemoryCollector::NAME,
+    NetworkCollector::NAME,
+    ProcessCollector::NAME,
+    UptimeCollector::NAME,
+];
+
+fn add<O, C, F>(registry: &mut CollectorRegistry, name: &'static str, description: &str, build: F)
+where
+    O: DeserializeOwned + 'static,
+    C: Collector + 'static,
+    F: Fn(O) -> Result<C, CollectorError> + Send + Sync + 'static,
+{
+    registry.register(
+        name,
+        description,
+        true,
+        Box::new(move |table| {
+            let options: O = parse_options(name, table)?;
+            Ok(Box::new(build(options)?) as Box<dyn Collector>)
+        }),
+    );
+}
+
+/// Registers the built-in collectors into `registry` (all enabled by default),
+/// replacing earlier registrations of the same names. Register your own
+/// collectors after this call to override a built-in.
+pub fn register_builtins(registry: &mut CollectorRegistry) {
+    add(
+        registry,
+        CpuCollector::NAME,
+        "CPU utilisation, whole host and per core",
+        |o| Ok(CpuCollector::new(o)),
+    );
+    add(registry, MemoryCollector::NAME, "memory and swap", |o| {
+        Ok(MemoryCollector::new(o))
+    });
+    add(
+        registry,
+        DiskCollector::NAME,
+        "disk I/O of whole disks, cumulative and per second",
+        DiskCollector::new,
+    );
+    add(
+        registry,
+        NetworkCollector::NAME,
+        "network I/O, cumulative and per second, loopback excluded",
+        NetworkCollector::new,
+    );
+    add(
+        registry,
+        LoadCollector::NAME,
+        "load averages (1, 5, 15 minutes)",
+        |o| Ok(LoadCollector::new(o)),
+    );
+    add(registry, UptimeCollector::NAME, "seconds since boot", |o| {
+        Ok(UptimeCollector::new(o))
+    });
+    add(
+        registry,
+        FilesystemCollector::NAME,
+        "mounted real filesystems and their usage",
+        FilesystemCollector::new,
+    );
+    add(
+        registry,
+        ProcessCollector::NAME,
+        "top processes by CPU and by memory (names only, never command lines)",
+        ProcessCollector::new,
+    );
+}
+
+/// A registry holding the built-in collectors under the names `cpu`, `memory`,
+/// `disk`, `network`, `load`, `uptime`, `filesystems` and `processes`, all
+/// enabled by default.
+///
+/// ```no_run
+/// let collectors = sysmon_collectors::builtin_registry()
+///     .build(&toml::from_str("[processes]\ntop_n = 10\n[filesystems]\nenabled = false").unwrap())
+///     .unwrap();
+/// assert_eq!(collectors.len(), 7);
+/// ```
+pub fn builtin_registry() -> CollectorRegistry {
+    let mut registry = CollectorRegistry::new();
+    register_builtins(&mut registry);
+    registry
+}

@@ -1,0 +1,289 @@
+//! Mounted filesystems and their usage, through sysinfo (`/proc/mounts` and
+//! `statvfs`).
+//!
+//! Only real filesystems are reported: pseudo and virtual ones (proc, sysfs,
+//! tmpfs, devtmpfs, overlay, squashfs, cgroup, ...) are skipped by type, and a
+//! device mounted several times (bind mounts, btrfs subvolumes, a container's
+//! `/etc/hosts`) is reported once, at its shortest mount point. Network
+//! filesystems (nfs, cifs) and autofs are never examined: `statvfs` on a hung
+//! hard mount would block the agent (sysinfo skips them).
+//!
+//! `used_bytes` is `total_bytes - available_bytes`, so blocks reserved for root
+//! count as used: `used / total` is how close unprivileged writers are to a
+//! full disk.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use sysinfo::{DiskRefreshKind, Disks};
+use sysmon_core::{Collector, CollectorError, Filesystem, Snapshot};
+
+use crate::util::{check_patterns, matches_any};
+
+/// Filesystem types skipped by default: pseudo, virtual, in-memory and
+/// read-only image filesystems.
+pub const DEFAULT_EXCLUDED_FS_TYPES: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "erofs",
+    "fuse.gvfsd-fuse",
+    "fuse.lxcfs",
+    "fuse.portal",
+    "fuse.snapfuse",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nfsd",
+    "nsfs",
+    "overlay",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+];
+
+/// Options of the `filesystems` collector (`[collectors.filesystems]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesystemOptions {
+    /// Mount points not reported, exact or prefix patterns (`"/snap*"`).
+    /// Default: none.
+    pub exclude_mount_points: Vec<String>,
+    /// Filesystem types not reported, exact or prefix patterns (`"fuse.*"`).
+    /// Setting it replaces the default list ([`DEFAULT_EXCLUDED_FS_TYPES`]).
+    pub exclude_fs_types: Vec<String>,
+}
+
+impl Default for FilesystemOptions {
+    fn default() -> Self {
+        FilesystemOptions {
+            exclude_mount_points: Vec::new(),
+            exclude_fs_types: DEFAULT_EXCLUDED_FS_TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// One mount as read from the system, before selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountUsage<'a> {
+    /// The mounted device (`/dev/sda1`, `tmpfs`, `server:/export`).
+    pub device: &'a str,
+    /// Where it is mounted.
+    pub mount_point: &'a str,
+    /// Filesystem type, e.g. `ext4`.
+    pub fs_type: &'a str,
+    /// Size in bytes (0 when `statvfs` failed).
+    pub total_bytes: u64,
+    /// Bytes available to unprivileged users.
+    pub available_bytes: u64,
+}
+
+/// Selects the filesystems to report from `mounts`: excluded types and mount
+/// points dropped, filesystems without size dropped, one entry per device (at
+/// its shortest mount point), sorted by mount point.
+pub fn select_filesystems<'a>(
+    mounts: impl IntoIterator<Item = MountUsage<'a>>,
+    options: &FilesystemOptions,
+) -> Vec<Filesystem> {
+    let mut chosen: Vec<MountUsage<'a>> = Vec::new();
+    for m in mounts {
+        if m.total_bytes == 0
+            || matches_any(&options.exclude_fs_types, m.fs_type)
+            || matches_any(&options.exclude_mount_points, m.mount_point)
+        {
+            continue;
+        }
+        match chosen.iter_mut().find(|c| c.device == m.device) {
+            Some(c) => {
+                let shorter =
+                    (m.mount_point.len(), m.mount_point) < (c.mount_point.len(), c.mount_point);
+                if shorter {
+                    *c = m;
+                }
+            }
+            None => chosen.push(m),
+        }
+    }
+    chosen.sort_unstable_by(|a, b| a.mount_point.cmp(b.mount_point));
+    chosen
+        .into_iter()
+        .map(|m| {
+            let available = m.available_bytes.min(m.total_bytes);
+            Filesystem {
+                mount_point: m.mount_point.to_string(),
+                fs_type: m.fs_type.to_string(),
+                total_bytes: m.total_bytes,
+                used_bytes: m.total_bytes - available,
+                available_bytes: available,
+            }
+        })
+        .collect()
+}
+
+/// Fills `filesystems`. Keeps its own `sysinfo::Disks` and refreshes only the
+/// mount list and each filesystem's space (no I/O counters, no disk kind).
+pub struct FilesystemCollector {
+    options: FilesystemOptions,
+    disks: Disks,
+}
+
+impl FilesystemCollector {
+    /// The registered name.
+    pub const NAME: &'static str = "filesystems";
+
+    /// A collector with `options`.
+    pub fn new(options: FilesystemOptions) -> Result<Self, CollectorError> {
+        check_patterns(
+            Self::NAME,
+            "exclude_mount_points",
+            &options.exclude_mount_points,
+        )?;
+        check_patterns(Self::NAME, "exclude_fs_types", &options.exclude_fs_types)?;
+        Ok(FilesystemCollector {
+            options,
+            disks: Disks::new(),
+        })
+    }
+}
+
+impl Collector for FilesystemCollector {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
+        self.disks
+            .refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
+        // Names are UTF-8 in practice; anything else is shown lossily, not dropped.
+        let names: Vec<[Cow<'_, str>; 3]> = self
+            .disks
+            .list()
+            .iter()
+            .map(|d| {
+                [
+                    d.name().to_string_lossy(),
+                    d.mount_point().to_string_lossy(),
+                    d.file_system().to_string_lossy(),
+                ]
+            })
+            .collect();
+        let mounts =
+            self.disks
+                .list()
+                .iter()
+                .zip(&names)
+                .map(|(d, [device, mount_point, fs_type])| MountUsage {
+                    device,
+                    mount_point,
+                    fs_type,
+                    total_bytes: d.total_space(),
+                    available_bytes: d.available_space(),
+                });
+        snapshot.filesystems = select_filesystems(mounts, &self.options);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m<'a>(
+        device: &'a str,
+        mount_point: &'a str,
+        fs_type: &'a str,
+        total: u64,
+        avail: u64,
+    ) -> MountUsage<'a> {
+        MountUsage {
+            device,
+            mount_point,
+            fs_type,
+            total_bytes: total,
+            available_bytes: avail,
+        }
+    }
+
+    #[test]
+    fn keeps_real_filesystems_once_per_device() {
+        let mounts = [
+            m("/dev/sda1", "/etc/hosts", "ext4", 1000, 400),
+            m("/dev/sda1", "/", "ext4", 1000, 400),
+            m("/dev/sda1", "/var/lib/docker", "ext4", 1000, 400),
+            m(
+                "overlay",
+                "/var/lib/docker/overlay2/x/merged",
+                "overlay",
+                1000,
+                400,
+            ),
+            m("proc", "/proc", "proc", 0, 0),
+            m("tmpfs", "/dev/shm", "tmpfs", 500, 500),
+            m("cgroup2", "/sys/fs/cgroup", "cgroup2", 0, 0),
+            m("/dev/loop3", "/snap/core/1", "squashfs", 100, 0),
+            m("/dev/sdb1", "/data", "xfs", 2000, 1500),
+            m("/dev/sdc1", "/mnt/broken", "ext4", 0, 0),
+        ];
+        let fs = select_filesystems(mounts, &FilesystemOptions::default());
+        let points: Vec<_> = fs.iter().map(|f| f.mount_point.as_str()).collect();
+        assert_eq!(points, vec!["/", "/data"]);
+        assert_eq!(fs[0].fs_type, "ext4");
+        assert_eq!(
+            (fs[0].total_bytes, fs[0].used_bytes, fs[0].available_bytes),
+            (1000, 600, 400)
+        );
+        assert_eq!(fs[1].used_bytes, 500);
+    }
+
+    #[test]
+    fn options_exclude_mount_points_and_replace_types() {
+        let mounts = [
+            m("/dev/sda1", "/", "ext4", 1000, 400),
+            m("/dev/sdb1", "/backup", "ext4", 1000, 400),
+            m("tmpfs", "/run/user/1000", "tmpfs", 10, 5),
+        ];
+        let opts = FilesystemOptions {
+            exclude_mount_points: vec!["/back*".into()],
+            exclude_fs_types: vec!["proc".into()],
+        };
+        let fs = select_filesystems(mounts, &opts);
+        let points: Vec<_> = fs.iter().map(|f| f.mount_point.as_str()).collect();
+        assert_eq!(points, vec!["/", "/run/user/1000"]);
+    }
+
+    #[test]
+    fn available_above_total_is_clamped() {
+        let fs = select_filesystems(
+            [m("/dev/x", "/x", "ext4", 10, 20)],
+            &FilesystemOptions::default(),
+        );
+        assert_eq!((fs[0].used_bytes, fs[0].available_bytes), (0, 10));
+    }
+
+    #[test]
+    fn bad_patterns_are_rejected() {
+        let opts = FilesystemOptions {
+            exclude_mount_points: vec!["/a*b".into()],
+            ..Default::default()
+        };
+        assert!(FilesystemCollector::new(opts).is_err());
+    }
+}

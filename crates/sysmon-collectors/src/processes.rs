@@ -1,0 +1,468 @@
+//! Top processes by CPU and by resident memory, from `/proc/<pid>/stat`.
+//!
+//! Each interval lists `/proc` and reads one file per process, `stat`, into a
+//! reused buffer: it holds the name, the CPU times, the start time and the
+//! resident set size. No command line, executable path, environment, working
+//! directory or user is ever read, and threads are not listed as processes.
+//! The name is the kernel's `comm` (at most 15 bytes for user processes), the
+//! executable's name without arguments: command lines often carry secrets.
+//!
+//! CPU is in percent of one core over the last interval, like `top`: CPU
+//! ticks used since the previous scan divided by the wall time between scans
+//! (a process busy on two cores shows 200). Memory is the resident set size, in
+//! bytes and in percent of total memory.
+//!
+//! sysinfo is not used for this family: it records a process's name only when
+//! it first sees the pid, so a process that `exec`s after a fork keeps its
+//! parent's name (`bash` for a `python` job), and it reads `statm` besides
+//! `stat` for every process.
+
+use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Deserialize;
+use sysmon_core::{Collector, CollectorError, ProcessInfo, Snapshot};
+use tracing::debug;
+
+use crate::error::ParseError;
+use crate::memory::parse_mem_total;
+use crate::util::read_into;
+
+/// Most processes per list: the wire format accepts up to 100.
+pub const MAX_TOP_N: usize = 100;
+
+const PID_STAT: &str = "/proc/<pid>/stat";
+
+/// Options of the `processes` collector (`[collectors.processes]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessOptions {
+    /// Processes in each list (by CPU, by memory), 1..=100. Default 5.
+    pub top_n: usize,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        ProcessOptions { top_n: 5 }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` this collector uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidStat<'a> {
+    /// The executable's name as the kernel keeps it (`comm`, ≤ 15 bytes for
+    /// user processes; kernel threads may have longer names).
+    pub comm: &'a str,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Start time in clock ticks after boot (tells a reused pid apart).
+    pub start_time: u64,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
+}
+
+/// Parses the text of `/proc/<pid>/stat`. The name sits between the first `(`
+/// and the last `)` and may itself hold spaces and parentheses.
+pub fn parse_pid_stat(text: &str) -> Result<PidStat<'_>, ParseError> {
+    let bad = |m: &str| ParseError::malformed(PID_STAT, 1, m.to_string());
+    let open = text
+        .find('(')
+        .ok_or_else(|| bad("no `(` before the name"))?;
+    let close = text
+        .rfind(')')
+        .ok_or_else(|| bad("no `)` after the name"))?;
+    if close < open {
+        return Err(bad("`)` before `(`"));
+    }
+    let comm = &text[open + 1..close];
+    // After the name: field 3 (state) is index 0; utime 14, stime 15,
+    // starttime 22 and rss 24 are indexes 11, 12, 19 and 21.
+    let mut fields = text[close + 1..].split_ascii_whitespace();
+    let mut take = |skip: usize, what: &str| -> Result<u64, ParseError> {
+        let field = fields
+            .nth(skip)
+            .ok_or_else(|| bad(&format!("no {what} field")))?;
+        field
+            .parse::<u64>()
+            .map_err(|_| bad(&format!("{what} {field:?} is not a number")))
+    };
+    let utime = take(11, "utime")?;
+    let stime = take(0, "stime")?;
+    let start_time = take(6, "starttime")?;
+    let rss_pages = take(1, "rss")?;
+    Ok(PidStat {
+        comm,
+        cpu_ticks: utime.saturating_add(stime),
+        start_time,
+        rss_pages,
+    })
+}
+
+/// The clock tick rate (`AT_CLKTCK`) and page size (`AT_PAGESZ`) from the
+/// bytes of `/proc/self/auxv` (native-endian pairs of machine words).
+pub fn parse_auxv(bytes: &[u8]) -> (Option<u64>, Option<u64>) {
+    const AT_PAGESZ: u64 = 6;
+    const AT_CLKTCK: u64 = 17;
+    const W: usize = std::mem::size_of::<usize>();
+    let word = |b: &[u8]| -> u64 {
+        let mut a = [0u8; W];
+        a.copy_from_slice(b);
+        usize::from_ne_bytes(a) as u64
+    };
+    let (mut hz, mut page) = (None, None);
+    for pair in bytes.chunks_exact(2 * W) {
+        let (key, value) = (word(&pair[..W]), word(&pair[W..]));
+        match key {
+            0 => break, // AT_NULL
+            AT_CLKTCK if value > 0 => hz = Some(value),
+            AT_PAGESZ if value > 0 => page = Some(value),
+            _ => {}
+        }
+    }
+    (hz, page)
+}
+
+/// What the selection needs of one process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProcessSample {
+    /// Process id.
+    pub pid: u32,
+    /// CPU in percent of one core over the last interval.
+    pub cpu_percent: f64,
+    /// Resident memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// What a top-N list is ordered by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBy {
+    /// Highest CPU first.
+    Cpu,
+    /// Largest resident memory first.
+    Memory,
+}
+
+fn compare(by: TopBy) -> impl Fn(&ProcessSample, &ProcessSample) -> Ordering {
+    move |a, b| {
+        let primary = match by {
+            TopBy::Cpu => b.cpu_percent.total_cmp(&a.cpu_percent),
+            TopBy::Memory => b.memory_bytes.cmp(&a.memory_bytes),
+        };
+        primary.then(a.pid.cmp(&b.pid))
+    }
+}
+
+/// Moves the `n` highest of `samples` by `by` to the front, sorted highest
+/// first (ties by ascending pid), and returns them. O(len + n log n): the rest
+/// of the slice is left unsorted.
+pub fn select_top(samples: &mut [ProcessSample], n: usize, by: TopBy) -> &[ProcessSample] {
+    let n = n.min(samples.len());
+    if n == 0 {
+        return &[];
+    }
+    let cmp = compare(by);
+    if n < samples.len() {
+        samples.select_nth_unstable_by(n - 1, &cmp);
+    }
+    let top = &mut samples[..n];
+    top.sort_unstable_by(&cmp);
+    top
+}
+
+/// What is remembered of a process between scans.
+#[derive(Debug)]
+struct Tracked {
+    name: String,
+    start_time: u64,
+    cpu_ticks: u64,
+    seen: u64,
+}
+
+/// Fills `top_cpu_processes` and `top_mem_processes`. Primed at construction
+/// (one scan), so the first `collect` already has CPU figures.
+#[derive(Debug)]
+pub struct ProcessCollector {
+    top_n: usize,
+    proc_root: PathBuf,
+    ticks_per_sec: f64,
+    page_size: u64,
+    tracked: HashMap<u32, Tracked>,
+    generation: u64,
+    last_scan: Option<Instant>,
+    samples: Vec<ProcessSample>,
+    path: String,
+    buf: String,
+}
+
+impl ProcessCollector {
+    /// The registered name.
+    pub const NAME: &'static str = "processes";
+
+    /// A collector with `options`, primed with a first scan of the processes.
+    pub fn new(options: ProcessOptions) -> Result<Self, CollectorError> {
+        if !(1..=MAX_TOP_N).contains(&options.top_n) {
+            return Err(CollectorError::Config {
+                name: Self::NAME.to_string(),
+                message: format!(
+                    "`top_n` must be between 1 and {MAX_TOP_N}, not {} (to collect no processes, set `enabled = false`)",
+                    options.top_n
+                ),
+            });
+        }
+        let (hz, page) = std::fs::read("/proc/self/auxv")
+            .map(|b| parse_auxv(&b))
+            .unwrap_or((None, None));
+        if hz.is_none() || page.is_none() {
+            debug!("processes collector: /proc/self/auxv unreadable; assuming 100 ticks/s and 4 KiB pages");
+        }
+        let mut c = ProcessCollector {
+            top_n: options.top_n,
+            proc_root: PathBuf::from("/proc"),
+            ticks_per_sec: hz.unwrap_or(100) as f64,
+            page_size: page.unwrap_or(4096),
+            tracked: HashMap::new(),
+            generation: 0,
+            last_scan: None,
+            samples: Vec::new(),
+            path: String::with_capacity(32),
+            buf: String::with_capacity(512),
+        };
+        if let Err(e) = c.scan() {
+            debug!(error = %e, "processes collector: priming failed; retrying at the first interval");
+        }
+        Ok(c)
+    }
+
+    /// Reads every process's `stat` into `samples`; returns how many were read.
+    fn scan(&mut self) -> Result<usize, CollectorError> {
+        let now = Instant::now();
+        let elapsed = self
+            .last_scan
+            .map(|t| now.duration_since(t).as_secs_f64())
+            .filter(|s| *s > 0.0);
+        self.generation = self.generation.wrapping_add(1);
+        let generation = self.generation;
+        self.samples.clear();
+        let dir = std::fs::read_dir(&self.proc_root).map_err(|source| CollectorError::Io {
+            what: self.proc_root.display().to_string(),
+            source,
+        })?;
+        let mut malformed = 0usize;
+        for entry in dir.flatten() {
+            let file_name = entry.file_name();
+            let Some(pid) = file_name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            self.path.clear();
+            let _ = write!(self.path, "{}/{pid}/stat", self.proc_root.display());
+            if read_into(&self.path, &mut self.buf).is_err() {
+                continue; // exited since the listing (or hidden from us)
+            }
+            let Ok(stat) = parse_pid_stat(&self.buf) else {
+                malformed += 1;
+                continue;
+            };
+            // Ticks used since the last scan. A process not seen then (or a
+            // reused pid) started since: all its ticks are in this interval.
+            let delta = match self.tracked.entry(pid) {
+                Entry::Occupied(mut e) => {
+                    let t = e.get_mut();
+                    let delta = if t.start_time == stat.start_time {
+                        stat.cpu_ticks.saturating_sub(t.cpu_ticks)
+                    } else {
+                        stat.cpu_ticks
+                    };
+                    if t.name != stat.comm {
+                        t.name.clear();
+                        t.name.push_str(stat.comm);
+                    }
+                    t.start_time = stat.start_time;
+                    t.cpu_ticks = stat.cpu_ticks;
+                    t.seen = generation;
+                    delta
+                }
+                Entry::Vacant(e) => {
+                    e.insert(Tracked {
+                        name: stat.comm.to_string(),
+                        start_time: stat.start_time,
+                        cpu_ticks: stat.cpu_ticks,
+                        seen: generation,
+                    });
+                    stat.cpu_ticks
+                }
+            };
+            let cpu_percent = match elapsed {
+                Some(secs) => delta as f64 / self.ticks_per_sec / secs * 100.0,
+                None => 0.0,
+            };
+            self.samples.push(ProcessSample {
+                pid,
+                cpu_percent,
+                memory_bytes: stat.rss_pages.saturating_mul(self.page_size),
+            });
+        }
+        self.tracked.retain(|_, t| t.seen == generation);
+        self.last_scan = Some(now);
+        if malformed > 0 {
+            debug!(
+                malformed,
+                "processes collector: unparsable /proc/<pid>/stat files skipped"
+            );
+        }
+        Ok(self.samples.len())
+    }
+
+    /// The first `top_n` samples (as [`select_top`] left them) as wire entries.
+    fn list(&self, total_memory: u64) -> Vec<ProcessInfo> {
+        let n = self.top_n.min(self.samples.len());
+        self.samples[..n]
+            .iter()
+            .map(|s| ProcessInfo {
+                pid: s.pid,
+                name: self
+                    .tracked
+                    .get(&s.pid)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                cpu_percent: (s.cpu_percent * 100.0).round() / 100.0,
+                memory_percent: (total_memory > 0)
+                    .then(|| (s.memory_bytes as f64 * 100.0 / total_memory as f64).min(100.0)),
+                memory_bytes: Some(s.memory_bytes),
+            })
+            .collect()
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
+        if self.scan()? == 0 {
+            return Err(CollectorError::Failed(
+                "no process readable in /proc (mounted with hidepid?)".into(),
+            ));
+        }
+        // The memory collector usually ran first in this snapshot: reuse its total.
+        let total_memory = match snapshot.memory.map(|m| m.total_bytes) {
+            Some(t) if t > 0 => t,
+            _ => {
+                read_into("/proc/meminfo", &mut self.buf)?;
+                parse_mem_total(&self.buf)?
+            }
+        };
+        select_top(&mut self.samples, self.top_n, TopBy::Cpu);
+        snapshot.top_cpu_processes = self.list(total_memory);
+        select_top(&mut self.samples, self.top_n, TopBy::Memory);
+        snapshot.top_mem_processes = self.list(total_memory);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pid: u32, cpu: f64, mem: u64) -> ProcessSample {
+        ProcessSample {
+            pid,
+            cpu_percent: cpu,
+            memory_bytes: mem,
+        }
+    }
+
+    #[test]
+    fn selects_and_sorts_the_top_n() {
+        let mut v = vec![
+            s(1, 0.0, 500),
+            s(2, 50.0, 100),
+            s(3, 150.0, 10),
+            s(4, 50.0, 900),
+            s(5, 3.0, 700),
+            s(6, 0.5, 0),
+        ];
+        let top: Vec<u32> = select_top(&mut v, 3, TopBy::Cpu)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(top, vec![3, 2, 4]); // tie at 50 % broken by pid
+        let top: Vec<u32> = select_top(&mut v, 2, TopBy::Memory)
+            .iter()
+            .map(|p| p.pid)
+            .collect();
+        assert_eq!(top, vec![4, 5]);
+        assert_eq!(select_top(&mut v, 10, TopBy::Cpu).len(), 6);
+        assert!(select_top(&mut v, 0, TopBy::Cpu).is_empty());
+        assert!(select_top(&mut [], 5, TopBy::Memory).is_empty());
+    }
+
+    #[test]
+    fn parses_pid_stat() {
+        let text = "1234 (python3) S 1 1234 1234 0 -1 4194560 5000 0 3 0 250 75 0 0 20 0 4 0 98765 512000000 3000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let p = parse_pid_stat(text).unwrap();
+        assert_eq!(p.comm, "python3");
+        assert_eq!(p.cpu_ticks, 325);
+        assert_eq!(p.start_time, 98765);
+        assert_eq!(p.rss_pages, 3000);
+        // names may hold spaces and parentheses; the command line never appears here
+        let text = "77 (my (odd) name) R 1 77 77 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 500 100 7 0\n";
+        let p = parse_pid_stat(text).unwrap();
+        assert_eq!(
+            (p.comm, p.cpu_ticks, p.start_time, p.rss_pages),
+            ("my (odd) name", 3, 500, 7)
+        );
+        // kernel threads: no memory
+        let text = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 3 0 0 20 0 1 0 2 0 0 18446744073709551615 0 0";
+        assert_eq!(parse_pid_stat(text).unwrap().rss_pages, 0);
+    }
+
+    #[test]
+    fn malformed_pid_stat_is_an_error() {
+        assert!(parse_pid_stat("").is_err());
+        assert!(parse_pid_stat("1 (x S 1 2 3").is_err());
+        assert!(parse_pid_stat("1 x) S 1 2 3").is_err());
+        assert!(parse_pid_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 x 0 0 20 0 1 0 5 1 1").is_err());
+        let err = parse_pid_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 10 0 0 20 0 1 0 5").unwrap_err();
+        assert!(err.to_string().contains("rss"), "{err}");
+    }
+
+    #[test]
+    fn parses_auxv() {
+        let mut bytes = Vec::new();
+        for (k, v) in [
+            (33usize, 0x7fffusize),
+            (6, 4096),
+            (17, 100),
+            (0, 0),
+            (17, 250),
+        ] {
+            bytes.extend_from_slice(&k.to_ne_bytes());
+            bytes.extend_from_slice(&v.to_ne_bytes());
+        }
+        assert_eq!(parse_auxv(&bytes), (Some(100), Some(4096)));
+        assert_eq!(parse_auxv(&[]), (None, None));
+        assert_eq!(parse_auxv(&[1, 2, 3]), (None, None));
+    }
+
+    #[test]
+    fn auxv_of_this_process() {
+        let (hz, page) = parse_auxv(&std::fs::read("/proc/self/auxv").unwrap());
+        assert_eq!(hz, Some(100));
+        assert!(page.is_some_and(|p| p.is_power_of_two() && p >= 4096));
+    }
+
+    #[test]
+    fn top_n_must_be_in_range() {
+        for bad in [0, MAX_TOP_N + 1] {
+            let err = ProcessCollector::new(ProcessOptions { top_n: bad })
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("top_n"), "{err}");
+        }
+    }
+}
