@@ -340,7 +340,13 @@ mod tests {
 
     #[test]
     fn cores_are_bit_exact() {
-        let cores = [0.0, -0.0, 12.345678901234567, 100.0, f64::MIN_POSITIVE / 3.0];
+        let cores = [
+            0.0,
+            -0.0,
+            12.345678901234567,
+            100.0,
+            f64::MIN_POSITIVE / 3.0,
+        ];
         let mut out = Vec::new();
         encode_cores(&cores, &mut out);
         let back = decode_cores(&out).unwrap();
@@ -381,7 +387,13 @@ mod tests {
     fn processes_round_trip_and_shared_entries_are_stored_once() {
         let a = proc(1, "postgres", 50.5, Some(10.25), Some(1 << 30));
         let b = proc(2, "nginx", 3.0, None, None);
-        let c = proc(3, "<img src=x onerror=alert(1)>", 0.0, Some(40.0), Some(7 << 30));
+        let c = proc(
+            3,
+            "<img src=x onerror=alert(1)>",
+            0.0,
+            Some(40.0),
+            Some(7 << 30),
+        );
         let top_cpu = vec![a.clone(), b.clone()];
         let top_mem = vec![c.clone(), a.clone()];
         let mut scratch = Vec::new();
@@ -430,7 +442,12 @@ mod tests {
     fn damaged_blobs_are_errors_not_panics() {
         let a = proc(1, "postgres", 50.5, Some(10.25), Some(1 << 30));
         let mut out = Vec::new();
-        encode_processes(&[a.clone()], &[a], &mut Vec::new(), &mut out);
+        encode_processes(
+            std::slice::from_ref(&a),
+            std::slice::from_ref(&a),
+            &mut Vec::new(),
+            &mut out,
+        );
         for cut in 0..out.len() {
             assert!(decode_processes(&out[..cut]).is_err(), "cut at {cut}");
         }

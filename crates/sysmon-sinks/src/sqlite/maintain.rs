@@ -87,8 +87,10 @@ pub(crate) fn maintain(
     report.minutes_rolled_up = tx.execute("DELETE FROM dirty_minutes", [])? as u64;
 
     let machines = machine_ids(&tx)?;
-    let new_horizon = minute_of(now_ms.saturating_sub(raw_retention_ms));
-    if new_horizon > horizon {
+    // The horizon never moves back (a clock stepping backwards keeps what is
+    // gone gone); late samples before it are purged on every pass.
+    let new_horizon = minute_of(now_ms.saturating_sub(raw_retention_ms)).max(horizon);
+    {
         let mut del_samples =
             tx.prepare_cached("DELETE FROM samples WHERE machine = ?1 AND ts_ms < ?2")?;
         let mut del_procs =
@@ -97,6 +99,8 @@ pub(crate) fn maintain(
             report.raw_deleted += del_samples.execute(params![m, new_horizon])? as u64;
             del_procs.execute(params![m, new_horizon])?;
         }
+    }
+    if new_horizon > horizon {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('raw_horizon_ms', ?1)",
         )?

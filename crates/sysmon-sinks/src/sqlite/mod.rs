@@ -122,7 +122,8 @@ fn configure_writer(conn: &mut Connection, what: &str, file: bool) -> Result<(),
     // Refuse foreign or newer files before any pragma that would change them.
     schema::preflight(conn, what)?;
     if file {
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(SinksError::Config(format!(
                 "{what}: could not switch to WAL (journal mode stays {mode:?}); \
@@ -289,12 +290,7 @@ impl SqliteSink {
         let now_ms = (now_secs * 1000.0).round() as i64;
         self.blocking(move |inner| {
             inner.with_writer(|c| {
-                maintain::maintain(
-                    c,
-                    now_ms,
-                    inner.raw_retention_ms,
-                    inner.rollup_retention_ms,
-                )
+                maintain::maintain(c, now_ms, inner.raw_retention_ms, inner.rollup_retention_ms)
             })
         })
         .await

@@ -243,10 +243,7 @@ pub fn migrate(conn: &mut Connection, what: &str) -> Result<i64, SinksError> {
     let from = check(&inspect(&tx)?, what)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.execute_batch(sql).map_err(|e| {
-            SinksError::Schema(format!(
-                "{what}: migration to schema {} failed: {e}",
-                i + 1
-            ))
+            SinksError::Schema(format!("{what}: migration to schema {} failed: {e}", i + 1))
         })?;
     }
     if from < LATEST_VERSION {

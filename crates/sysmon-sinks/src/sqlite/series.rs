@@ -451,13 +451,7 @@ fn machine_buckets(
     let mut out = Buckets::new();
     if w.raw {
         raw_part(
-            conn,
-            machine,
-            metric,
-            w.since_ms,
-            w.until_ms,
-            w.width_ms,
-            &mut out,
+            conn, machine, metric, w.since_ms, w.until_ms, w.width_ms, &mut out,
         )?;
     } else {
         let tail = rollup_tail_start(conn, machine, horizon)?;

@@ -49,8 +49,7 @@ const INSERT_PROCESSES: &str =
 
 const DELETE_PROCESSES: &str = "DELETE FROM processes WHERE machine = ?1 AND ts_ms = ?2";
 
-const MARK_DIRTY: &str =
-    "INSERT OR IGNORE INTO dirty_minutes (machine, minute_ms) VALUES (?1, ?2)";
+const MARK_DIRTY: &str = "INSERT OR IGNORE INTO dirty_minutes (machine, minute_ms) VALUES (?1, ?2)";
 
 /// Checks every snapshot before anything is written: a value SQLite cannot
 /// hold exactly (NaN becomes NULL) must be an error, not a silent change.
