@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod kafka;
+pub mod query;
 pub mod redis;
 pub mod sqlite;
 

@@ -1,1 +1,0 @@
-//! Redis hot window: `RedisSink`. (being written)
