@@ -15,7 +15,7 @@ use sysmon_core::{Collector, CollectorError, Snapshot};
 use tracing::debug;
 
 use crate::error::ParseError;
-use crate::util::read_into;
+use crate::util::ReadBuf;
 
 const PROC_STAT: &str = "/proc/stat";
 
@@ -172,7 +172,7 @@ pub fn parse_proc_stat(text: &str, cores: &mut Vec<CoreTimes>) -> Result<CpuTime
 #[derive(Debug)]
 pub struct CpuCollector {
     options: CpuOptions,
-    buf: String,
+    buf: ReadBuf,
     prev: Option<CpuTimes>,
     prev_cores: Vec<CoreTimes>,
     cores: Vec<CoreTimes>,
@@ -187,7 +187,7 @@ impl CpuCollector {
     pub fn new(options: CpuOptions) -> Self {
         let mut c = CpuCollector {
             options,
-            buf: String::with_capacity(4096),
+            buf: ReadBuf::with_capacity(4096),
             prev: None,
             prev_cores: Vec::new(),
             cores: Vec::new(),
@@ -205,8 +205,8 @@ impl CpuCollector {
     }
 
     fn read(&mut self) -> Result<CpuTimes, CollectorError> {
-        read_into(PROC_STAT, &mut self.buf)?;
-        Ok(parse_proc_stat(&self.buf, &mut self.cores)?)
+        self.buf.read_path(PROC_STAT)?;
+        Ok(parse_proc_stat(&self.buf.text(), &mut self.cores)?)
     }
 }
 

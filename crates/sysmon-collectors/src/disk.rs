@@ -21,7 +21,7 @@ use sysmon_core::{Collector, CollectorError, DiskIo, IoRate, Snapshot};
 use tracing::debug;
 
 use crate::error::ParseError;
-use crate::util::{check_patterns, matches_any, read_into, PairCounters};
+use crate::util::{check_patterns, matches_any, PairCounters, ReadBuf};
 
 const PROC_DISKSTATS: &str = "/proc/diskstats";
 const SYS_BLOCK: &str = "/sys/block";
@@ -178,7 +178,7 @@ impl Classifier {
 pub struct DiskCollector {
     options: DiskOptions,
     source: PathBuf,
-    buf: String,
+    buf: ReadBuf,
     classifier: Classifier,
     counters: PairCounters,
     last: Option<Instant>,
@@ -204,7 +204,7 @@ impl DiskCollector {
         let mut c = DiskCollector {
             options,
             source: diskstats,
-            buf: String::with_capacity(4096),
+            buf: ReadBuf::with_capacity(4096),
             classifier: Classifier::new(sys_block),
             counters: PairCounters::default(),
             last: None,
@@ -218,12 +218,13 @@ impl DiskCollector {
     /// Reads the counters: cumulative totals and, when a previous sample exists,
     /// the increase with the seconds it covers.
     fn sample(&mut self) -> Result<(DiskIo, Option<(DiskIo, f64)>), CollectorError> {
-        read_into(&self.source, &mut self.buf)?;
+        self.buf.read_path(&self.source)?;
+        let text = self.buf.text();
         let now = Instant::now();
         let mut total = DiskIo::default();
         let mut delta = DiskIo::default();
         self.counters.begin();
-        for stat in parse_diskstats(&self.buf) {
+        for stat in parse_diskstats(&text) {
             let stat = stat?;
             if !self.classifier.is_whole_disk(stat.name)
                 || matches_any(&self.options.exclude_devices, stat.name)

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sysmon_core::{Collector, CollectorError, LoadAvg, Snapshot};
 
 use crate::error::ParseError;
-use crate::util::read_into;
+use crate::util::ReadBuf;
 
 const PROC_LOADAVG: &str = "/proc/loadavg";
 
@@ -44,7 +44,7 @@ pub fn parse_loadavg(text: &str) -> Result<LoadAvg, ParseError> {
 /// Fills `load_avg` (1, 5 and 15 minutes).
 #[derive(Debug)]
 pub struct LoadCollector {
-    buf: String,
+    buf: ReadBuf,
 }
 
 impl LoadCollector {
@@ -54,7 +54,7 @@ impl LoadCollector {
     /// A collector with `options`.
     pub fn new(_options: LoadOptions) -> Self {
         LoadCollector {
-            buf: String::with_capacity(64),
+            buf: ReadBuf::with_capacity(128),
         }
     }
 }
@@ -71,8 +71,8 @@ impl Collector for LoadCollector {
     }
 
     fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
-        read_into(PROC_LOADAVG, &mut self.buf)?;
-        snapshot.load_avg = Some(parse_loadavg(&self.buf)?);
+        self.buf.read_path(PROC_LOADAVG)?;
+        snapshot.load_avg = Some(parse_loadavg(&self.buf.text())?);
         Ok(())
     }
 }

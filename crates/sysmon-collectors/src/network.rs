@@ -15,7 +15,7 @@ use sysmon_core::{Collector, CollectorError, NetworkIo, NetworkRate, Snapshot};
 use tracing::debug;
 
 use crate::error::ParseError;
-use crate::util::{check_patterns, matches_any, read_into, PairCounters};
+use crate::util::{check_patterns, matches_any, PairCounters, ReadBuf};
 
 const PROC_NET_DEV: &str = "/proc/net/dev";
 
@@ -94,7 +94,7 @@ pub fn parse_net_dev(text: &str) -> impl Iterator<Item = Result<InterfaceStat<'_
 pub struct NetworkCollector {
     options: NetworkOptions,
     source: PathBuf,
-    buf: String,
+    buf: ReadBuf,
     counters: PairCounters,
     last: Option<Instant>,
 }
@@ -119,7 +119,7 @@ impl NetworkCollector {
         let mut c = NetworkCollector {
             options,
             source: net_dev,
-            buf: String::with_capacity(2048),
+            buf: ReadBuf::with_capacity(2048),
             counters: PairCounters::default(),
             last: None,
         };
@@ -130,12 +130,13 @@ impl NetworkCollector {
     }
 
     fn sample(&mut self) -> Result<(NetworkIo, Option<(NetworkIo, f64)>), CollectorError> {
-        read_into(&self.source, &mut self.buf)?;
+        self.buf.read_path(&self.source)?;
+        let text = self.buf.text();
         let now = Instant::now();
         let mut total = NetworkIo::default();
         let mut delta = NetworkIo::default();
         self.counters.begin();
-        for stat in parse_net_dev(&self.buf) {
+        for stat in parse_net_dev(&text) {
             let stat = stat?;
             if matches_any(&self.options.exclude_interfaces, stat.name) {
                 continue;

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use sysmon_core::{Collector, CollectorError, Snapshot};
 
 use crate::error::ParseError;
-use crate::util::read_into;
+use crate::util::ReadBuf;
 
 const PROC_UPTIME: &str = "/proc/uptime";
 
@@ -38,7 +38,7 @@ pub fn parse_uptime(text: &str) -> Result<u64, ParseError> {
 /// Fills `uptime_secs`.
 #[derive(Debug)]
 pub struct UptimeCollector {
-    buf: String,
+    buf: ReadBuf,
 }
 
 impl UptimeCollector {
@@ -48,7 +48,7 @@ impl UptimeCollector {
     /// A collector with `options`.
     pub fn new(_options: UptimeOptions) -> Self {
         UptimeCollector {
-            buf: String::with_capacity(64),
+            buf: ReadBuf::with_capacity(128),
         }
     }
 }
@@ -65,8 +65,8 @@ impl Collector for UptimeCollector {
     }
 
     fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
-        read_into(PROC_UPTIME, &mut self.buf)?;
-        snapshot.uptime_secs = Some(parse_uptime(&self.buf)?);
+        self.buf.read_path(PROC_UPTIME)?;
+        snapshot.uptime_secs = Some(parse_uptime(&self.buf.text())?);
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Small helpers shared by the collectors: buffer-reusing file reads, name
 //! patterns and per-device counter deltas.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -8,18 +9,89 @@ use std::path::Path;
 
 use sysmon_core::CollectorError;
 
-/// Reads `path` into `buf`, replacing its contents but keeping its allocation,
-/// so a collector reading the same file every interval allocates only once.
-pub(crate) fn read_into(path: impl AsRef<Path>, buf: &mut String) -> Result<(), CollectorError> {
-    let path = path.as_ref();
-    buf.clear();
-    File::open(path)
-        .and_then(|mut f| f.read_to_string(buf))
-        .map(|_| ())
-        .map_err(|source| CollectorError::Io {
-            what: path.display().to_string(),
-            source,
-        })
+/// A reusable read buffer for small kernel text files.
+///
+/// Reads with plain `read` calls into memory kept between intervals: no
+/// allocation once warm, and none of the `statx`/`lseek` calls that
+/// `fs::read_to_string` makes to size its buffer (useless on `/proc`, whose
+/// files report size 0).
+#[derive(Debug, Default)]
+pub(crate) struct ReadBuf {
+    bytes: Vec<u8>,
+    len: usize,
+}
+
+impl ReadBuf {
+    /// A buffer starting at `capacity` bytes (it grows as needed).
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        ReadBuf {
+            bytes: vec![0; capacity.max(64)],
+            len: 0,
+        }
+    }
+
+    /// Opens `path`, reads it whole and closes it.
+    pub(crate) fn read_path(&mut self, path: impl AsRef<Path>) -> Result<(), CollectorError> {
+        let path = path.as_ref();
+        let mut file = File::open(path).map_err(|source| io_error(path, source))?;
+        self.read_file(&mut file)
+            .map_err(|source| io_error(path, source))
+    }
+
+    /// Reads an open file from its current position to its end.
+    pub(crate) fn read_file(&mut self, file: &mut File) -> std::io::Result<()> {
+        self.len = 0;
+        loop {
+            if self.len == self.bytes.len() {
+                let grown = self.bytes.len() * 2;
+                self.bytes.resize(grown, 0);
+            }
+            match file.read(&mut self.bytes[self.len..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => self.len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Reads an open `/proc` file whole from offset 0 with one `pread`,
+    /// leaving it open: the kernel regenerates its contents on each read.
+    ///
+    /// A read that leaves room in the buffer is taken as the whole file (a
+    /// `/proc/<pid>` seq file is produced in one go); asking again for the end
+    /// of file would make the kernel generate the whole text a second time. A
+    /// full buffer is grown and the read repeated.
+    pub(crate) fn reread_file(&mut self, file: &File) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            match file.read_at(&mut self.bytes, 0) {
+                Ok(n) if n < self.bytes.len() => {
+                    self.len = n;
+                    return Ok(());
+                }
+                Ok(_) => {
+                    let grown = self.bytes.len() * 2;
+                    self.bytes.resize(grown, 0);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The text read (kernel files are ASCII; stray bytes, as a process may put
+    /// in its name, are replaced rather than failing the read).
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..self.len])
+    }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> CollectorError {
+    CollectorError::Io {
+        what: path.display().to_string(),
+        source,
+    }
 }
 
 /// True when `name` matches `pattern`: an exact name, or a prefix followed by
@@ -122,6 +194,48 @@ impl PairCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_buf_reads_whole_files_of_any_size() {
+        let path = std::env::temp_dir().join(format!("sysmon-readbuf-{}", std::process::id()));
+        let big: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&path, &big).unwrap();
+        let mut b = ReadBuf::with_capacity(16);
+        b.read_path(&path).unwrap();
+        assert_eq!(b.text(), big);
+        std::fs::write(&path, "short\n").unwrap();
+        b.read_path(&path).unwrap();
+        assert_eq!(b.text(), "short\n");
+        let f = File::open(&path).unwrap();
+        b.reread_file(&f).unwrap();
+        b.reread_file(&f).unwrap();
+        assert_eq!(b.text(), "short\n");
+        let mut small = ReadBuf::with_capacity(16);
+        std::fs::write(&path, &big).unwrap();
+        small.reread_file(&f).unwrap();
+        assert_eq!(small.text(), big);
+        std::fs::write(&path, b"bad \xff byte").unwrap();
+        b.read_path(&path).unwrap();
+        assert_eq!(b.text(), "bad \u{fffd} byte");
+        std::fs::remove_file(&path).unwrap();
+        let err = b.read_path(&path).unwrap_err();
+        assert!(err.to_string().contains("sysmon-readbuf"), "{err}");
+    }
+
+    #[test]
+    fn reread_regenerates_proc_files() {
+        let f = File::open("/proc/self/stat").unwrap();
+        let mut b = ReadBuf::with_capacity(64);
+        b.reread_file(&f).unwrap();
+        let first = b.text().into_owned();
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(60);
+        while std::time::Instant::now() < until {
+            std::hint::black_box(0u64);
+        }
+        b.reread_file(&f).unwrap();
+        assert!(first.starts_with(&format!("{} (", std::process::id())));
+        assert_ne!(b.text(), first, "utime must have moved");
+    }
 
     #[test]
     fn patterns_match_exact_names_and_prefixes() {
