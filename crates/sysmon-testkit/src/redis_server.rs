@@ -97,9 +97,34 @@ impl RedisServer {
     /// data is gone: persistence is off. Does nothing when already stopped.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server dies of SIGKILL too; no need to resume it first.
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open but nothing is
+    /// answered, like a Redis stuck in a long fork or a network black hole.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a server frozen by [`RedisServer::pause`] (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let pid = match self.child.as_ref() {
+            Some(c) => c.id(),
+            None => panic!("redis-server is not running"),
+        };
+        let status = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill {sig} {pid}: {e}"));
+        assert!(status.success(), "kill {sig} {pid} failed");
     }
 
     /// Starts the server again, empty, on the same port, and waits for `PING`.
