@@ -1,0 +1,116 @@
+//! Fills a SQLite database with synthetic history through the real ingest path
+//! (`sysmon_core::Ingest` over the channel transport into `SqliteSink`), for
+//! the browser test and for trying the dashboard.
+//!
+//! ```text
+//! cargo run -p sysmon-dashboard --example seed_db -- --db /tmp/demo.db \
+//!     --machines 6 --history 2h --step 5 [--hostile] [--live 60]
+//! ```
+//!
+//! `--hostile` adds a machine whose id, host name, mount point and a process
+//! name carry HTML/JS. `--live N` then keeps every machine reporting once a
+//! second for N seconds (0 = until killed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sysmon_core::config::SqliteConfig;
+use sysmon_core::Sink;
+use sysmon_dashboard::seed::{hostile, ingest_synthetic, SeedPlan, HOSTILE_MACHINE_ID};
+use sysmon_sinks::sqlite::SqliteSink;
+
+struct Args {
+    db: std::path::PathBuf,
+    machines: usize,
+    history: f64,
+    step: f64,
+    hostile: bool,
+    live: Option<u64>,
+}
+
+fn parse() -> anyhow::Result<Args> {
+    let mut a = Args {
+        db: "data/seed.db".into(),
+        machines: 6,
+        history: 7200.0,
+        step: 5.0,
+        hostile: false,
+        live: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--db" => a.db = val()?.into(),
+            "--machines" => a.machines = val()?.parse()?,
+            "--history" => {
+                a.history = sysmon_core::duration::parse(&val()?)
+                    .map_err(anyhow::Error::msg)?
+                    .as_secs_f64()
+            }
+            "--step" => a.step = val()?.parse()?,
+            "--hostile" => a.hostile = true,
+            "--live" => a.live = Some(val()?.parse()?),
+            "-h" | "--help" => {
+                println!("seed_db --db PATH [--machines N] [--history 2h] [--step SECS] [--hostile] [--live SECS]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}; see --help"),
+        }
+    }
+    if a.step <= 0.0 {
+        bail!("--step must be positive");
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse()?;
+    let sink = Arc::new(SqliteSink::open(&SqliteConfig {
+        path: args.db.clone(),
+        ..SqliteConfig::default()
+    })?);
+    let mut machines: Vec<String> = (1..=args.machines)
+        .map(|i| format!("worker-{i:02}"))
+        .collect();
+    if args.hostile {
+        machines.push(HOSTILE_MACHINE_ID.to_string());
+    }
+    let now = sysmon_dashboard::now_epoch_secs().floor();
+    let plan = SeedPlan {
+        machines: machines.clone(),
+        since: now - args.history,
+        until: now,
+        step: args.step,
+        processes: 8,
+    };
+    let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
+    let stored = ingest_synthetic(sinks.clone(), &plan, hostile).await?;
+    println!(
+        "stored {stored} snapshots of {} machines in {}",
+        machines.len(),
+        args.db.display()
+    );
+    if let Some(secs) = args.live {
+        let start = sysmon_dashboard::now_epoch_secs();
+        let mut t = now;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let wall = sysmon_dashboard::now_epoch_secs();
+            if secs > 0 && wall - start >= secs as f64 {
+                break;
+            }
+            let plan = SeedPlan {
+                since: t,
+                until: wall,
+                step: 1.0,
+                ..plan.clone()
+            };
+            t = plan.since + ((wall - t) / 1.0).ceil();
+            ingest_synthetic(sinks.clone(), &plan, hostile).await?;
+        }
+    }
+    Ok(())
+}

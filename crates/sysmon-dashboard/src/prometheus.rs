@@ -1,0 +1,253 @@
+//! Prometheus text exposition (format 0.0.4) for `/metrics`: the latest value
+//! of every machine's gauges, labelled `machine_id="…"`, and sysmon's own
+//! counters.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use sysmon_core::{IngestStats, Snapshot};
+
+use crate::metric::Metric;
+
+/// Escapes a label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// One gauge family: name, help, and how to read it from a snapshot.
+struct Gauge {
+    name: &'static str,
+    help: &'static str,
+    read: fn(&Snapshot) -> Option<f64>,
+}
+
+const GAUGES: &[Gauge] = &[
+    Gauge {
+        name: "sysmon_cpu_usage_percent",
+        help: "Whole-host CPU utilisation, percent.",
+        read: |s| Metric::Cpu.value(s),
+    },
+    Gauge {
+        name: "sysmon_memory_usage_percent",
+        help: "Memory used, percent.",
+        read: |s| Metric::Memory.value(s),
+    },
+    Gauge {
+        name: "sysmon_memory_used_bytes",
+        help: "Memory in use, bytes.",
+        read: |s| s.memory.map(|m| m.used_bytes as f64),
+    },
+    Gauge {
+        name: "sysmon_memory_total_bytes",
+        help: "Physical memory, bytes.",
+        read: |s| s.memory.map(|m| m.total_bytes as f64),
+    },
+    Gauge {
+        name: "sysmon_swap_used_bytes",
+        help: "Swap in use, bytes.",
+        read: |s| s.memory.map(|m| m.swap_used_bytes as f64),
+    },
+    Gauge {
+        name: "sysmon_disk_read_bytes_per_second",
+        help: "Disk read rate over the last interval.",
+        read: |s| Metric::DiskRead.value(s),
+    },
+    Gauge {
+        name: "sysmon_disk_write_bytes_per_second",
+        help: "Disk write rate over the last interval.",
+        read: |s| Metric::DiskWrite.value(s),
+    },
+    Gauge {
+        name: "sysmon_network_sent_bytes_per_second",
+        help: "Network send rate over the last interval (loopback excluded).",
+        read: |s| Metric::NetSent.value(s),
+    },
+    Gauge {
+        name: "sysmon_network_received_bytes_per_second",
+        help: "Network receive rate over the last interval (loopback excluded).",
+        read: |s| Metric::NetRecv.value(s),
+    },
+    Gauge {
+        name: "sysmon_load1",
+        help: "1-minute load average.",
+        read: |s| Metric::Load1.value(s),
+    },
+    Gauge {
+        name: "sysmon_load5",
+        help: "5-minute load average.",
+        read: |s| s.load_avg.map(|l| l.five),
+    },
+    Gauge {
+        name: "sysmon_load15",
+        help: "15-minute load average.",
+        read: |s| s.load_avg.map(|l| l.fifteen),
+    },
+    Gauge {
+        name: "sysmon_filesystem_fullest_used_percent",
+        help: "Usage of the machine's fullest filesystem, percent.",
+        read: |s| s.fullest_filesystem_percent(),
+    },
+    Gauge {
+        name: "sysmon_last_seen_timestamp_seconds",
+        help: "Timestamp of the machine's newest snapshot (sender's clock).",
+        read: |s| Some(s.timestamp),
+    },
+];
+
+/// Renders the exposition: gauges for `latest` (one snapshot per machine), the
+/// per-machine `sysmon_machine_online` state, then the ingest counters when
+/// this process runs an ingester.
+pub fn render(
+    latest: &[Snapshot],
+    now: f64,
+    online_secs: f64,
+    ingest: Option<&IngestStats>,
+    sse_clients: u64,
+) -> String {
+    let mut out = String::with_capacity(256 + latest.len() * 1200);
+    let labels: Vec<String> = latest
+        .iter()
+        .map(|s| format!("machine_id=\"{}\"", escape_label(&s.machine_id)))
+        .collect();
+    for g in GAUGES {
+        let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
+        let _ = writeln!(out, "# TYPE {} gauge", g.name);
+        for (s, l) in latest.iter().zip(&labels) {
+            if let Some(v) = (g.read)(s) {
+                let _ = writeln!(out, "{}{{{l}}} {}", g.name, fmt_f64(v));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sysmon_machine_online 1 when the machine was seen in the last {online_secs} s."
+    );
+    let _ = writeln!(out, "# TYPE sysmon_machine_online gauge");
+    for (s, l) in latest.iter().zip(&labels) {
+        let up = u8::from(now - s.timestamp <= online_secs);
+        let _ = writeln!(out, "sysmon_machine_online{{{l}}} {up}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sysmon_machines Machines with stored snapshots."
+    );
+    let _ = writeln!(out, "# TYPE sysmon_machines gauge");
+    let _ = writeln!(out, "sysmon_machines {}", latest.len());
+    let _ = writeln!(
+        out,
+        "# HELP sysmon_dashboard_live_clients Connected live (SSE) clients."
+    );
+    let _ = writeln!(out, "# TYPE sysmon_dashboard_live_clients gauge");
+    let _ = writeln!(out, "sysmon_dashboard_live_clients {sse_clients}");
+    if let Some(st) = ingest {
+        let counters: [(&str, &str, u64); 7] = [
+            (
+                "sysmon_ingest_received_total",
+                "Messages received by the ingester.",
+                st.received.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_stored_total",
+                "Snapshots stored by every required sink (ingested).",
+                st.stored.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_rejected_total",
+                "Messages rejected as invalid.",
+                st.rejected.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_dead_lettered_total",
+                "Messages copied to the dead-letter destination.",
+                st.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_sink_errors_total",
+                "Failed sink writes (each retry counts).",
+                st.sink_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_batches_total",
+                "Batches stored.",
+                st.batches.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_commit_errors_total",
+                "Failed transport offset commits.",
+                st.commit_errors.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {v}");
+        }
+        let by_kind = st.rejected_by_kind();
+        let _ = writeln!(
+            out,
+            "# HELP sysmon_ingest_rejected_by_kind_total Messages rejected, by reason."
+        );
+        let _ = writeln!(out, "# TYPE sysmon_ingest_rejected_by_kind_total counter");
+        for (kind, v) in by_kind {
+            let _ = writeln!(
+                out,
+                "sysmon_ingest_rejected_by_kind_total{{kind=\"{}\"}} {v}",
+                escape_label(kind)
+            );
+        }
+    }
+    out
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut s = Snapshot::new("evil\"} 1\nfake_metric{x=\"", 1e9);
+        s.cpu_usage = 12.5;
+        let text = render(&[s], 1e9, 120.0, None, 0);
+        assert!(
+            text.contains(
+                "sysmon_cpu_usage_percent{machine_id=\"evil\\\"} 1\\nfake_metric{x=\\\"\"} 12.5"
+            ),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
+    }
+
+    #[test]
+    fn counters_appear_with_an_ingester() {
+        let st = IngestStats::default();
+        st.stored.store(42, Ordering::Relaxed);
+        let text = render(&[], 0.0, 120.0, Some(&st), 1);
+        assert!(text.contains("sysmon_ingest_stored_total 42"));
+        assert!(text.contains("sysmon_dashboard_live_clients 1"));
+        assert!(!render(&[], 0.0, 120.0, None, 0).contains("sysmon_ingest_"));
+    }
+}

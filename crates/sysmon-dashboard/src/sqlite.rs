@@ -1,0 +1,91 @@
+//! [`DashboardSource`] for the SQLite history: series and fleet series come
+//! from [`SqliteSink`]'s server-side downsampling (raw samples for short
+//! recent ranges, per-minute rollups beyond), everything else from its
+//! [`SnapshotStore`] side.
+
+use async_trait::async_trait;
+use sysmon_core::{Snapshot, StoreError};
+use sysmon_sinks::sqlite::{self, SqliteSink};
+
+use crate::metric::{FleetAgg, Metric};
+use crate::source::{Buckets, DashboardSource};
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        store: "sqlite".into(),
+        message: e.to_string(),
+    }
+}
+
+/// The sink's metric for one of ours (the names are the same).
+pub fn sink_metric(m: Metric) -> sqlite::Metric {
+    match m {
+        Metric::Cpu => sqlite::Metric::Cpu,
+        Metric::Memory => sqlite::Metric::Memory,
+        Metric::DiskRead => sqlite::Metric::DiskRead,
+        Metric::DiskWrite => sqlite::Metric::DiskWrite,
+        Metric::NetSent => sqlite::Metric::NetSent,
+        Metric::NetRecv => sqlite::Metric::NetRecv,
+        Metric::Load1 => sqlite::Metric::Load1,
+        Metric::Swap => sqlite::Metric::Swap,
+    }
+}
+
+#[async_trait]
+impl DashboardSource for SqliteSink {
+    fn source_name(&self) -> &str {
+        "sqlite"
+    }
+
+    async fn latest_all(&self) -> Result<Vec<Snapshot>, StoreError> {
+        SqliteSink::latest_all(self).await.map_err(store_err)
+    }
+
+    async fn series(
+        &self,
+        machine_id: &str,
+        metric: Metric,
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Buckets, StoreError> {
+        let rows = SqliteSink::series(
+            self,
+            machine_id,
+            sink_metric(metric),
+            since,
+            until,
+            max_points.max(2),
+        )
+        .await
+        .map_err(store_err)?;
+        let mut b = Buckets::default();
+        for r in rows {
+            b.push(r.ts, r.min, r.max, r.avg, r.count);
+        }
+        Ok(b)
+    }
+
+    async fn fleet(
+        &self,
+        metric: Metric,
+        since: f64,
+        until: f64,
+        max_points: usize,
+        agg: FleetAgg,
+    ) -> Result<Buckets, StoreError> {
+        let agg = match agg {
+            FleetAgg::Avg => sqlite::FleetAgg::Avg,
+            FleetAgg::Max => sqlite::FleetAgg::Max,
+        };
+        let rows = self
+            .fleet_series(sink_metric(metric), since, until, max_points.max(2), agg)
+            .await
+            .map_err(store_err)?;
+        let mut b = Buckets::default();
+        for r in rows {
+            b.push(r.ts, r.min, r.max, r.avg, u64::from(r.machines));
+        }
+        Ok(b)
+    }
+}
