@@ -63,7 +63,7 @@ pub enum Received {
 
 /// Consumes messages on the ingester's side with at-least-once semantics.
 #[async_trait]
-pub trait TransportReceiver: Send {
+pub trait TransportReceiver: Send + Sync {
     /// Waits up to `wait` for up to `max` messages.
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Received, TransportError>;
 
