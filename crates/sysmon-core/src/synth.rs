@@ -166,7 +166,7 @@ impl SyntheticMachine {
             })
             .collect();
         s.top_cpu_processes = procs.clone();
-        procs.sort_by(|a, b| b.memory_bytes.cmp(&a.memory_bytes));
+        procs.sort_by_key(|p| std::cmp::Reverse(p.memory_bytes));
         s.top_mem_processes = procs;
         s
     }
