@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # SQLite (bundled); redis-server: the Redis tests start their own instances;
 # postgresql-client: durable tansu storage in the outage tests.
 need=()
-for pkg in build-essential pkg-config libssl-dev zlib1g-dev; do
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # package:command pairs, installed when the command is missing

@@ -21,6 +21,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (workspace)"
 cargo test --workspace --locked --no-fail-fast
 
+step "dashboard browser tests (real sysmon binary, headless Chromium via playwright-core)"
+cargo build --locked --quiet -p sysmon-bin --bin sysmon -p sysmon-dashboard --example seed_db
+(cd crates/sysmon-dashboard/web && npm ci --no-audit --no-fund && node --test tests/)
+
 step "examples"
 cargo run --locked --quiet --example custom_collector
 cargo run --locked --quiet --example embed_agent

@@ -72,11 +72,7 @@ pub async fn ingest_synthetic(
         ingest.add_sink(s, SinkRole::Required);
     }
     let stats = ingest.stats();
-    // `Ingest::run`'s future is not `Send` (it borrows the receiver across
-    // awaits), so it runs on a blocking thread driven by this runtime.
-    let rt = tokio::runtime::Handle::current();
-    let task =
-        tokio::task::spawn_blocking(move || rt.block_on(ingest.run(CancellationToken::new())));
+    let task = tokio::spawn(ingest.run(CancellationToken::new()));
     let mut gens: Vec<SyntheticMachine> = plan
         .machines
         .iter()

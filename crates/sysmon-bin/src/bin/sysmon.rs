@@ -42,6 +42,10 @@ enum Command {
     ///
     /// Example: sysmon config --print-default > sysmon.toml
     Config(cmd::config::ConfigArgs),
+    /// Serve the web dashboard and HTTP API from the SQLite history (+ Redis).
+    ///
+    /// Example: sysmon dashboard --db data/sysmon.db --listen 0.0.0.0:7861 --auth-token "$TOKEN"
+    Dashboard(cmd::dashboard::DashboardArgs),
 }
 
 fn main() {
@@ -64,6 +68,7 @@ fn main() {
             Command::Agent(a) => cmd::agent::run(a, &cli.common).await,
             Command::Query(a) => cmd::query::run(a, &cli.common).await,
             Command::Config(a) => cmd::config::run(a, &cli.common),
+            Command::Dashboard(a) => cmd::dashboard::run(a, &cli.common).await,
         }
     });
     if let Err(e) = result {

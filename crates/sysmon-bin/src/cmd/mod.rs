@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod dashboard;
 pub mod query;
 pub mod standalone;
 

@@ -24,6 +24,9 @@ pub struct StandaloneArgs {
     /// Dashboard address [default: 127.0.0.1:7861]; 0.0.0.0:7861 opens it to the LAN.
     #[arg(long, env = "SYSMON_LISTEN")]
     listen: Option<String>,
+    /// Require this token on the dashboard (bearer header or login form); see `sysmon dashboard`.
+    #[arg(long, env = "SYSMON_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
 }
 
 /// Runs until SIGINT/SIGTERM, then delivers and stores everything collected.
@@ -34,23 +37,36 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     if let Some(l) = &args.listen {
         config.dashboard.listen = l.clone();
     }
+    if let Some(t) = &args.auth_token {
+        config.dashboard.auth_token = Some(t.clone());
+    }
     let collectors = crate::build_collectors(&config)?;
     let options = AgentOptions::from_config(&config.agent)?;
     let sqlite = Arc::new(
         SqliteSink::open(&config.sqlite)
             .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
     );
+    let listener = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
+    crate::cmd::dashboard::warn_if_open(&listener, &config);
 
     let (transport, receiver) = channel_transport(64);
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
     ingest.add_sink(sqlite.clone(), SinkRole::Required);
     let stats = ingest.stats();
+    let events = ingest.events();
     // The ingester ends by itself once the agent is gone and the channel is drained.
     let ingest_task = tokio::spawn(ingest.run(CancellationToken::new()));
 
     let machine_id = options.machine_id.clone();
     let interval = options.interval;
     let stop = crate::shutdown_on_signal();
+    let dashboard_task = tokio::spawn(
+        sysmon_dashboard::Dashboard::new(sqlite.clone())
+            .with_live(events, "in-process")
+            .with_ingest_stats(stats.clone())
+            .with_auth_token(config.dashboard.auth_token.clone())
+            .serve(listener, stop.clone()),
+    );
     let agent = Agent::new(options, Arc::new(transport))
         .with_collectors(collectors)
         .spawn();
@@ -69,6 +85,10 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         .await
         .context("ingest task failed")?
         .context("ingest failed")?;
+    dashboard_task
+        .await
+        .context("dashboard task failed")?
+        .context("dashboard failed")?;
     info!(
         collected = report.collected,
         stored = stats.stored.load(std::sync::atomic::Ordering::Relaxed),

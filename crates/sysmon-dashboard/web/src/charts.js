@@ -86,6 +86,9 @@ export function timeChart(el, { lines, unit, height = 200, yMin, yMax, onZoom })
   };
   const data = [[], ...series.slice(1).map(() => [])];
   const u = new uPlot(opts, data, el);
+  // The band edges (min, max) show in the tooltip-like legend only as part of their line.
+  const rows = u.root.querySelectorAll('.u-legend .u-series');
+  series.forEach((s, i) => { if (/ (min|max)$/.test(s.label || '') && rows[i]) rows[i].style.display = 'none'; });
   const ro = new ResizeObserver(() => {
     const w = el.clientWidth;
     if (w > 0 && Math.abs(w - u.width) > 2) u.setSize({ width: w, height });
@@ -93,7 +96,13 @@ export function timeChart(el, { lines, unit, height = 200, yMin, yMax, onZoom })
   ro.observe(el);
   return {
     u,
-    setData(d) { u.setData(d, true); },
+    setData(d) {
+      u.setData(d, true);
+      // For tests and debugging: how much the chart holds.
+      el.dataset.points = String(d[0].length);
+      el.dataset.first = d[0].length ? String(d[0][0]) : '';
+      el.dataset.last = d[0].length ? String(d[0][d[0].length - 1]) : '';
+    },
     destroy() { ro.disconnect(); u.destroy(); },
   };
 }
@@ -198,6 +207,7 @@ export function scatterChart(el, points, height = 360) {
     },
   };
   const u = new uPlot(opts, [xs, normal, anom], el);
+  el.dataset.points = String(xs.length);
   const ro = new ResizeObserver(() => {
     const w = el.clientWidth;
     if (w > 0 && Math.abs(w - u.width) > 2) u.setSize({ width: w, height });

@@ -84,9 +84,9 @@ export function mount(root, ctx) {
     facts,
     errorBox,
     h('div', { class: 'grid', style: 'margin-top:14px' },
-      panel('cpu', 'CPU', 'avg with min–max band · dashed: 5-min forecast'),
+      panel('cpu', 'CPU', 'avg with min–max band · drag to zoom, double-click to reset'),
       panel('cores', 'CPU per core', 'sampled per bucket'),
-      panel('memory', 'Memory', 'percent used · dashed: forecast'),
+      panel('memory', 'Memory', 'percent used · dashed: 5-min forecast when available'),
       panel('swap', 'Swap', 'bytes in use'),
       panel('disk', 'Disk I/O', 'bytes per second'),
       panel('net', 'Network', 'bytes per second'),
@@ -200,16 +200,20 @@ export function mount(root, ctx) {
     if (destroyed) return;
     const by = Object.fromEntries(metrics.map((m, i) => [m, results[i]]));
     seriesState = { by, fc };
-    const pctLines = (label, color) => [
+    const hasForecast = (metric) => !!(fc && (fc.forecasts || []).some((x) => x.metric === metric && x.ts.length));
+    const pctLines = (label, color, metric) => [
       { label, color, band: true, fill: false },
-      { label: 'forecast', color, dash: [6, 5], band: true, bandAlpha: 0.08 },
+      ...(hasForecast(metric) ? [{ label: 'forecast (5 min)', color, dash: [6, 5], band: true, bandAlpha: 0.08 }] : []),
     ];
     for (const [key, metric, color] of [['cpu', 'cpu', PALETTE[0]], ['memory', 'memory', PALETTE[3]]]) {
       if (!by[metric].ts.length) { noData(key); continue; }
-      chart(key, { unit: 'percent', yMin: 0, yMax: 100, lines: pctLines(metric === 'cpu' ? 'CPU' : 'memory', color) })
-        .setData(withForecast(by[metric], fc, metric));
+      const data = withForecast(by[metric], fc, metric);
+      chart(key, { unit: 'percent', yMin: 0, yMax: 100, lines: pctLines(metric === 'cpu' ? 'CPU' : 'memory', color, metric) })
+        .setData(hasForecast(metric) ? data : data.slice(0, 4));
     }
-    if (by.swap.ts.length) chart('swap', { unit: 'bytes', lines: [{ label: 'swap used', color: PALETTE[4], band: true }] }).setData(alignSeries([by.swap], [true]));
+    const noSwap = latest && latest.memory && latest.memory.swap_total_bytes === 0;
+    if (noSwap) noData('swap', 'No swap is configured on this machine.');
+    else if (by.swap.ts.length) chart('swap', { unit: 'bytes', lines: [{ label: 'swap used', color: PALETTE[4], band: true }] }).setData(alignSeries([by.swap], [true]));
     else noData('swap', 'This agent reports no swap.');
     if (by.disk_read.ts.length || by.disk_write.ts.length) {
       chart('disk', { unit: 'bytes/s', lines: [{ label: 'read', color: PALETTE[2] }, { label: 'write', color: PALETTE[1] }] }).setData(alignSeries([by.disk_read, by.disk_write]));
@@ -294,8 +298,11 @@ export function mount(root, ctx) {
       while (ser.ts.length && ser.ts[0] < cutoff) { ser.ts.shift(); ser.avg.shift(); ser.min.shift(); ser.max.shift(); ser.count.shift(); }
     }
     const by = seriesState.by;
-    if (charts.cpu) charts.cpu.setData(withForecast(by.cpu, seriesState.fc, 'cpu'));
-    if (charts.memory) charts.memory.setData(withForecast(by.memory, seriesState.fc, 'memory'));
+    for (const m of ['cpu', 'memory']) {
+      if (!charts[m]) continue;
+      const d = withForecast(by[m], seriesState.fc, m);
+      charts[m].setData(charts[m].u.series.length > 4 ? d : d.slice(0, 4));
+    }
     if (charts.swap) charts.swap.setData(alignSeries([by.swap], [true]));
     if (charts.disk) charts.disk.setData(alignSeries([by.disk_read, by.disk_write]));
     if (charts.net) charts.net.setData(alignSeries([by.net_sent, by.net_recv]));

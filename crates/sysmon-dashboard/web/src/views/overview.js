@@ -18,7 +18,7 @@ export function mount(root, ctx) {
   const errorBox = h('div');
   const fleetCpu = h('div', { class: 'chart', 'data-chart': 'fleet-cpu' });
   const fleetMem = h('div', { class: 'chart', 'data-chart': 'fleet-memory' });
-  const tableWrap = h('div');
+  const tableWrap = h('div', { class: 'scroll-x' });
   replace(root,
     h('div', { class: 'page-head' }, h('h1', null, 'Fleet overview'), h('span', { class: 'sub', id: 'overview-sub' })),
     errorBox,
@@ -41,7 +41,7 @@ export function mount(root, ctx) {
     const max = (f) => (online.length ? Math.max(...online.map((r) => r.now[f] || 0)) : NaN);
     const sum = (f) => online.reduce((a, r) => a + (r.now[f] || 0), 0);
     replace(cards,
-      card('Machines', h('span', { 'data-kpi': 'online' }, String(online.length)), `${count('stale')} stale · ${count('offline')} offline · ${list.length} known`),
+      card('Machines online', h('span', { 'data-kpi': 'online' }, String(online.length)), `${count('stale')} stale · ${count('offline')} offline · ${list.length} known`),
       card('Fleet CPU', h('span', { 'data-kpi': 'cpu-avg' }, fmtPct(avg('cpu'))), 'max ' + fmtPct(max('cpu'))),
       card('Fleet memory', h('span', { 'data-kpi': 'mem-avg' }, fmtPct(avg('memory'))), 'max ' + fmtPct(max('memory'))),
       card('Disk I/O', fmtRate(sum('disk_read') + sum('disk_write')), `read ${fmtRate(sum('disk_read'))} · write ${fmtRate(sum('disk_write'))}`),
@@ -58,7 +58,7 @@ export function mount(root, ctx) {
       net: h('td', { class: 'num' }),
       load: h('td', { class: 'num' }),
       seen: h('td', { class: 'num' }),
-      canvas: h('canvas', { width: 120, height: 28, style: 'width:120px;height:28px', 'aria-label': 'CPU trend' }),
+      canvas: h('canvas', { width: 110, height: 28, style: 'width:110px;height:28px', 'aria-label': 'CPU trend' }),
     };
     const link = h('a', { href: ctx.href('machine', id, range), title: id }, id);
     const tr = h('tr', { 'data-machine': id },
