@@ -5,8 +5,9 @@
 //! tmpfs, devtmpfs, overlay, squashfs, cgroup, ...) are skipped by type, and a
 //! device mounted several times (bind mounts, btrfs subvolumes, a container's
 //! `/etc/hosts`) is reported once, at its shortest mount point. Network
-//! filesystems (nfs, cifs) and autofs are never examined: `statvfs` on a hung
-//! hard mount would block the agent (sysinfo skips them).
+//! filesystems are skipped by default too: `statvfs` on a hung hard mount
+//! would block the agent (sysinfo never examines nfs, cifs and autofs; the
+//! default list adds ceph, glusterfs, sshfs, s3fs and the like).
 //!
 //! `used_bytes` is `total_bytes - available_bytes`, so blocks reserved for root
 //! count as used: `used / total` is how close unprivileged writers are to a
@@ -21,27 +22,41 @@ use sysmon_core::{Collector, CollectorError, Filesystem, Snapshot};
 use crate::util::{check_patterns, matches_any};
 
 /// Filesystem types skipped by default: pseudo, virtual, in-memory and
-/// read-only image filesystems.
+/// read-only image filesystems, and network filesystems (whose `statvfs` can
+/// block for minutes when the server is unreachable).
 pub const DEFAULT_EXCLUDED_FS_TYPES: &[&str] = &[
+    "afs",
     "autofs",
     "binfmt_misc",
     "bpf",
+    "ceph",
     "cgroup",
     "cgroup2",
+    "cifs",
     "configfs",
+    "davfs",
     "debugfs",
     "devpts",
     "devtmpfs",
     "efivarfs",
     "erofs",
+    "fuse.gcsfuse",
+    "fuse.glusterfs",
     "fuse.gvfsd-fuse",
     "fuse.lxcfs",
     "fuse.portal",
+    "fuse.rclone",
+    "fuse.s3fs",
     "fuse.snapfuse",
+    "fuse.sshfs",
     "fusectl",
+    "glusterfs",
     "hugetlbfs",
     "iso9660",
+    "lustre",
     "mqueue",
+    "nfs",
+    "nfs4",
     "nfsd",
     "nsfs",
     "overlay",
@@ -51,6 +66,8 @@ pub const DEFAULT_EXCLUDED_FS_TYPES: &[&str] = &[
     "rpc_pipefs",
     "securityfs",
     "selinuxfs",
+    "smb3",
+    "smbfs",
     "squashfs",
     "sysfs",
     "tmpfs",
@@ -65,7 +82,8 @@ pub struct FilesystemOptions {
     /// Default: none.
     pub exclude_mount_points: Vec<String>,
     /// Filesystem types not reported, exact or prefix patterns (`"fuse.*"`).
-    /// Setting it replaces the default list ([`DEFAULT_EXCLUDED_FS_TYPES`]).
+    /// Setting it replaces the default list ([`DEFAULT_EXCLUDED_FS_TYPES`]):
+    /// keep the network filesystems in it unless they never hang.
     pub exclude_fs_types: Vec<String>,
 }
 

@@ -7,13 +7,13 @@
 //! | name          | collector               | fills                                          | source |
 //! |---------------|-------------------------|------------------------------------------------|--------|
 //! | `cpu`         | [`CpuCollector`]        | `cpu_usage`, `cpu_per_core`                    | `/proc/stat` |
-//! | `memory`      | [`MemoryCollector`]     | `memory_usage`, `memory` (incl. swap)          | sysinfo |
+//! | `memory`      | [`MemoryCollector`]     | `memory_usage`, `memory` (incl. swap)          | sysinfo (`/proc/meminfo`) |
 //! | `disk`        | [`DiskCollector`]       | `disk_io`, `disk_rate` (whole disks)           | `/proc/diskstats`, `/sys/block` |
 //! | `network`     | [`NetworkCollector`]    | `network_io`, `network_rate` (no loopback)     | `/proc/net/dev` |
 //! | `load`        | [`LoadCollector`]       | `load_avg`                                     | `/proc/loadavg` |
 //! | `uptime`      | [`UptimeCollector`]     | `uptime_secs`                                  | `/proc/uptime` |
-//! | `filesystems` | [`FilesystemCollector`] | `filesystems` (real ones, once per device)     | sysinfo |
-//! | `processes`   | [`ProcessCollector`]    | `top_cpu_processes`, `top_mem_processes`       | sysinfo |
+//! | `filesystems` | [`FilesystemCollector`] | `filesystems` (real ones, once per device)     | sysinfo (`/proc/mounts`, `statvfs`) |
+//! | `processes`   | [`ProcessCollector`]    | `top_cpu_processes`, `top_mem_processes`       | `/proc/<pid>/stat` |
 //!
 //! [`builtin_registry`] registers them all (enabled by default) so that the
 //! `[collectors.<name>]` tables of the config file enable and configure them;
@@ -23,10 +23,15 @@
 //! interval later already reports CPU and rates over a real interval. Each keeps
 //! its own buffers (and sysinfo state) and refreshes only what it reports.
 //! Reads of `/proc` are blocking: the agent calls collectors on a blocking
-//! thread. The pure parsers are public and unit-tested on literal samples.
+//! thread. Where sysinfo is costly or wrong for a family, the collector reads
+//! `/proc` itself (each module says why); the pure parsers are public and
+//! unit-tested on literal samples.
 //!
-//! The `/proc` sources are Linux's; on other systems those collectors report
-//! an error each interval while the sysinfo-based ones keep working.
+//! The `/proc` and `/sys` sources are Linux's: on other Unix systems those
+//! collectors report an error each interval while the sysinfo-based ones keep
+//! working. Windows is not supported.
+
+#![warn(missing_docs)]
 
 pub mod cpu;
 pub mod disk;
