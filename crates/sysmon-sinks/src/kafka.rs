@@ -1,1 +1,0 @@
-//! Kafka transport: `KafkaTransport`, `KafkaReceiver`. (being written)

@@ -1,0 +1,536 @@
+//! `KafkaReceiver`: the ingester's side of the Kafka transport.
+//!
+//! Offsets are committed by hand, and only for what the ingester declared
+//! processed ([`TransportReceiver::commit`]). Rebalances are handled so that a
+//! partition's offset is never committed by a member that no longer owns it:
+//!
+//! * when partitions are revoked, offsets already processed but not yet
+//!   committed (a commit that failed earlier) are committed synchronously
+//!   before the partitions are given up; offsets of messages handed out but not
+//!   yet processed are forgotten, and messages of revoked partitions still being
+//!   collected are dropped, so the next owner reads them again from the last
+//!   commit (a duplicate at worst, which the sinks' keys absorb);
+//! * [`commit`](TransportReceiver::commit) commits only partitions that are
+//!   still assigned.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use sysmon_core::codec::encode_json;
+use sysmon_core::config::KafkaConfig;
+use sysmon_core::{DecodeError, Message, Payload, Received, TransportError, TransportReceiver};
+use tracing::{debug, info, warn};
+
+use super::admin::ensure_topic;
+use super::producer::{enqueue, is_permanent, ProducerHandle, PRODUCER_DEFAULTS};
+use super::{
+    client_config, creation_error, header_format, origin_of, transport_error, ClientState,
+    SysmonContext, FORMAT_HEADER, ORIGIN_HEADER, REASON_HEADER, REASON_KIND_HEADER,
+    TRUNCATED_HEADER,
+};
+use crate::error::SinksError;
+
+/// Consumer settings sysmon applies before `[kafka.options]`.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    ("client.id", "sysmon-ingest"),
+    // A new group starts at the oldest record: what agents buffered and
+    // published before the first ingester ever ran must not be skipped.
+    ("auto.offset.reset", "earliest"),
+    ("socket.keepalive.enable", "true"),
+];
+
+/// Settings that at-least-once delivery depends on; applied after the user's
+/// options, which cannot override them.
+const CONSUMER_ENFORCED: &[(&str, &str)] = &[
+    ("enable.auto.commit", "false"),
+    ("enable.auto.offset.store", "false"),
+];
+
+/// After the first message of a batch, how long `receive` waits for the next
+/// one before returning what it has (the batch also ends at `max` or `wait`).
+const IDLE_GAP: Duration = Duration::from_millis(20);
+
+/// A dead letter is cut to this size when the broker refuses the original.
+const TRUNCATED_DEAD_LETTER_BYTES: usize = 64 * 1024;
+
+type TopicPartition = (String, i32);
+
+/// Partition bookkeeping shared between the receiver and its rebalance callbacks.
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Partitions currently assigned to this member.
+    assigned: HashSet<TopicPartition>,
+    /// Partitions revoked since the receiver last looked.
+    revoked: HashSet<TopicPartition>,
+    /// Next offsets declared processed whose commit has not succeeded yet.
+    processed: HashMap<TopicPartition, i64>,
+    /// Rebalances seen (for logs and tests).
+    rebalances: u64,
+}
+
+/// The consumer's context: [`SysmonContext`] plus rebalance handling.
+struct ReceiverContext {
+    inner: SysmonContext,
+    group: Arc<Mutex<GroupState>>,
+}
+
+fn lock(m: &Mutex<GroupState>) -> MutexGuard<'_, GroupState> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl ClientContext for ReceiverContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.inner.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.inner.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ReceiverContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let revoked: Vec<TopicPartition> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition()))
+                    .collect();
+                let pending: Vec<(TopicPartition, i64)> = {
+                    let mut g = lock(&self.group);
+                    revoked
+                        .iter()
+                        .filter_map(|tp| g.processed.remove(tp).map(|o| (tp.clone(), o)))
+                        .collect()
+                };
+                if !pending.is_empty() && !consumer.assignment_lost() {
+                    let mut commit = TopicPartitionList::new();
+                    for ((t, p), o) in &pending {
+                        let _ = commit.add_partition_offset(t, *p, Offset::Offset(*o));
+                    }
+                    match consumer.commit(&commit, CommitMode::Sync) {
+                        Ok(()) => debug!(
+                            partitions = pending.len(),
+                            "committed processed offsets before giving partitions up"
+                        ),
+                        Err(e) => warn!(error = %e,
+                                        "could not commit processed offsets of revoked partitions; \
+                                         their new owner will read those messages again (harmless)"),
+                    }
+                }
+                let mut g = lock(&self.group);
+                for tp in revoked {
+                    g.assigned.remove(&tp);
+                    g.revoked.insert(tp);
+                }
+                g.rebalances += 1;
+            }
+            Rebalance::Assign(tpl) => {
+                let mut g = lock(&self.group);
+                for e in tpl.elements() {
+                    let tp = (e.topic().to_string(), e.partition());
+                    g.revoked.remove(&tp);
+                    g.assigned.insert(tp);
+                }
+                g.rebalances += 1;
+                let mut parts: Vec<String> =
+                    g.assigned.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+                parts.sort();
+                info!(partitions = %parts.join(","), "consumer group assignment");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "consumer group rebalance failed"),
+        }
+    }
+}
+
+/// Receives snapshots from a Kafka topic as a member of a consumer group.
+///
+/// Several receivers (ingesters) in one group split the topic's partitions.
+/// Offsets are committed only by [`commit`](TransportReceiver::commit), i.e.
+/// after the ingester stored the batch: a crash replays at most the batches
+/// since the last commit, never loses one.
+pub struct KafkaReceiver {
+    consumer: Arc<StreamConsumer<ReceiverContext>>,
+    consumer_state: Arc<ClientState>,
+    group_state: Arc<Mutex<GroupState>>,
+    dlq: ProducerHandle,
+    /// Next offsets of messages handed out and not yet committed.
+    returned: HashMap<TopicPartition, i64>,
+    topic: String,
+    dlq_topic: String,
+    group: String,
+    brokers: String,
+    warned_unknown_format: HashSet<String>,
+}
+
+impl KafkaReceiver {
+    /// Joins `config.group` and subscribes to `config.topic`, after making sure
+    /// the topic (with `config.partitions` partitions) and the dead-letter topic
+    /// exist. Must be called within a tokio runtime.
+    pub async fn new(config: &KafkaConfig) -> Result<Self, SinksError> {
+        if config.group.trim().is_empty() {
+            return Err(SinksError::Config(
+                "the Kafka consumer group name is empty".into(),
+            ));
+        }
+        let dlq_topic = config.dlq_topic();
+        for topic in [&config.topic, &dlq_topic] {
+            ensure_topic(
+                &config.brokers,
+                &config.options,
+                topic,
+                config.partitions,
+                config.replication_factor,
+            )
+            .await?;
+        }
+
+        let mut cc = client_config(&config.brokers, CONSUMER_DEFAULTS, &config.options)?;
+        for (k, v) in CONSUMER_ENFORCED {
+            if let Some(user) = config.options.get(*k) {
+                if user != v {
+                    warn!(property = k, value = %user,
+                          "ignoring this [kafka.options] entry: the ingester commits offsets \
+                           itself, after storing each batch");
+                }
+            }
+            cc.set(*k, *v);
+        }
+        cc.set("group.id", &config.group);
+        let (inner, consumer_state) = SysmonContext::new("consumer");
+        let group_state = Arc::new(Mutex::new(GroupState::default()));
+        let context = ReceiverContext {
+            inner,
+            group: group_state.clone(),
+        };
+        let consumer: StreamConsumer<ReceiverContext> = cc
+            .create_with_context(context)
+            .map_err(|e| creation_error("creating the Kafka consumer", e))?;
+        consumer.subscribe(&[&config.topic])?;
+
+        let pc = client_config(
+            &config.brokers,
+            PRODUCER_DEFAULTS,
+            &dlq_options(&config.options),
+        )?;
+        let dlq = ProducerHandle::new(pc, "dead-letter producer")?;
+
+        Ok(KafkaReceiver {
+            consumer: Arc::new(consumer),
+            consumer_state,
+            group_state,
+            dlq,
+            returned: HashMap::new(),
+            topic: config.topic.clone(),
+            dlq_topic,
+            group: config.group.clone(),
+            brokers: config.brokers.clone(),
+            warned_unknown_format: HashSet::new(),
+        })
+    }
+
+    /// The partitions currently assigned to this member, sorted.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        let mut v: Vec<_> = lock(&self.group_state).assigned.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// How many rebalance events (assignments and revocations) this member saw.
+    pub fn rebalances(&self) -> u64 {
+        lock(&self.group_state).rebalances
+    }
+
+    /// The dead-letter topic.
+    pub fn dlq_topic(&self) -> &str {
+        &self.dlq_topic
+    }
+
+    /// Drops what belongs to partitions revoked since the last call.
+    fn forget_revoked(&mut self, collected: &mut Vec<(Message, TopicPartition, i64)>) {
+        let revoked = std::mem::take(&mut lock(&self.group_state).revoked);
+        if revoked.is_empty() {
+            return;
+        }
+        let before = collected.len();
+        collected.retain(|(_, tp, _)| !revoked.contains(tp));
+        self.returned.retain(|tp, _| !revoked.contains(tp));
+        if before != collected.len() {
+            debug!(
+                dropped = before - collected.len(),
+                "dropped messages of revoked partitions; their next owner reads them again"
+            );
+        }
+    }
+
+    fn convert(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+        let format = match header_format(m) {
+            Ok(f) => f,
+            Err(value) => {
+                if self.warned_unknown_format.insert(value.clone()) {
+                    warn!(origin = %origin_of(m), header = FORMAT_HEADER, %value,
+                          "unknown format header; telling the format from the payload instead");
+                }
+                None
+            }
+        };
+        Message {
+            payload: Payload::Encoded {
+                bytes: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                format,
+            },
+            origin: origin_of(m),
+        }
+    }
+
+    /// Produces one dead letter and waits for its delivery report; after a
+    /// failure the dead-letter producer is replaced (see [`ProducerHandle`]).
+    async fn produce_dead_letter(
+        &self,
+        bytes: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<(), TransportError> {
+        let slot = self.dlq.get();
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dlq_topic)
+            .payload(bytes)
+            .headers(headers);
+        let result = match enqueue(
+            &slot.producer,
+            record,
+            Instant::now() + Duration::from_secs(30),
+        )
+        .await
+        {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(e),
+                Err(_canceled) => Err(KafkaError::Canceled),
+            },
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_permanent(&e) => Err(TransportError::Other(format!("permanent: {e}"))),
+            Err(e) => {
+                let err = transport_error(&e, &slot.state);
+                self.dlq.replace(slot, "dead letter not delivered");
+                Err(err)
+            }
+        }
+    }
+}
+
+/// The dead-letter producer's options: the user's, minus consumer-only ones.
+fn dlq_options(options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    options
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "group.id"
+                    | "auto.offset.reset"
+                    | "enable.auto.commit"
+                    | "enable.auto.offset.store"
+                    | "session.timeout.ms"
+                    | "heartbeat.interval.ms"
+                    | "max.poll.interval.ms"
+                    | "partition.assignment.strategy"
+                    | "group.instance.id"
+                    | "fetch.min.bytes"
+                    | "fetch.wait.max.ms"
+                    | "fetch.max.bytes"
+                    | "max.partition.fetch.bytes"
+                    | "isolation.level"
+            )
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[async_trait]
+impl TransportReceiver for KafkaReceiver {
+    async fn receive(&mut self, max: usize, wait: Duration) -> Result<Received, TransportError> {
+        let max = max.max(1);
+        let deadline = Instant::now() + wait;
+        let mut collected: Vec<(Message, TopicPartition, i64)> = Vec::new();
+        let mut last_error: Option<KafkaError> = None;
+        let consumer = self.consumer.clone();
+        while collected.len() < max {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let this_wait = if collected.is_empty() {
+                remaining
+            } else {
+                remaining.min(IDLE_GAP)
+            };
+            match tokio::time::timeout(this_wait, consumer.recv()).await {
+                Err(_elapsed) => {
+                    if !collected.is_empty() {
+                        break;
+                    }
+                }
+                Ok(Ok(m)) => {
+                    let tp = (m.topic().to_string(), m.partition());
+                    let offset = m.offset();
+                    let message = self.convert(&m);
+                    collected.push((message, tp, offset));
+                }
+                Ok(Err(e)) => {
+                    // Error events (a refused connection, all brokers down) queue
+                    // up during an outage; drain them here rather than return one
+                    // per call, so messages behind them flow as soon as the
+                    // broker is back. librdkafka reconnects by itself.
+                    debug!(error = %e, "consumer error event");
+                    last_error = Some(e);
+                }
+            }
+            self.forget_revoked(&mut collected);
+        }
+        self.forget_revoked(&mut collected);
+        if collected.is_empty() {
+            if let Some(e) = last_error {
+                return Err(transport_error(&e, &self.consumer_state));
+            }
+        }
+        let mut out = Vec::with_capacity(collected.len());
+        for (message, tp, offset) in collected {
+            let next = offset + 1;
+            let slot = self.returned.entry(tp).or_insert(next);
+            if next > *slot {
+                *slot = next;
+            }
+            out.push(message);
+        }
+        Ok(Received::Messages(out))
+    }
+
+    async fn commit(&mut self) -> Result<(), TransportError> {
+        let mut offsets: HashMap<TopicPartition, i64> = {
+            let mut g = lock(&self.group_state);
+            let mut all = std::mem::take(&mut g.processed);
+            for (tp, o) in self.returned.drain() {
+                let slot = all.entry(tp).or_insert(o);
+                if o > *slot {
+                    *slot = o;
+                }
+            }
+            let assigned = g.assigned.clone();
+            all.retain(|tp, _| assigned.contains(tp));
+            all
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for ((t, p), o) in &offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))
+                .map_err(|e| TransportError::Other(format!("building the commit: {e}")))?;
+        }
+        let consumer = self.consumer.clone();
+        let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| TransportError::Other(format!("commit task failed: {e}")))?;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Keep the offsets: the next commit (or a revocation) tries again.
+                let mut g = lock(&self.group_state);
+                for (tp, o) in offsets.drain() {
+                    let slot = g.processed.entry(tp).or_insert(o);
+                    if o > *slot {
+                        *slot = o;
+                    }
+                }
+                Err(transport_error(&e, &self.consumer_state))
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &mut self,
+        message: &Message,
+        error: &DecodeError,
+    ) -> Result<(), TransportError> {
+        let owned;
+        let (bytes, format): (&[u8], _) = match &message.payload {
+            Payload::Encoded { bytes, format } => (bytes, *format),
+            Payload::Snapshot(s) => {
+                owned = encode_json(s);
+                (&owned, None)
+            }
+        };
+        let reason = error.to_string();
+        let headers = || {
+            let h = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: REASON_HEADER,
+                    value: Some(reason.as_str()),
+                })
+                .insert(Header {
+                    key: REASON_KIND_HEADER,
+                    value: Some(error.kind()),
+                })
+                .insert(Header {
+                    key: ORIGIN_HEADER,
+                    value: Some(message.origin.as_str()),
+                });
+            match format {
+                Some(f) => h.insert(Header {
+                    key: FORMAT_HEADER,
+                    value: Some(f.as_str()),
+                }),
+                None => h,
+            }
+        };
+        match self.produce_dead_letter(bytes, headers()).await {
+            Err(TransportError::Other(m))
+                if m.starts_with("permanent:") && bytes.len() > TRUNCATED_DEAD_LETTER_BYTES =>
+            {
+                // The broker will never take the original (too large): keep its
+                // head and say so, rather than stall ingestion retrying forever.
+                let size = bytes.len().to_string();
+                let h = headers().insert(Header {
+                    key: TRUNCATED_HEADER,
+                    value: Some(size.as_str()),
+                });
+                self.produce_dead_letter(&bytes[..TRUNCATED_DEAD_LETTER_BYTES], h)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka {} topic {} group {} (dead letters to {})",
+            self.brokers, self.topic, self.group, self.dlq_topic
+        )
+    }
+}
+
+impl std::fmt::Debug for KafkaReceiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaReceiver")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .finish()
+    }
+}

@@ -1,0 +1,317 @@
+//! `KafkaTransport`: the agent's side of the Kafka transport.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use sysmon_core::codec::{encode, Format};
+use sysmon_core::config::KafkaConfig;
+use sysmon_core::{Snapshot, Transport, TransportError};
+use tracing::{debug, error, warn};
+
+use super::{
+    client_config, content_type, creation_error, transport_error, ClientState, SysmonContext,
+    CONTENT_TYPE_HEADER, FORMAT_HEADER,
+};
+use crate::error::SinksError;
+
+/// Producer settings sysmon applies before `[kafka.options]` (which may override them).
+pub(crate) const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    ("client.id", "sysmon-agent"),
+    ("acks", "all"),
+    ("enable.idempotence", "true"),
+    ("compression.type", "lz4"),
+    ("linger.ms", "5"),
+    // Bounded, so an outage surfaces as a failed publish (the agent keeps the
+    // samples in its buffer and retries) instead of a publish that never returns.
+    ("message.timeout.ms", "30000"),
+    ("socket.keepalive.enable", "true"),
+];
+
+/// A producer and the state its context records.
+#[derive(Clone)]
+pub(crate) struct Slot {
+    pub(crate) producer: FutureProducer<SysmonContext>,
+    pub(crate) state: Arc<ClientState>,
+}
+
+/// A producer that can be replaced by a fresh one.
+///
+/// After a failed delivery, librdkafka's idempotent producer bumps its epoch
+/// on its own and carries on with the same producer id; brokers that do not
+/// accept such a bump (tansu 0.6.0 answers every later write with an error)
+/// would leave it stuck forever. So after any failed delivery the producer is
+/// replaced: the new one registers a new producer id with the broker, and the
+/// caller sends the failed messages again (duplicates are harmless: storage is
+/// keyed). Per-partition order is kept because a batch is sent again only
+/// after every message of the failed attempt has resolved.
+pub(crate) struct ProducerHandle {
+    slot: RwLock<Slot>,
+    config: ClientConfig,
+    role: &'static str,
+}
+
+impl ProducerHandle {
+    /// A producer from `config`; `role` names it in logs.
+    pub(crate) fn new(config: ClientConfig, role: &'static str) -> Result<Self, SinksError> {
+        let slot = build(&config, role)?;
+        Ok(ProducerHandle {
+            slot: RwLock::new(slot),
+            config,
+            role,
+        })
+    }
+
+    /// The current producer.
+    pub(crate) fn get(&self) -> Slot {
+        match self.slot.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces `used` (if it is still the current producer) with a fresh one.
+    /// The old producer is purged and destroyed on a blocking thread.
+    pub(crate) fn replace(&self, used: Slot, why: &str) {
+        let fresh = match build(&self.config, self.role) {
+            Ok(f) => f,
+            Err(e) => {
+                error!(client = self.role, error = %e, "could not create a fresh Kafka producer");
+                return;
+            }
+        };
+        let old = {
+            let mut guard = match self.slot.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !Arc::ptr_eq(&guard.state, &used.state) {
+                return; // someone else replaced it already
+            }
+            std::mem::replace(&mut *guard, fresh)
+        };
+        match used.state.fatal() {
+            Some(fatal) => warn!(client = self.role, error = %fatal,
+                                 "the Kafka producer hit a fatal error; replaced it with a new one"),
+            None => debug!(
+                client = self.role,
+                reason = why,
+                "replaced the Kafka producer after a failed delivery"
+            ),
+        }
+        // Dropping a producer purges its queue and waits up to 500 ms: not on the runtime.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(move || drop((old, used)));
+            }
+            Err(_) => drop((old, used)),
+        }
+    }
+}
+
+/// Publishes snapshots to a Kafka topic.
+///
+/// Each snapshot becomes one message: value = the snapshot encoded in the
+/// configured [`Format`], key = `machine_id` (so one machine's samples land on
+/// one partition, in order), headers `sysmon-format` and `content-type`.
+/// [`publish`](Transport::publish) returns `Ok` only when the broker
+/// acknowledged every message of the batch (`acks=all`); otherwise the agent
+/// keeps the batch and sends it again later (a repeat is harmless: storage is
+/// keyed by `(machine_id, timestamp)`).
+pub struct KafkaTransport {
+    producer: ProducerHandle,
+    topic: String,
+    format: Format,
+    brokers: String,
+}
+
+impl KafkaTransport {
+    /// A producer for `config.topic` in `config.format` with sysmon's defaults
+    /// and every `config.options` entry. Connecting happens in the background;
+    /// an unreachable broker shows up as failed publishes, not here.
+    pub fn new(config: &KafkaConfig) -> Result<Self, SinksError> {
+        let client_config = client_config(&config.brokers, PRODUCER_DEFAULTS, &config.options)?;
+        if config.topic.trim().is_empty() {
+            return Err(SinksError::Config("the Kafka topic name is empty".into()));
+        }
+        Ok(KafkaTransport {
+            producer: ProducerHandle::new(client_config, "producer")?,
+            topic: config.topic.clone(),
+            format: config.format,
+            brokers: config.brokers.clone(),
+        })
+    }
+
+    /// The topic this transport publishes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The wire format of published snapshots.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+}
+
+/// Enqueues one message, waiting while librdkafka's local queue is full.
+pub(crate) async fn enqueue(
+    producer: &FutureProducer<SysmonContext>,
+    record: FutureRecord<'_, [u8], [u8]>,
+    deadline: Instant,
+) -> Result<DeliveryFuture, KafkaError> {
+    let mut record = record;
+    loop {
+        match producer.send_result(record) {
+            Ok(f) => return Ok(f),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                if Instant::now() < deadline =>
+            {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+fn build(config: &ClientConfig, role: &'static str) -> Result<Slot, SinksError> {
+    let (context, state) = SysmonContext::new(role);
+    let producer = config
+        .create_with_context(context)
+        .map_err(|e| creation_error("creating the Kafka producer", e))?;
+    Ok(Slot { producer, state })
+}
+
+/// A message the broker can never accept: retrying the batch would block the
+/// agent forever, so such a snapshot is logged as an error and skipped.
+pub(crate) fn is_permanent(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+        )
+    )
+}
+
+#[async_trait]
+impl Transport for KafkaTransport {
+    async fn publish(&self, batch: &[Snapshot]) -> Result<(), TransportError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let slot = self.producer.get();
+        let producer = &slot.producer;
+        let format_value = self.format.as_str();
+        let content_type_value = content_type(self.format);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut pending = Vec::with_capacity(batch.len());
+        for snapshot in batch {
+            let payload = encode(snapshot, self.format);
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: FORMAT_HEADER,
+                    value: Some(format_value),
+                })
+                .insert(Header {
+                    key: CONTENT_TYPE_HEADER,
+                    value: Some(content_type_value),
+                });
+            let record = FutureRecord::to(&self.topic)
+                .key(snapshot.machine_id.as_bytes())
+                .payload(payload.as_slice())
+                .headers(headers);
+            match enqueue(producer, record, deadline).await {
+                Ok(f) => pending.push((snapshot, f)),
+                Err(e) if is_permanent(&e) => {
+                    error!(machine_id = %snapshot.machine_id, timestamp = snapshot.timestamp,
+                           bytes = payload.len(), error = %e,
+                           "Kafka refuses this snapshot (too large?); it is skipped");
+                }
+                Err(e) => {
+                    let err = transport_error(&e, &slot.state);
+                    // Messages already enqueued may still be delivered: wait for
+                    // them before a fresh producer sends the batch again.
+                    drop(join_all(pending.into_iter().map(|(_, f)| f)).await);
+                    self.producer.replace(slot, "enqueue failed");
+                    return Err(err);
+                }
+            }
+        }
+        let (snapshots, futures): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        let results = join_all(futures).await;
+        let mut first_error = None;
+        for (snapshot, result) in snapshots.into_iter().zip(results) {
+            match result {
+                Ok(Ok(_delivery)) => {}
+                Ok(Err((e, _))) if is_permanent(&e) => {
+                    error!(machine_id = %snapshot.machine_id, timestamp = snapshot.timestamp,
+                           error = %e, "Kafka refused this snapshot (too large?); it is skipped");
+                }
+                Ok(Err((e, _))) => {
+                    if first_error.is_none() {
+                        first_error = Some(transport_error(&e, &slot.state));
+                    }
+                }
+                Err(_canceled) => {
+                    if first_error.is_none() {
+                        first_error = Some(TransportError::Other(
+                            "the Kafka producer was shut down before delivery".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => {
+                self.producer.replace(slot, "delivery failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), TransportError> {
+        let slot = self.producer.get();
+        let result = tokio::task::spawn_blocking(move || {
+            slot.producer
+                .flush(timeout)
+                .map_err(|e| transport_error(&e, &slot.state))
+        })
+        .await;
+        match result {
+            Ok(r) => r,
+            Err(e) => Err(TransportError::Other(format!("flush task failed: {e}"))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "kafka {} topic {} ({})",
+            self.brokers, self.topic, self.format
+        )
+    }
+}
+
+impl std::fmt::Debug for KafkaTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTransport")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// Keeps `Arc<KafkaTransport>` usable where a `dyn Transport` is expected.
+impl From<KafkaTransport> for Arc<dyn Transport> {
+    fn from(t: KafkaTransport) -> Self {
+        Arc::new(t)
+    }
+}
