@@ -20,8 +20,6 @@ use sysmon_sinks::kafka::{
 use sysmon_testkit::tansu::TansuBroker;
 use tokio_util::sync::CancellationToken;
 
-const T0: f64 = 1_764_086_400.0;
-
 async fn receive_n(rx: &mut KafkaReceiver, n: usize) -> Vec<sysmon_core::Message> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -52,8 +50,8 @@ async fn json_and_binary_round_trip_with_format_headers_and_machine_keys() {
         json_tx.describe()
     );
 
-    let json_batch = synthetic_batch("json", 3, 10, T0);
-    let binary_batch = synthetic_batch("bin", 3, 10, T0);
+    let json_batch = synthetic_batch("json", 3, 10, an_hour_ago());
+    let binary_batch = synthetic_batch("bin", 3, 10, an_hour_ago());
     json_tx.publish(&json_batch).await.expect("publish json");
     binary_tx
         .publish(&binary_batch)
@@ -175,7 +173,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_valid_ones_are_stor
     let rx = KafkaReceiver::new(&config).await.expect("receiver");
     assert_eq!(rx.dlq_topic(), "poison.dlq");
 
-    let valid = synthetic_batch("ok", 1, 8, T0);
+    let valid = synthetic_batch("ok", 1, 8, an_hour_ago());
     let mut huge = String::from("{\"machine_id\":\"x\",\"pad\":\"");
     huge.push_str(&"a".repeat(9000));
     huge.push_str("\"}");

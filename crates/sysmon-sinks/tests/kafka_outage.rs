@@ -32,8 +32,11 @@ async fn broker_down_for_30s_then_back_every_sample_stored_once() {
         config.options.insert("debug".into(), d);
     }
     let rx = KafkaReceiver::new(&config).await.expect("receiver");
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_in(dir.path());
     let sink = RecordingSink::new();
     let mut ingest = Ingest::new(Box::new(rx), IngestConfig::default());
+    ingest.add_sink(db.clone(), SinkRole::Required);
     ingest.add_sink(sink.clone(), SinkRole::Required);
     let stop = CancellationToken::new();
     let run = tokio::spawn(ingest.run(stop.clone()));

@@ -16,8 +16,6 @@ use sysmon_sinks::kafka::{KafkaReceiver, KafkaTransport};
 use sysmon_testkit::tansu::TansuBroker;
 use tokio_util::sync::CancellationToken;
 
-const T0: f64 = 1_764_086_400.0;
-
 fn agent(machine: &str, seed: u64, transport: Arc<dyn Transport>) -> Agent {
     let mut options = AgentOptions::new(machine);
     options.interval = Duration::from_millis(100);
@@ -31,8 +29,11 @@ async fn three_agents_one_ingester_every_sample_exactly_once() {
     let broker = TansuBroker::start();
     let config = kafka_config(&broker.bootstrap(), "system_metrics", "sysmon-ingest", 6);
     let rx = KafkaReceiver::new(&config).await.expect("receiver");
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_in(dir.path());
     let sink = RecordingSink::new();
     let mut ingest = Ingest::new(Box::new(rx), IngestConfig::default());
+    ingest.add_sink(db.clone(), SinkRole::Required);
     ingest.add_sink(sink.clone(), SinkRole::Required);
     let stats = ingest.stats();
     let stop = CancellationToken::new();
@@ -76,6 +77,11 @@ async fn three_agents_one_ingester_every_sample_exactly_once() {
     assert_eq!(sink.len(), collected);
     let machines: HashSet<String> = counts.keys().map(|(m, _)| m.clone()).collect();
     assert_eq!(machines.len(), 3);
+    // And in SQLite: every published sample, once.
+    let rows = sqlite_keys(&db).await;
+    assert_eq!(rows.len(), collected);
+    let rows: HashSet<Key> = rows.into_iter().collect();
+    assert_eq!(rows, counts.keys().cloned().collect::<HashSet<Key>>());
     assert_eq!(stats.rejected.load(Ordering::Relaxed), 0);
     assert_eq!(stats.commit_errors.load(Ordering::Relaxed), 0);
 }
@@ -120,7 +126,7 @@ async fn two_ingesters_in_one_group_split_four_partitions() {
     }
 
     let transport = KafkaTransport::new(&config).unwrap();
-    let batch = synthetic_batch("host", 40, 10, T0);
+    let batch = synthetic_batch("host", 40, 10, an_hour_ago());
     for chunk in batch.chunks(100) {
         transport.publish(chunk).await.expect("publish");
     }
@@ -153,7 +159,7 @@ async fn an_ingester_that_dies_before_committing_loses_nothing() {
     let broker = TansuBroker::start();
     let config = kafka_config(&broker.bootstrap(), "crash", "crash-group", 2);
     let transport = KafkaTransport::new(&config).unwrap();
-    let batch = synthetic_batch("node", 10, 60, T0);
+    let batch = synthetic_batch("node", 10, 60, an_hour_ago());
     let rx = KafkaReceiver::new(&config).await.expect("receiver");
     for chunk in batch.chunks(100) {
         transport.publish(chunk).await.expect("publish");
@@ -161,12 +167,15 @@ async fn an_ingester_that_dies_before_committing_loses_nothing() {
 
     // First ingester: small batches; its sink "crashes" after storing 200
     // samples, i.e. every later batch is written but never committed.
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_in(dir.path());
     let first = RecordingSink::failing_after(200);
     let options = IngestConfig {
         batch_size: 50,
         ..IngestConfig::default()
     };
     let mut ingest = Ingest::new(Box::new(rx), options.clone());
+    ingest.add_sink(db.clone(), SinkRole::Required);
     ingest.add_sink(first.clone(), SinkRole::Required);
     let stop = CancellationToken::new();
     let run = tokio::spawn(ingest.run(stop.clone()));
@@ -184,6 +193,7 @@ async fn an_ingester_that_dies_before_committing_loses_nothing() {
     let second = RecordingSink::new();
     let rx = KafkaReceiver::new(&config).await.expect("receiver 2");
     let mut ingest = Ingest::new(Box::new(rx), options);
+    ingest.add_sink(db.clone(), SinkRole::Required);
     ingest.add_sink(second.clone(), SinkRole::Required);
     let stop = CancellationToken::new();
     let run = tokio::spawn(ingest.run(stop.clone()));
@@ -211,4 +221,8 @@ async fn an_ingester_that_dies_before_committing_loses_nothing() {
         second.len() < batch.len(),
         "the second ingester must start at the last commit, not the beginning"
     );
+    // SQLite holds every sample once: the replay was absorbed by its key.
+    let rows = sqlite_keys(&db).await;
+    assert_eq!(rows.len(), batch.len());
+    assert_eq!(rows.into_iter().collect::<HashSet<Key>>(), all);
 }

@@ -257,3 +257,28 @@ pub fn header(m: &OwnedMessage, name: &str) -> Option<String> {
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
 }
+
+/// A real SQLite history in `dir` (WAL file on disk), as `sysmon ingest --db` opens it.
+pub fn sqlite_in(dir: &std::path::Path) -> Arc<sysmon_sinks::sqlite::SqliteSink> {
+    let config = sysmon_core::config::SqliteConfig {
+        path: dir.join("sysmon.db"),
+        ..Default::default()
+    };
+    Arc::new(sysmon_sinks::sqlite::SqliteSink::open(&config).expect("open sqlite"))
+}
+
+/// Every `(machine_id, timestamp)` row in the SQLite history (the primary key
+/// makes each appear at most once; the length tells whether any is missing).
+pub async fn sqlite_keys(db: &sysmon_sinks::sqlite::SqliteSink) -> Vec<Key> {
+    db.snapshots(None, 0.0, 1e12, usize::MAX)
+        .await
+        .expect("read sqlite")
+        .iter()
+        .map(key)
+        .collect()
+}
+
+/// An hour ago: synthetic timestamps well inside SQLite's raw retention.
+pub fn an_hour_ago() -> f64 {
+    sysmon_core::agent::now_epoch_secs().floor() - 3600.0
+}
