@@ -226,3 +226,74 @@ async fn an_ingester_that_dies_before_committing_loses_nothing() {
     assert_eq!(rows.len(), batch.len());
     assert_eq!(rows.into_iter().collect::<HashSet<Key>>(), all);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ingester_joining_mid_stream_rebalances_without_loss() {
+    init_tracing();
+    let broker = TansuBroker::start();
+    let config = kafka_config(&broker.bootstrap(), "rebalance", "rebalance-group", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite_in(dir.path());
+    let shared = RecordingSink::new();
+    let stop = CancellationToken::new();
+    let options = IngestConfig {
+        batch_size: 20,
+        ..IngestConfig::default()
+    };
+
+    let start_member = |id: usize| {
+        let config = config.clone();
+        let db = db.clone();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let options = options.clone();
+        async move {
+            let rx = KafkaReceiver::new(&config).await.expect("receiver");
+            let mut ingest = Ingest::new(Box::new(rx), options);
+            ingest.add_sink(db, SinkRole::Required);
+            ingest.add_sink(RecordingSink::tagged(&shared, id), SinkRole::Required);
+            tokio::spawn(ingest.run(stop))
+        }
+    };
+    let first = start_member(1).await;
+
+    // Publish steadily while the group changes under the first member.
+    let batch = synthetic_batch("steady", 20, 40, an_hour_ago());
+    let publisher = {
+        let transport = KafkaTransport::new(&config).unwrap();
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            for chunk in batch.chunks(20) {
+                transport.publish(chunk).await.expect("publish");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    assert!(wait_until(Duration::from_secs(60), || shared.len() >= 100).await);
+    let second = start_member(2).await;
+    publisher.await.unwrap();
+
+    let all: HashSet<Key> = batch.iter().map(key).collect();
+    let done = wait_until(Duration::from_secs(90), || {
+        shared.counts().into_keys().collect::<HashSet<_>>() == all
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert!(done, "samples were lost across the rebalance");
+    let by_writer = shared.by_writer();
+    assert!(
+        by_writer.get(&2).copied().unwrap_or(0) > 0,
+        "the member that joined got partitions: {by_writer:?}"
+    );
+    let rows = sqlite_keys(&db).await;
+    assert_eq!(rows.len(), batch.len());
+    assert_eq!(rows.into_iter().collect::<HashSet<Key>>(), all);
+    eprintln!(
+        "{} writes for {} samples across the rebalance",
+        shared.len(),
+        batch.len()
+    );
+}
