@@ -11,7 +11,7 @@ extra=("$@")
 [ "${#extra[@]}" -eq 0 ] && extra=(--stdout)
 
 cargo build --release --locked --quiet --bin sysmon-agent
-bin=target/release/sysmon-agent
+bin="${CARGO_TARGET_DIR:-target}/release/sysmon-agent"
 clk=$(getconf CLK_TCK)
 
 "$bin" --interval 1s --log-level warn "${extra[@]}" >/dev/null &
