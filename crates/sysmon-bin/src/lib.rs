@@ -77,9 +77,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
 }
 
 /// Builds the enabled collectors from the config, with the built-in registry.
-pub fn build_collectors(
-    config: &Config,
-) -> anyhow::Result<Vec<Box<dyn sysmon_core::Collector>>> {
+pub fn build_collectors(config: &Config) -> anyhow::Result<Vec<Box<dyn sysmon_core::Collector>>> {
     sysmon_collectors::builtin_registry()
         .build(&config.collectors)
         .context("building collectors from [collectors] in the configuration")

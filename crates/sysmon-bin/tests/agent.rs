@@ -37,7 +37,13 @@ fn once_prints_one_legacy_compatible_snapshot() {
 #[test]
 fn stdout_streams_at_the_interval_and_stops_on_sigterm() {
     let mut child = agent()
-        .args(["--stdout", "--interval", "200ms", "--machine-id", "stream-test"])
+        .args([
+            "--stdout",
+            "--interval",
+            "200ms",
+            "--machine-id",
+            "stream-test",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -49,10 +55,7 @@ fn stdout_streams_at_the_interval_and_stops_on_sigterm() {
         ts.push(codec::decode(line.as_bytes()).unwrap().timestamp);
     }
     let gaps: Vec<f64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(
-        gaps.iter().all(|g| (0.1..0.5).contains(g)),
-        "gaps {gaps:?}"
-    );
+    assert!(gaps.iter().all(|g| (0.1..0.5).contains(g)), "gaps {gaps:?}");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -67,7 +70,10 @@ fn no_destination_is_a_clear_error() {
     let out = agent().output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--stdout") && err.contains("--brokers"), "{err}");
+    assert!(
+        err.contains("--stdout") && err.contains("--brokers"),
+        "{err}"
+    );
 }
 
 #[test]

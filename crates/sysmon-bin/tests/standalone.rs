@@ -71,7 +71,13 @@ fn standalone_collects_stores_and_loses_nothing_on_sigterm() {
     let port = sysmon_testkit::ports::free_port();
     let mut run = Running {
         child: sysmon()
-            .args(["standalone", "--interval", "1s", "--machine-id", "it-standalone"])
+            .args([
+                "standalone",
+                "--interval",
+                "1s",
+                "--machine-id",
+                "it-standalone",
+            ])
             .arg("--db")
             .arg(&db)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -117,7 +123,11 @@ fn standalone_collects_stores_and_loses_nothing_on_sigterm() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no agent report in the log:\n{stderr}"));
     let rows = query_jsonl(&db, &[]);
-    assert_eq!(rows.len() as u64, collected, "SIGTERM lost samples\n{stderr}");
+    assert_eq!(
+        rows.len() as u64,
+        collected,
+        "SIGTERM lost samples\n{stderr}"
+    );
     // About one per second.
     assert!(
         (8..=12).contains(&rows.len()),
@@ -171,7 +181,10 @@ fn query_without_a_database_says_what_to_do() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no database at") && err.contains("standalone"), "{err}");
+    assert!(
+        err.contains("no database at") && err.contains("standalone"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -204,7 +217,10 @@ fn config_print_default_round_trips_and_check_reports_errors() {
         .unwrap();
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("intervall") && err.contains("sysmon.toml"), "{err}");
+    assert!(
+        err.contains("intervall") && err.contains("sysmon.toml"),
+        "{err}"
+    );
 
     std::fs::write(&file, "[collectors.gpu]\n").unwrap();
     let bad = sysmon()

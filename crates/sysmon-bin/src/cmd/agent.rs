@@ -71,8 +71,8 @@ pub async fn run(args: AgentArgs, common: &CommonArgs) -> anyhow::Result<()> {
 
     if args.once {
         let interval = options.interval;
-        let mut agent = Agent::new(options, Arc::new(StdoutTransport::default()))
-            .with_collectors(collectors);
+        let mut agent =
+            Agent::new(options, Arc::new(StdoutTransport::default())).with_collectors(collectors);
         tokio::time::sleep(interval).await;
         let snapshot = tokio::task::spawn_blocking(move || agent.sample_now())
             .await

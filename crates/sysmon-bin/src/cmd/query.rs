@@ -53,8 +53,8 @@ pub async fn run(args: QueryArgs, common: &CommonArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let store = SqliteSink::open(&config.sqlite)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let store =
+        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.machines {
