@@ -44,4 +44,8 @@ pub enum SinksError {
     /// A blocking task (SQLite runs off the async runtime) panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Task(String),
+    /// A service (Kafka) did not answer in time or refused the connection;
+    /// retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }

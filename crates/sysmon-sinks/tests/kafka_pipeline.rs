@@ -245,17 +245,16 @@ async fn a_second_ingester_joining_mid_stream_rebalances_without_loss() {
         let config = config.clone();
         let db = db.clone();
         let shared = shared.clone();
-        let stop = stop.clone();
         let options = options.clone();
         async move {
             let rx = KafkaReceiver::new(&config).await.expect("receiver");
             let mut ingest = Ingest::new(Box::new(rx), options);
             ingest.add_sink(db, SinkRole::Required);
             ingest.add_sink(RecordingSink::tagged(&shared, id), SinkRole::Required);
-            tokio::spawn(ingest.run(stop))
+            ingest
         }
     };
-    let first = start_member(1).await;
+    let first = tokio::spawn(start_member(1).await.run(stop.clone()));
 
     // Publish steadily while the group changes under the first member.
     let batch = synthetic_batch("steady", 20, 40, an_hour_ago());
@@ -270,7 +269,7 @@ async fn a_second_ingester_joining_mid_stream_rebalances_without_loss() {
         })
     };
     assert!(wait_until(Duration::from_secs(60), || shared.len() >= 100).await);
-    let second = start_member(2).await;
+    let second = tokio::spawn(start_member(2).await.run(stop.clone()));
     publisher.await.unwrap();
 
     let all: HashSet<Key> = batch.iter().map(key).collect();

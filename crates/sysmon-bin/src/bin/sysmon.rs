@@ -42,6 +42,18 @@ enum Command {
     ///
     /// Example: sysmon config --print-default > sysmon.toml
     Config(cmd::config::ConfigArgs),
+    /// Consume the metrics topic (consumer group) into SQLite (+ Redis); commit after storing.
+    ///
+    /// Example: sysmon ingest --brokers 127.0.0.1:9092 --db data/sysmon.db --redis redis://127.0.0.1:6379
+    Ingest(cmd::ingest::IngestArgs),
+    /// Publish realistic snapshots for N simulated machines (scale tests, benchmarks).
+    ///
+    /// Example: sysmon loadgen --brokers 127.0.0.1:9092 --machines 1000 --interval 1s --duration 60s
+    Loadgen(cmd::loadgen::LoadgenArgs),
+    /// Check this machine's setup: Kafka reachable and usable (and --redis, --db), with fixes.
+    ///
+    /// Example: sysmon doctor --brokers 192.168.1.100:9092
+    Doctor(cmd::doctor::DoctorArgs),
     /// Serve the web dashboard and HTTP API from the SQLite history (+ Redis).
     ///
     /// Example: sysmon dashboard --db data/sysmon.db --listen 0.0.0.0:7861 --auth-token "$TOKEN"
@@ -69,6 +81,9 @@ fn main() {
             Command::Query(a) => cmd::query::run(a, &cli.common).await,
             Command::Config(a) => cmd::config::run(a, &cli.common),
             Command::Dashboard(a) => cmd::dashboard::run(a, &cli.common).await,
+            Command::Ingest(a) => cmd::ingest::run(a, &cli.common).await,
+            Command::Loadgen(a) => cmd::loadgen::run(a, &cli.common).await,
+            Command::Doctor(a) => cmd::doctor::run(a, &cli.common).await,
         }
     });
     if let Err(e) = result {

@@ -3,6 +3,9 @@
 pub mod agent;
 pub mod config;
 pub mod dashboard;
+pub mod doctor;
+pub mod ingest;
+pub mod loadgen;
 pub mod query;
 pub mod standalone;
 
@@ -11,11 +14,10 @@ use std::sync::Arc;
 use sysmon_core::config::Config;
 use sysmon_core::Transport;
 
-/// The Kafka transport for an agent, from `[kafka]`.
+/// The Kafka transport for an agent, from `[kafka]` (brokers, topic, format,
+/// and `[kafka.options]` passed to librdkafka: TLS, SASL).
 pub fn kafka_transport(config: &Config) -> anyhow::Result<Arc<dyn Transport>> {
-    // Wired once `sysmon_sinks::kafka::KafkaTransport` lands (issue 3).
-    anyhow::bail!(
-        "publishing to Kafka ({}) is not available in this build yet",
-        config.kafka.brokers
-    )
+    let transport = sysmon_sinks::kafka::KafkaTransport::new(&config.kafka)
+        .map_err(|e| anyhow::anyhow!("cannot publish to Kafka at {}: {e}", config.kafka.brokers))?;
+    Ok(Arc::new(transport))
 }

@@ -65,11 +65,14 @@ pub async fn ensure_topic(
     let results = admin
         .create_topics([&new_topic], &opts)
         .await
-        .map_err(|e| match state.last_error() {
-            Some(last) => SinksError::Config(format!(
-                "creating topic {topic} on {brokers}: {e} (last broker error: {last})"
-            )),
-            None => SinksError::Kafka(e),
+        .map_err(|e| {
+            let last = state
+                .last_error()
+                .map(|l| format!(" (last broker error: {l})"))
+                .unwrap_or_default();
+            SinksError::Unavailable(format!(
+                "cannot create topic {topic}: Kafka at {brokers} did not answer: {e}{last}"
+            ))
         })?;
     let mut created = false;
     for r in results {
@@ -77,10 +80,15 @@ pub async fn ensure_topic(
             Ok(_) => created = true,
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(SinksError::Config(format!(
+                let message = format!(
                     "creating topic {name} on {brokers}: {}",
                     KafkaError::AdminOp(code)
-                )))
+                );
+                return Err(if is_transient(code) {
+                    SinksError::Unavailable(message)
+                } else {
+                    SinksError::Config(message)
+                });
             }
         }
     }
@@ -115,14 +123,18 @@ pub async fn ensure_topic(
                     partitions: n,
                 });
             }
-            Ok(Err(e)) if Instant::now() >= deadline => return Err(SinksError::Kafka(e)),
+            Ok(Err(e)) if Instant::now() >= deadline => {
+                return Err(SinksError::Unavailable(format!(
+                    "no metadata for topic {topic} from {brokers}: {e}"
+                )))
+            }
             Err(e) => {
                 return Err(SinksError::Config(format!(
                     "metadata lookup task failed: {e}"
                 )))
             }
             _ if Instant::now() >= deadline => {
-                return Err(SinksError::Config(format!(
+                return Err(SinksError::Unavailable(format!(
                     "topic {topic} does not appear in the metadata of {brokers} \
                      within {ADMIN_TIMEOUT:?}"
                 )))
@@ -140,4 +152,21 @@ pub(crate) fn partition_count(metadata: &Metadata, topic: &str) -> usize {
         .iter()
         .find(|t| t.name() == topic && t.error().is_none())
         .map_or(0, |t| t.partitions().len())
+}
+
+/// Topic-creation errors that may go away by themselves (a broker starting,
+/// a controller moving).
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::OperationTimedOut
+            | RDKafkaErrorCode::NotController
+            | RDKafkaErrorCode::BrokerNotAvailable
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+    )
 }

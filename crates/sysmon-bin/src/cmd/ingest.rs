@@ -1,0 +1,187 @@
+//! `sysmon ingest`: the master's consumer. Reads the metrics topic as a member
+//! of a consumer group, stores each batch in SQLite (and Redis with `--redis`)
+//! and only then commits its offsets: at-least-once delivery, and exactly-once
+//! storage because SQLite and Redis are keyed by `(machine_id, timestamp)`.
+//! Several ingesters in one group split the topic's partitions.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sysmon_core::config::Config;
+use sysmon_core::ingest::SinkRole;
+use sysmon_core::{Ingest, SnapshotStore};
+use sysmon_sinks::kafka::KafkaReceiver;
+use sysmon_sinks::redis::RedisSink;
+use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_sinks::SinksError;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::cli::{CommonArgs, DbArgs};
+
+/// Flags of `sysmon ingest`.
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Kafka bootstrap brokers, `host:port[,host:port...]` [default: 127.0.0.1:9092,
+    /// or [kafka] brokers].
+    #[arg(long, env = "SYSMON_BROKERS")]
+    brokers: Option<String>,
+    /// Topic to consume [default: system_metrics]. Bad messages are copied to `<topic>.dlq`.
+    #[arg(long, env = "SYSMON_TOPIC")]
+    topic: Option<String>,
+    /// Consumer group; ingesters sharing a group split the partitions [default: sysmon-ingest].
+    #[arg(long, env = "SYSMON_GROUP")]
+    group: Option<String>,
+    /// Partitions of the topic if the ingester has to create it [default: 6].
+    #[arg(long)]
+    partitions: Option<i32>,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Redis URL (redis://[user:pass@]host:port/db or rediss://): also keep the recent
+    /// window and live updates in Redis (best effort: SQLite is the record).
+    #[arg(long, env = "SYSMON_REDIS")]
+    redis: Option<String>,
+    /// Messages larger than this many bytes are dead-lettered [default: 1048576].
+    #[arg(long)]
+    max_message_bytes: Option<usize>,
+    /// Most messages stored and committed per batch [default: 1000].
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+impl IngestArgs {
+    fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
+        self.db.apply(config);
+        if let Some(b) = &self.brokers {
+            config.kafka.brokers = b.clone();
+        }
+        if let Some(t) = &self.topic {
+            config.kafka.topic = t.clone();
+        }
+        if let Some(g) = &self.group {
+            config.kafka.group = g.clone();
+        }
+        if let Some(p) = self.partitions {
+            config.kafka.partitions = p;
+        }
+        if let Some(u) = &self.redis {
+            config.redis.url = Some(u.clone());
+        }
+        if let Some(m) = self.max_message_bytes {
+            config.ingest.max_message_bytes = m;
+        }
+        if let Some(b) = self.batch_size {
+            config.ingest.batch_size = b;
+        }
+        config.check()?;
+        Ok(())
+    }
+}
+
+/// Joins the consumer group, waiting (and saying so once) while Kafka is
+/// unreachable; a configuration error ends it at once.
+async fn connect(config: &Config, stop: &CancellationToken) -> anyhow::Result<KafkaReceiver> {
+    let mut warned = false;
+    loop {
+        match KafkaReceiver::new(&config.kafka).await {
+            Ok(r) => {
+                if warned {
+                    info!(brokers = %config.kafka.brokers, "Kafka is reachable");
+                }
+                return Ok(r);
+            }
+            Err(SinksError::Unavailable(why)) => {
+                if !warned {
+                    warn!(brokers = %config.kafka.brokers, error = %why,
+                          "waiting for Kafka (check it with `sysmon doctor --brokers {}`)",
+                          config.kafka.brokers);
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.cancelled() => anyhow::bail!("stopped before Kafka was reachable"),
+                }
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("connecting to Kafka at {}", config.kafka.brokers))
+            }
+        }
+    }
+}
+
+/// Runs until SIGINT/SIGTERM; the batch in progress is stored and committed first.
+pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
+    let mut config = crate::load_config(common.config.as_deref())?;
+    args.apply(&mut config)?;
+    let sqlite = Arc::new(
+        SqliteSink::open(&config.sqlite)
+            .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
+    );
+    let stop = crate::shutdown_on_signal();
+    let receiver = connect(&config, &stop).await?;
+    let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
+    ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    if config.redis.url.is_some() {
+        let cold: Arc<dyn SnapshotStore> = sqlite.clone();
+        let redis = RedisSink::connect(&config.redis)
+            .await
+            .context("connecting to Redis")?
+            .with_backfill(cold);
+        ingest.add_sink(Arc::new(redis), SinkRole::BestEffort);
+    }
+    let stats = ingest.stats();
+    info!(
+        brokers = %config.kafka.brokers,
+        topic = %config.kafka.topic,
+        group = %config.kafka.group,
+        db = %config.sqlite.path.display(),
+        redis = config.redis.url.is_some(),
+        "sysmon ingest running"
+    );
+
+    // A line a minute with what happened, when something did.
+    let progress = {
+        let stats = stats.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut last = (0, 0);
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                let now = (
+                    stats.stored.load(Ordering::Relaxed),
+                    stats.rejected.load(Ordering::Relaxed),
+                );
+                if now != last {
+                    info!(
+                        stored_last_minute = now.0 - last.0,
+                        rejected_last_minute = now.1 - last.1,
+                        stored_total = now.0,
+                        "ingest progress"
+                    );
+                    last = now;
+                }
+            }
+        })
+    };
+
+    let result = ingest.run(stop.clone()).await;
+    stop.cancel();
+    let _ = progress.await;
+    info!(
+        stored = stats.stored.load(Ordering::Relaxed),
+        rejected = stats.rejected.load(Ordering::Relaxed),
+        dead_lettered = stats.dead_lettered.load(Ordering::Relaxed),
+        rejected_by_kind = ?stats.rejected_by_kind(),
+        "ingest exited"
+    );
+    result.context("ingest failed")
+}
