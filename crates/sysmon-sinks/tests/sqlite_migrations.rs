@@ -24,8 +24,7 @@ CREATE TABLE machines (
     last_seen   REAL NOT NULL
 );
 CREATE TABLE samples (
-    machine           INTEGER NOT NULL REFERENCES machines(id),
-    ts_ms             INTEGER NOT NULL,
+    key               INTEGER PRIMARY KEY,  -- machine << 42 | ts_ms
     ts                REAL NOT NULL,
     schema_version    INTEGER NOT NULL,
     hostname          TEXT,
@@ -52,15 +51,15 @@ CREATE TABLE samples (
     cpu_per_core      BLOB,
     filesystems       BLOB,
     labels            TEXT,
-    collector_errors  TEXT,
-    PRIMARY KEY (machine, ts_ms)
-) WITHOUT ROWID;
+    collector_errors  TEXT
+);
 CREATE TABLE processes (
-    machine  INTEGER NOT NULL REFERENCES machines(id),
-    ts_ms    INTEGER NOT NULL,
-    top      BLOB NOT NULL,
-    PRIMARY KEY (machine, ts_ms)
-) WITHOUT ROWID;
+    key  INTEGER PRIMARY KEY,  -- ts_ms << 21 | machine
+    top  BLOB NOT NULL
+);
+CREATE VIEW samples_by_machine AS
+    SELECT m.machine_id, s.key & 4398046511103 AS ts_ms, s.*
+    FROM samples s JOIN machines m ON m.id = s.key >> 42;
 "#;
 
 fn config(path: &Path) -> SqliteConfig {
@@ -98,16 +97,17 @@ fn build_v1(path: &Path) {
     );
     for (k, cpu) in [(0, 20.0), (1, 40.0)] {
         let ts = T0 + k as f64;
+        let ts_ms = (ts * 1000.0) as i64;
         conn.execute(
-            "INSERT INTO samples (machine, ts_ms, ts, schema_version, hostname, cpu, mem, \
+            "INSERT INTO samples (key, ts, schema_version, hostname, cpu, mem, \
              disk_read_total, disk_write_total, net_sent_total, net_recv_total, labels) \
-             VALUES (1, ?1, ?2, 1, 'old', ?3, 50.0, 10, 20, 30, 40, '{\"role\":\"db\"}')",
-            params![(ts * 1000.0) as i64, ts, cpu],
+             VALUES ((1 << 42) | ?1, ?2, 1, 'old', ?3, 50.0, 10, 20, 30, 40, '{\"role\":\"db\"}')",
+            params![ts_ms, ts, cpu],
         )
         .unwrap();
         conn.execute(
-            "INSERT INTO processes (machine, ts_ms, top) VALUES (1, ?1, ?2)",
-            params![(ts * 1000.0) as i64, top],
+            "INSERT INTO processes (key, top) VALUES ((?1 << 21) | 1, ?2)",
+            params![ts_ms, top],
         )
         .unwrap();
     }

@@ -615,8 +615,8 @@ async fn fleet_series_combine_machines() {
     // c only for the first 5 minutes: drop its rows after that.
     raw_conn(&dir)
         .execute(
-            "DELETE FROM samples WHERE machine = (SELECT id FROM machines WHERE machine_id = 'c') \
-             AND ts_ms >= ?1",
+            "DELETE FROM samples WHERE key >> 42 = (SELECT id FROM machines WHERE machine_id = 'c') \
+             AND key & ((1 << 42) - 1) >= ?1",
             [((T0 + 300.0) * 1000.0) as i64],
         )
         .unwrap();

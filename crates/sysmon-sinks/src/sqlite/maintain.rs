@@ -17,6 +17,7 @@
 use rusqlite::{params, Connection, TransactionBehavior};
 use serde::Serialize;
 
+use super::keys::{self, TS_BITS, TS_MASK};
 use super::write::{minute_of, MINUTE_MS};
 use crate::error::SinksError;
 
@@ -56,8 +57,8 @@ fn rollup_sql(verb: &str, cmp: &str) -> String {
             count(s.load1), avg(s.load1), min(s.load1), max(s.load1),
             count(s.swap_used), avg(s.swap_used), min(s.swap_used), max(s.swap_used)
         FROM dirty_minutes d
-        JOIN samples s ON s.machine = d.machine
-            AND s.ts_ms >= d.minute_ms AND s.ts_ms < d.minute_ms + {MINUTE_MS}
+        JOIN samples s ON s.key >= (d.machine << {TS_BITS}) + d.minute_ms
+            AND s.key < (d.machine << {TS_BITS}) + d.minute_ms + {MINUTE_MS}
         WHERE d.minute_ms {cmp} ?1
         GROUP BY d.machine, d.minute_ms"
     )
@@ -92,13 +93,14 @@ pub(crate) fn maintain(
     let new_horizon = minute_of(now_ms.saturating_sub(raw_retention_ms)).max(horizon);
     {
         let mut del_samples =
-            tx.prepare_cached("DELETE FROM samples WHERE machine = ?1 AND ts_ms < ?2")?;
-        let mut del_procs =
-            tx.prepare_cached("DELETE FROM processes WHERE machine = ?1 AND ts_ms < ?2")?;
+            tx.prepare_cached("DELETE FROM samples WHERE key >= ?1 AND key < ?2")?;
         for &m in &machines {
-            report.raw_deleted += del_samples.execute(params![m, new_horizon])? as u64;
-            del_procs.execute(params![m, new_horizon])?;
+            let (lo, hi) = keys::sample_range(m, 0, new_horizon);
+            report.raw_deleted += del_samples.execute(params![lo, hi])? as u64;
         }
+        // Process lists are keyed time-major: one range holds every machine's old ones.
+        tx.prepare_cached("DELETE FROM processes WHERE key < ?1")?
+            .execute(params![keys::process_key(0, new_horizon.max(0))])?;
     }
     if new_horizon > horizon {
         tx.prepare_cached(
@@ -116,10 +118,13 @@ pub(crate) fn maintain(
         }
     }
     report.machines_forgotten = tx.execute(
-        "DELETE FROM machines WHERE
-            NOT EXISTS (SELECT 1 FROM samples WHERE machine = machines.id)
-            AND NOT EXISTS (SELECT 1 FROM rollups WHERE machine = machines.id)
-            AND NOT EXISTS (SELECT 1 FROM processes WHERE machine = machines.id)",
+        &format!(
+            "DELETE FROM machines WHERE
+                NOT EXISTS (SELECT 1 FROM samples WHERE key >= (machines.id << {TS_BITS})
+                            AND key <= ((machines.id << {TS_BITS}) | {TS_MASK}))
+                AND NOT EXISTS (SELECT 1 FROM rollups WHERE machine = machines.id)
+                AND NOT EXISTS (SELECT 1 FROM dirty_minutes WHERE machine = machines.id)"
+        ),
         [],
     )? as u64;
     tx.commit()?;

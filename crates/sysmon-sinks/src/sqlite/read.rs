@@ -5,19 +5,26 @@ use sysmon_core::{
     DiskIo, IoRate, LoadAvg, MachineSummary, Memory, NetworkIo, NetworkRate, Snapshot,
 };
 
-use super::codec;
+use super::keys::{self, MACHINE_BITS, TS_BITS, TS_MASK};
+use super::{codec, series};
 use crate::error::SinksError;
 
-/// The columns [`snapshot_from_row`] reads, in order, for `FROM` [`SNAPSHOT_FROM`].
-const SNAPSHOT_COLUMNS: &str = "m.machine_id, s.ts_ms, s.ts, s.schema_version, s.hostname, \
+/// The columns [`snapshot_from_row`] reads, in order, from `samples s`,
+/// `machines m` and `processes p` joined by [`joins`]; `ts_ms` comes from the key.
+const SNAPSHOT_COLUMNS: &str = "m.machine_id, s.key, s.ts, s.schema_version, s.hostname, \
     s.interval_secs, s.cpu, s.mem, s.disk_read_total, s.disk_write_total, s.net_sent_total, \
     s.net_recv_total, s.load1, s.load5, s.load15, s.mem_total, s.mem_used, s.mem_available, \
     s.swap_total, s.swap_used, s.disk_read_rate, s.disk_write_rate, s.net_sent_rate, \
     s.net_recv_rate, s.uptime_secs, s.cpu_per_core, s.filesystems, s.labels, \
     s.collector_errors, s.custom_metrics, p.top";
 
-const SNAPSHOT_FROM: &str = "FROM samples s JOIN machines m ON m.id = s.machine \
-    LEFT JOIN processes p ON p.machine = s.machine AND p.ts_ms = s.ts_ms";
+/// `JOIN machines m ... LEFT JOIN processes p ...` for a row of `samples s`.
+fn joins() -> String {
+    format!(
+        "JOIN machines m ON m.id = (s.key >> {TS_BITS}) \
+         LEFT JOIN processes p ON p.key = (((s.key & {TS_MASK}) << {MACHINE_BITS}) | (s.key >> {TS_BITS}))"
+    )
+}
 
 fn i2u(v: i64) -> u64 {
     v as u64
@@ -69,7 +76,7 @@ fn json<T: serde::de::DeserializeOwned + Default>(
 /// added to [`Snapshot`] fails to compile here until the sink stores it.
 fn snapshot_from_row(row: &Row<'_>) -> Result<Snapshot, SinksError> {
     let machine_id: String = row.get(0)?;
-    let ts_ms: i64 = row.get(1)?;
+    let ts_ms: i64 = row.get::<_, i64>(1)? & TS_MASK;
     let m = machine_id.as_str();
     let load = group(
         [row.get(12)?, row.get(13)?, row.get(14)?],
@@ -171,40 +178,44 @@ pub(crate) fn machines(conn: &Connection) -> Result<Vec<MachineSummary>, SinksEr
 
 /// The newest snapshot of one machine.
 pub(crate) fn latest(conn: &Connection, machine_id: &str) -> Result<Option<Snapshot>, SinksError> {
+    let Some(machine) = series::machine_key(conn, machine_id)? else {
+        return Ok(None);
+    };
+    let (lo, hi) = keys::sample_range(machine, 0, i64::MAX);
     let sql = format!(
-        "SELECT {SNAPSHOT_COLUMNS} {SNAPSHOT_FROM} \
-         WHERE s.machine = (SELECT id FROM machines WHERE machine_id = ?1) \
-         ORDER BY s.ts_ms DESC LIMIT 1"
+        "SELECT {SNAPSHOT_COLUMNS} FROM samples s {} \
+         WHERE s.key >= ?1 AND s.key < ?2 ORDER BY s.key DESC LIMIT 1",
+        joins()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    Ok(collect(&mut stmt, params![machine_id])?.pop())
+    Ok(collect(&mut stmt, params![lo, hi])?.pop())
 }
 
 /// The newest snapshot of every machine that has raw samples, by machine id.
 pub(crate) fn latest_all(conn: &Connection) -> Result<Vec<Snapshot>, SinksError> {
     let sql = format!(
-        "SELECT {SNAPSHOT_COLUMNS} FROM machines m \
-         JOIN samples s ON s.machine = m.id \
-             AND s.ts_ms = (SELECT max(ts_ms) FROM samples WHERE machine = m.id) \
-         LEFT JOIN processes p ON p.machine = s.machine AND p.ts_ms = s.ts_ms \
-         ORDER BY m.machine_id"
+        "SELECT {SNAPSHOT_COLUMNS} FROM machines m0 \
+         JOIN samples s ON s.key = (SELECT max(key) FROM samples \
+             WHERE key >= (m0.id << {TS_BITS}) AND key <= ((m0.id << {TS_BITS}) | {TS_MASK})) \
+         {} ORDER BY m.machine_id",
+        joins()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     collect(&mut stmt, [])
 }
 
-/// Converts `since <= timestamp < until` (seconds) into a key range wide
-/// enough to use the primary key; the exact bounds are applied on `ts`.
-fn key_bounds(since: f64, until: f64) -> Result<(i64, i64), SinksError> {
+/// Converts `since <= timestamp < until` (seconds) into a millisecond range
+/// wide enough for the key; the exact bounds are applied on `ts`.
+fn ms_bounds(since: f64, until: f64) -> Result<(i64, i64), SinksError> {
     if since.is_nan() || until.is_nan() {
         return Err(SinksError::InvalidInput(
             "time range bounds must be numbers".into(),
         ));
     }
-    // `as` saturates, so infinite bounds become the widest key range.
+    // `as` saturates, so infinite bounds become the widest range.
     let lo = ((since * 1000.0).floor() as i64).saturating_sub(1);
-    let hi = ((until * 1000.0).ceil() as i64).saturating_add(1);
-    Ok((lo, hi))
+    let hi = ((until * 1000.0).ceil() as i64).saturating_add(2);
+    Ok((lo.clamp(0, TS_MASK + 1), hi.clamp(0, TS_MASK + 1)))
 }
 
 /// Snapshots with `since <= timestamp < until`, oldest first (ties by machine id).
@@ -215,28 +226,36 @@ pub(crate) fn range(
     until: f64,
     limit: usize,
 ) -> Result<Vec<Snapshot>, SinksError> {
-    let (lo, hi) = key_bounds(since, until)?;
+    let (lo, hi) = ms_bounds(since, until)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     if limit == 0 || since >= until {
         return Ok(Vec::new());
     }
     match machine_id {
         Some(id) => {
+            let Some(machine) = series::machine_key(conn, id)? else {
+                return Ok(Vec::new());
+            };
+            let (klo, khi) = keys::sample_range(machine, lo, hi);
             let sql = format!(
-                "SELECT {SNAPSHOT_COLUMNS} {SNAPSHOT_FROM} \
-                 WHERE s.machine = (SELECT id FROM machines WHERE machine_id = ?1) \
-                   AND s.ts_ms >= ?2 AND s.ts_ms <= ?3 AND s.ts >= ?4 AND s.ts < ?5 \
-                 ORDER BY s.ts_ms LIMIT ?6"
+                "SELECT {SNAPSHOT_COLUMNS} FROM samples s {} \
+                 WHERE s.key >= ?1 AND s.key < ?2 AND s.ts >= ?3 AND s.ts < ?4 \
+                 ORDER BY s.key LIMIT ?5",
+                joins()
             );
             let mut stmt = conn.prepare_cached(&sql)?;
-            collect(&mut stmt, params![id, lo, hi, since, until, limit])
+            collect(&mut stmt, params![klo, khi, since, until, limit])
         }
         None => {
+            // One key range per machine; SQLite keeps only the first `limit`
+            // rows in its sorter.
             let sql = format!(
-                "SELECT {SNAPSHOT_COLUMNS} {SNAPSHOT_FROM} \
-                 WHERE s.machine IN (SELECT id FROM machines) \
-                   AND s.ts_ms >= ?1 AND s.ts_ms <= ?2 AND s.ts >= ?3 AND s.ts < ?4 \
-                 ORDER BY s.ts_ms, m.machine_id LIMIT ?5"
+                "SELECT {SNAPSHOT_COLUMNS} FROM machines m0 \
+                 JOIN samples s ON s.key >= ((m0.id << {TS_BITS}) + ?1) \
+                     AND s.key < ((m0.id << {TS_BITS}) + ?2) \
+                 {} WHERE s.ts >= ?3 AND s.ts < ?4 \
+                 ORDER BY s.key & {TS_MASK}, m.machine_id LIMIT ?5",
+                joins()
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             collect(&mut stmt, params![lo, hi, since, until, limit])

@@ -21,15 +21,18 @@
 //!
 //! * `machines(id INTEGER PRIMARY KEY, machine_id TEXT UNIQUE, hostname, last_seen)`:
 //!   machine ids interned to small integers; hostname and time of the newest sample.
-//! * `samples(machine, ts_ms, ...) PRIMARY KEY (machine, ts_ms) WITHOUT ROWID`: one
-//!   row per raw snapshot; `ts_ms` is [`sysmon_core::Snapshot::timestamp_millis`]
-//!   (the idempotency key) and `ts` the exact timestamp. Every numeric field has
+//! * `samples(key INTEGER PRIMARY KEY, ts, ...)`: one row per raw snapshot, keyed by
+//!   `(machine, ts_ms)` packed into one integer, `machine << 42 | ts_ms` (see
+//!   `keys.rs`: machine-major, so a machine's history is contiguous); `ts_ms` is
+//!   [`sysmon_core::Snapshot::timestamp_millis`] (the idempotency key) and `ts`
+//!   the exact timestamp. The view `samples_by_machine` unpacks the key. Every numeric field has
 //!   its own column; per-core CPU and filesystems are compact blobs, labels,
 //!   collector errors and custom metrics JSON (see [`super::codec`]).
 //!   Unsigned 64-bit counters are stored as their bit pattern in SQLite's
 //!   signed integers (exact; values above 2^63 read as negative from SQL).
-//! * `processes(machine, ts_ms, top) PRIMARY KEY (machine, ts_ms) WITHOUT ROWID`:
-//!   both top-process lists of a sample in one blob.
+//! * `processes(key INTEGER PRIMARY KEY, top)`: both top-process lists of a sample in
+//!   one blob, keyed by the same `(machine, ts_ms)` packed time-major,
+//!   `ts_ms << 21 | machine`, so that writes append at the end of the table.
 //! * `rollups(machine, minute_ms, n, cpu_avg/min/max, ...) PRIMARY KEY (machine, minute_ms)`:
 //!   per-minute avg/min/max of the charted metrics, with per-metric sample counts
 //!   so that minutes merge into larger buckets exactly.
@@ -55,8 +58,7 @@ CREATE TABLE machines (
 );
 
 CREATE TABLE samples (
-    machine           INTEGER NOT NULL REFERENCES machines(id),
-    ts_ms             INTEGER NOT NULL,
+    key               INTEGER PRIMARY KEY,  -- machine << 42 | ts_ms
     ts                REAL NOT NULL,
     schema_version    INTEGER NOT NULL,
     hostname          TEXT,
@@ -83,16 +85,18 @@ CREATE TABLE samples (
     cpu_per_core      BLOB,
     filesystems       BLOB,
     labels            TEXT,
-    collector_errors  TEXT,
-    PRIMARY KEY (machine, ts_ms)
-) WITHOUT ROWID;
+    collector_errors  TEXT
+);
 
 CREATE TABLE processes (
-    machine  INTEGER NOT NULL REFERENCES machines(id),
-    ts_ms    INTEGER NOT NULL,
-    top      BLOB NOT NULL,
-    PRIMARY KEY (machine, ts_ms)
-) WITHOUT ROWID;
+    key  INTEGER PRIMARY KEY,  -- ts_ms << 21 | machine
+    top  BLOB NOT NULL
+);
+
+-- The packed keys unpacked, for people reading the file with the sqlite3 shell.
+CREATE VIEW samples_by_machine AS
+    SELECT m.machine_id, s.key & 4398046511103 AS ts_ms, s.*
+    FROM samples s JOIN machines m ON m.id = s.key >> 42;
 "#;
 
 /// Version 2: per-minute rollups, the minutes to recompute, retention state.
@@ -146,7 +150,7 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 
 INSERT OR IGNORE INTO dirty_minutes (machine, minute_ms)
-    SELECT DISTINCT machine, (ts_ms / 60000) * 60000 FROM samples;
+    SELECT DISTINCT key >> 42, ((key & 4398046511103) / 60000) * 60000 FROM samples;
 "#;
 
 /// Version 3: user-defined metrics (`Snapshot::custom_metrics`), JSON.

@@ -18,6 +18,7 @@ use std::str::FromStr;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use super::keys::{self, TS_MASK};
 use super::write::MINUTE_MS;
 use crate::error::SinksError;
 
@@ -343,14 +344,20 @@ pub(crate) fn raw_horizon(conn: &Connection) -> Result<i64, SinksError> {
     Ok(v.unwrap_or(i64::MIN))
 }
 
-fn machine_key(conn: &Connection, machine_id: &str) -> Result<Option<i64>, SinksError> {
+pub(crate) fn machine_key(conn: &Connection, machine_id: &str) -> Result<Option<i64>, SinksError> {
     Ok(conn
         .prepare_cached("SELECT id FROM machines WHERE machine_id = ?1")?
         .query_row(params![machine_id], |r| r.get(0))
         .optional()?)
 }
 
-/// Aggregates raw samples with `lo <= ts_ms < hi` into `out`.
+fn merge_into(out: &mut Buckets, b: i64, acc: Acc) {
+    out.entry(b).and_modify(|a| a.merge(acc)).or_insert(acc);
+}
+
+/// Aggregates raw samples with `lo <= ts_ms < hi` into `out`. The rows come in
+/// time order from one key range, so buckets are filled one after the other
+/// in Rust (cheaper than SQLite's GROUP BY, which would sort).
 fn raw_part(
     conn: &Connection,
     machine: i64,
@@ -364,23 +371,43 @@ fn raw_part(
         return Ok(());
     }
     let col = metric.raw_column();
+    let (klo, khi) = keys::sample_range(machine, lo, hi);
     let sql = format!(
-        "SELECT ts_ms / ?4 AS b, count({col}), total({col}), min({col}), max({col}) \
-         FROM samples WHERE machine = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 AND {col} IS NOT NULL \
-         GROUP BY b"
+        "SELECT key & {TS_MASK}, {col} FROM samples \
+         WHERE key >= ?1 AND key < ?2 AND {col} IS NOT NULL"
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params![machine, lo, hi, width])?;
+    let mut rows = stmt.query(params![klo, khi])?;
+    let mut current: Option<(i64, Acc)> = None;
     while let Some(r) = rows.next()? {
-        let acc = Acc {
-            n: r.get::<_, i64>(1)?.max(0) as u64,
-            sum: r.get(2)?,
-            min: r.get(3)?,
-            max: r.get(4)?,
-        };
-        out.entry(r.get(0)?)
-            .and_modify(|a| a.merge(acc))
-            .or_insert(acc);
+        let ts: i64 = r.get(0)?;
+        let v: f64 = r.get(1)?;
+        let b = ts.div_euclid(width);
+        match &mut current {
+            Some((cb, acc)) if *cb == b => {
+                acc.n += 1;
+                acc.sum += v;
+                acc.min = acc.min.min(v);
+                acc.max = acc.max.max(v);
+            }
+            _ => {
+                if let Some((cb, acc)) = current.take() {
+                    merge_into(out, cb, acc);
+                }
+                current = Some((
+                    b,
+                    Acc {
+                        n: 1,
+                        sum: v,
+                        min: v,
+                        max: v,
+                    },
+                ));
+            }
+        }
+    }
+    if let Some((cb, acc)) = current {
+        merge_into(out, cb, acc);
     }
     Ok(())
 }
@@ -414,9 +441,7 @@ fn rollup_part(
             min: r.get(3)?,
             max: r.get(4)?,
         };
-        out.entry(r.get(0)?)
-            .and_modify(|a| a.merge(acc))
-            .or_insert(acc);
+        merge_into(out, r.get(0)?, acc);
     }
     Ok(())
 }

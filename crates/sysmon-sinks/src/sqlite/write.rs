@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{params, Connection, TransactionBehavior};
 use sysmon_core::Snapshot;
 
-use super::codec;
+use super::{codec, keys};
 use crate::error::SinksError;
 
 /// One minute in milliseconds.
@@ -36,26 +36,69 @@ RETURNING id";
 
 const INSERT_SAMPLE: &str = "
 INSERT OR REPLACE INTO samples (
-    machine, ts_ms, ts, schema_version, hostname, interval_secs, cpu, mem,
+    key, ts, schema_version, hostname, interval_secs, cpu, mem,
     disk_read_total, disk_write_total, net_sent_total, net_recv_total,
     load1, load5, load15, mem_total, mem_used, mem_available, swap_total, swap_used,
     disk_read_rate, disk_write_rate, net_sent_rate, net_recv_rate, uptime_secs,
     cpu_per_core, filesystems, labels, collector_errors, custom_metrics
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
 
-const INSERT_PROCESSES: &str =
-    "INSERT OR REPLACE INTO processes (machine, ts_ms, top) VALUES (?1, ?2, ?3)";
+const INSERT_PROCESSES: &str = "INSERT OR REPLACE INTO processes (key, top) VALUES (?1, ?2)";
 
-const DELETE_PROCESSES: &str = "DELETE FROM processes WHERE machine = ?1 AND ts_ms = ?2";
+const DELETE_PROCESSES: &str = "DELETE FROM processes WHERE key = ?1";
 
 const MARK_DIRTY: &str = "INSERT OR IGNORE INTO dirty_minutes (machine, minute_ms) VALUES (?1, ?2)";
 
-/// Checks every snapshot before anything is written: a value SQLite cannot
-/// hold exactly (NaN becomes NULL) must be an error, not a silent change.
+fn storable_f64(v: f64, field: &str) -> Result<(), String> {
+    if v.is_nan() {
+        Err(format!("{field} is NaN"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Rejects what SQLite could not store exactly: NaN in a numeric column
+/// (SQLite turns it into NULL), a non-finite custom metric (JSON has no such
+/// number), a timestamp outside the key range. Plausibility (CPU within
+/// 0..=100 and so on) is the ingester's job, done by `sysmon_core::codec::validate`
+/// before a batch reaches any sink; this check only guards exactness, without
+/// allocating on the success path.
+fn check_storable(s: &Snapshot) -> Result<(), String> {
+    if !s.timestamp.is_finite() {
+        return Err(format!("timestamp {} is not finite", s.timestamp));
+    }
+    keys::check_ts(s.timestamp_millis(), s.timestamp).map_err(|e| e.to_string())?;
+    storable_f64(s.cpu_usage, "cpu_usage")?;
+    storable_f64(s.memory_usage, "memory_usage")?;
+    if let Some(v) = s.interval_secs {
+        storable_f64(v, "interval_secs")?;
+    }
+    if let Some(l) = &s.load_avg {
+        storable_f64(l.one, "load_avg.one")?;
+        storable_f64(l.five, "load_avg.five")?;
+        storable_f64(l.fifteen, "load_avg.fifteen")?;
+    }
+    if let Some(r) = &s.disk_rate {
+        storable_f64(r.read, "disk_rate.read")?;
+        storable_f64(r.write, "disk_rate.write")?;
+    }
+    if let Some(r) = &s.network_rate {
+        storable_f64(r.sent, "network_rate.sent")?;
+        storable_f64(r.recv, "network_rate.recv")?;
+    }
+    for (k, v) in &s.custom_metrics {
+        if !v.is_finite() {
+            return Err(format!("custom_metrics.{k} is {v}, not a finite number"));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every snapshot before anything is written, naming the first bad one.
 pub(crate) fn validate_batch(batch: &[Snapshot]) -> Result<(), SinksError> {
     for (i, s) in batch.iter().enumerate() {
-        sysmon_core::codec::validate(s).map_err(|e| {
+        check_storable(s).map_err(|e| {
             SinksError::InvalidInput(format!(
                 "snapshot {i} of the batch (machine {:?}, timestamp {}): {e}",
                 s.machine_id, s.timestamp
@@ -93,6 +136,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
         for (machine_id, (last_seen, hostname)) in &newest {
             let id: i64 =
                 upsert.query_row(params![machine_id, hostname, last_seen], |r| r.get(0))?;
+            keys::check_machine(id)?;
             ids.insert(machine_id, id);
         }
     }
@@ -140,8 +184,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
             let disk = s.disk_rate.as_ref();
             let net = s.network_rate.as_ref();
             insert.execute(params![
-                machine,
-                ts_ms,
+                keys::sample_key(machine, ts_ms),
                 s.timestamp,
                 s.schema_version,
                 s.hostname,
@@ -173,7 +216,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
             ])?;
 
             if s.top_cpu_processes.is_empty() && s.top_mem_processes.is_empty() {
-                delete_procs.execute(params![machine, ts_ms])?;
+                delete_procs.execute(params![keys::process_key(machine, ts_ms)])?;
             } else {
                 procs.clear();
                 codec::encode_processes(
@@ -182,7 +225,8 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
                     &mut scratch,
                     &mut procs,
                 );
-                insert_procs.execute(params![machine, ts_ms, procs.as_slice()])?;
+                insert_procs
+                    .execute(params![keys::process_key(machine, ts_ms), procs.as_slice()])?;
             }
             dirty.insert((machine, minute_of(ts_ms)));
         }
