@@ -129,9 +129,12 @@ async fn main() -> anyhow::Result<()> {
     let cases: Vec<(&str, String)> = vec![
         ("series 24h of 1 s samples (cpu)", "/api/machines/day-01/series?metric=cpu&range=24h".into()),
         ("series 24h of 1 s samples (net_recv)", "/api/machines/day-01/series?metric=net_recv&range=24h".into()),
+        ("series 7d (cpu; 24 h of it stored)", "/api/machines/day-01/series?metric=cpu&range=7d".into()),
         ("series 1h (cpu, raw samples)", "/api/machines/fleet-001/series?metric=cpu&range=1h".into()),
         ("fleet 1h over 100 machines (cpu, agg=avg)", "/api/fleet?metric=cpu&range=1h&agg=avg".into()),
         ("fleet 1h over 100 machines (memory, agg=max)", "/api/fleet?metric=memory&range=1h&agg=max".into()),
+        ("fleet 15m over 100 machines (cpu, raw samples)", "/api/fleet?metric=cpu&range=15m&agg=avg".into()),
+        ("fleet 15m over 100 machines (cpu, raw, 300 points)", "/api/fleet?metric=cpu&range=15m&agg=avg&points=300".into()),
         ("machines (101)", "/api/machines".into()),
         ("overview 101 machines with 15m trend lines", "/api/overview?range=15m&spark=cpu&points=60".into()),
         ("metrics (Prometheus, 101 machines)", "/metrics".into()),
@@ -174,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let addr = format!("127.0.0.1:{port}");
     let mut child = std::process::Command::new(&sysmon)
+        .envs(std::env::var("BENCH_ARENA").ok().map(|v| ("MALLOC_ARENA_MAX", v)))
         .args(["dashboard", "--db"])
         .arg(&db)
         .args(["--listen", &addr, "--log-level", "warn"])

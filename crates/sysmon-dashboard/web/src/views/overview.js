@@ -98,8 +98,8 @@ export function mount(root, ctx) {
     for (const c of charts) c.destroy();
     charts = [];
     const [cpu, mem] = await Promise.all([
-      get('/api/fleet', { metric: 'cpu', range, agg: 'avg' }),
-      get('/api/fleet', { metric: 'memory', range, agg: 'avg' }),
+      get('/api/fleet', { metric: 'cpu', range, agg: 'avg', points: 300 }),
+      get('/api/fleet', { metric: 'memory', range, agg: 'avg', points: 300 }),
     ]);
     if (destroyed) return;
     for (const [el, s, label] of [[fleetCpu, cpu, 'CPU'], [fleetMem, mem, 'memory']]) {
