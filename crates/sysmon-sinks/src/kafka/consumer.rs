@@ -444,9 +444,11 @@ impl TransportReceiver for KafkaReceiver {
                 .map_err(|e| TransportError::Other(format!("building the commit: {e}")))?;
         }
         let consumer = self.consumer.clone();
+        let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
             .await
             .map_err(|e| TransportError::Other(format!("commit task failed: {e}")))?;
+        debug!(partitions = offsets.len(), took = ?started.elapsed(), ok = result.is_ok(), "offsets committed");
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
