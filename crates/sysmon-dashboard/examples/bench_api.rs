@@ -54,7 +54,10 @@ fn report(name: &str, mut ms: Vec<f64>, bytes: usize) {
 fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, usize)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)?;
     let text = String::from_utf8_lossy(&buf);
@@ -127,30 +130,67 @@ async fn main() -> anyhow::Result<()> {
     println!("database: {:.0} MB", db_size as f64 / 1e6);
 
     let cases: Vec<(&str, String)> = vec![
-        ("series 24h of 1 s samples (cpu)", "/api/machines/day-01/series?metric=cpu&range=24h".into()),
-        ("series 24h of 1 s samples (net_recv)", "/api/machines/day-01/series?metric=net_recv&range=24h".into()),
-        ("series 7d (cpu; 24 h of it stored)", "/api/machines/day-01/series?metric=cpu&range=7d".into()),
-        ("series 1h (cpu, raw samples)", "/api/machines/fleet-001/series?metric=cpu&range=1h".into()),
-        ("fleet 1h over 100 machines (cpu, agg=avg)", "/api/fleet?metric=cpu&range=1h&agg=avg".into()),
-        ("fleet 1h over 100 machines (memory, agg=max)", "/api/fleet?metric=memory&range=1h&agg=max".into()),
-        ("fleet 15m over 100 machines (cpu, raw samples)", "/api/fleet?metric=cpu&range=15m&agg=avg".into()),
-        ("fleet 15m over 100 machines (cpu, raw, 300 points)", "/api/fleet?metric=cpu&range=15m&agg=avg&points=300".into()),
+        (
+            "series 24h of 1 s samples (cpu)",
+            "/api/machines/day-01/series?metric=cpu&range=24h".into(),
+        ),
+        (
+            "series 24h of 1 s samples (net_recv)",
+            "/api/machines/day-01/series?metric=net_recv&range=24h".into(),
+        ),
+        (
+            "series 7d (cpu; 24 h of it stored)",
+            "/api/machines/day-01/series?metric=cpu&range=7d".into(),
+        ),
+        (
+            "series 1h (cpu, raw samples)",
+            "/api/machines/fleet-001/series?metric=cpu&range=1h".into(),
+        ),
+        (
+            "fleet 1h over 100 machines (cpu, agg=avg)",
+            "/api/fleet?metric=cpu&range=1h&agg=avg".into(),
+        ),
+        (
+            "fleet 1h over 100 machines (memory, agg=max)",
+            "/api/fleet?metric=memory&range=1h&agg=max".into(),
+        ),
+        (
+            "fleet 15m over 100 machines (cpu, raw samples)",
+            "/api/fleet?metric=cpu&range=15m&agg=avg".into(),
+        ),
+        (
+            "fleet 15m over 100 machines (cpu, raw, 300 points)",
+            "/api/fleet?metric=cpu&range=15m&agg=avg&points=300".into(),
+        ),
         ("machines (101)", "/api/machines".into()),
-        ("overview 101 machines with 15m trend lines", "/api/overview?range=15m&spark=cpu&points=60".into()),
+        (
+            "overview 101 machines with 15m trend lines",
+            "/api/overview?range=15m&spark=cpu&points=60".into(),
+        ),
         ("metrics (Prometheus, 101 machines)", "/metrics".into()),
-        ("per-core CPU 1h", "/api/machines/fleet-001/cores?range=1h&points=200".into()),
+        (
+            "per-core CPU 1h",
+            "/api/machines/fleet-001/cores?range=1h&points=200".into(),
+        ),
     ];
 
     println!("\n== in process (router.oneshot, no network) ==");
     let source: Arc<dyn DashboardSource> = sink.clone();
     let (app, _live) = Dashboard::new(source).into_router(CancellationToken::new());
     for (name, uri) in &cases {
-        let n = if uri.contains("overview") { requests / 5 } else { requests };
+        let n = if uri.contains("overview") {
+            requests / 5
+        } else {
+            requests
+        };
         let mut ms = Vec::with_capacity(n);
         let mut bytes = 0;
         for i in 0..n + 5 {
             let t = Instant::now();
-            let r = app.clone().oneshot(Request::get(uri.as_str()).body(Body::empty())?).await?;
+            let r = app
+                .clone()
+                .oneshot(Request::get(uri.as_str()).body(Body::empty())?)
+                .await?;
             let status = r.status();
             let b = r.into_body().collect().await?.to_bytes();
             let el = t.elapsed().as_secs_f64() * 1000.0;
@@ -177,7 +217,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let addr = format!("127.0.0.1:{port}");
     let mut child = std::process::Command::new(&sysmon)
-        .envs(std::env::var("BENCH_ARENA").ok().map(|v| ("MALLOC_ARENA_MAX", v)))
+        .envs(
+            std::env::var("BENCH_ARENA")
+                .ok()
+                .map(|v| ("MALLOC_ARENA_MAX", v)),
+        )
         .args(["dashboard", "--db"])
         .arg(&db)
         .args(["--listen", &addr, "--log-level", "warn"])
@@ -193,7 +237,10 @@ async fn main() -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    println!("started: VmRSS {}", proc_status(pid, "VmRSS:").unwrap_or_default());
+    println!(
+        "started: VmRSS {}",
+        proc_status(pid, "VmRSS:").unwrap_or_default()
+    );
     // 20 browsers keeping a live stream open.
     let mut streams = Vec::new();
     for _ in 0..20 {
@@ -202,7 +249,11 @@ async fn main() -> anyhow::Result<()> {
         streams.push(s);
     }
     for (name, uri) in &cases {
-        let n = if uri.contains("overview") { requests / 5 } else { requests };
+        let n = if uri.contains("overview") {
+            requests / 5
+        } else {
+            requests
+        };
         let mut ms = Vec::with_capacity(n);
         let mut bytes = 0;
         for i in 0..n + 5 {
@@ -218,10 +269,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         report(name, ms, bytes);
-        println!("    VmRSS now {}", proc_status(pid, "VmRSS:").unwrap_or_default());
+        println!(
+            "    VmRSS now {}",
+            proc_status(pid, "VmRSS:").unwrap_or_default()
+        );
     }
     // The pages as a browser loads them: index, scripts, uPlot.
-    for p in ["/", "/assets/app.js", "/assets/vendor/uPlot.esm.js", "/assets/style.css"] {
+    for p in [
+        "/",
+        "/assets/app.js",
+        "/assets/vendor/uPlot.esm.js",
+        "/assets/style.css",
+    ] {
         let (s, _) = http_get(&addr, p)?;
         assert_eq!(s, 200, "{p}");
     }

@@ -90,7 +90,14 @@ impl DashboardSource for SqliteSink {
             sqlite::SeriesSource::Auto
         };
         let rows = self
-            .fleet_series_from(sink_metric(metric), since, until, max_points.max(2), agg, source)
+            .fleet_series_from(
+                sink_metric(metric),
+                since,
+                until,
+                max_points.max(2),
+                agg,
+                source,
+            )
             .await
             .map_err(store_err)?;
         let mut b = Buckets::default();
