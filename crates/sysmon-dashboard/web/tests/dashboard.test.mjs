@@ -256,6 +256,7 @@ test('hostile agent strings render as text, and nothing fires', async () => {
   assert.equal(await page.$$eval('b[onmouseover]', (i) => i.length), 0);
   await page.hover('[data-table="top-cpu"] tbody tr td.name');
   await page.waitForTimeout(1500);
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(OUT, 'hostile-machine.png'), fullPage: true });
   await page.goto(base + '/');
   await page.waitForSelector('body[data-ready="overview"]', { timeout: 20000 });
