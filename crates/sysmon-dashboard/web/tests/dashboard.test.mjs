@@ -30,6 +30,7 @@ const HOSTILE_HOST = "<script>alert('host')</script>";
 const TOKEN = 'browser-test-token';
 
 let tmp;
+let dbPath;
 let standalone;
 let protectedDash;
 let base;
@@ -90,6 +91,7 @@ before(async () => {
   fs.mkdirSync(OUT, { recursive: true });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sysmon-browser-'));
   const db = path.join(tmp, 'sysmon.db');
+  dbPath = db;
   // History for five workers and one hostile machine, through the real ingest path.
   execFileSync(SEED, ['--db', db, '--machines', '5', '--history', '2h', '--step', '5', '--hostile'], { stdio: 'inherit' });
   const port = await freePort();
@@ -297,5 +299,15 @@ test('with --auth-token the login form sets a cookie that opens the dashboard', 
   const c = cookies.find((x) => x.name === 'sysmon_session');
   assert.ok(c && c.httpOnly, 'HttpOnly session cookie');
   assert.equal(await page.evaluate(() => document.cookie.includes('sysmon_session')), false, 'scripts cannot read it');
+
+  // The live indicator: the server goes away -> "Reconnecting…"; it comes back -> "Live" again.
+  await page.waitForSelector('#live[data-state="live"]', { timeout: 10000 });
+  await stop(protectedDash);
+  await page.waitForSelector('#live[data-state="reconnecting"]', { timeout: 10000 });
+  assert.equal(await page.textContent('#live-label'), 'Reconnecting…');
+  await page.screenshot({ path: path.join(OUT, 'reconnecting.png') });
+  protectedDash = start(['dashboard', '--db', dbPath, '--listen', protectedBase.replace('http://', ''), '--auth-token', TOKEN], 'dashboard2.log');
+  await waitHealthy(protectedBase, protectedDash, 'dashboard2.log');
+  await page.waitForSelector('#live[data-state="live"]', { timeout: 15000 });
   await page.close();
 });
