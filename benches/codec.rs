@@ -24,6 +24,12 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode/json", |b| {
         b.iter(|| codec::decode(black_box(&json)))
     });
+    g.bench_function("decode/json_without_validation", |b| {
+        b.iter(|| serde_json::from_slice::<sysmon::core::Snapshot>(black_box(&json)))
+    });
+    g.bench_function("validate", |b| {
+        b.iter(|| codec::validate(black_box(&snapshot)))
+    });
     g.bench_function("decode/binary", |b| {
         b.iter(|| codec::decode(black_box(&binary)))
     });

@@ -155,6 +155,7 @@ impl Sampler {
                 }
             }
         }
+        s.quantize();
         s
     }
 }

@@ -194,6 +194,48 @@ impl Snapshot {
         }
     }
 
+    /// Rounds measured values to the precision they carry: percentages and load
+    /// averages to 0.01, rates to 0.1 B/s, the interval to 1 ms. Called by the agent
+    /// before publishing: 17-digit floats carry only sampling noise, make messages
+    /// larger and parse several times slower (exact float parsing takes its slow path).
+    /// Custom metrics and counters are left alone.
+    pub fn quantize(&mut self) {
+        fn q(v: &mut f64, scale: f64) {
+            if v.is_finite() {
+                *v = (*v * scale).round() / scale;
+            }
+        }
+        q(&mut self.cpu_usage, 100.0);
+        q(&mut self.memory_usage, 100.0);
+        self.cpu_per_core.iter_mut().for_each(|c| q(c, 100.0));
+        for p in self
+            .top_cpu_processes
+            .iter_mut()
+            .chain(self.top_mem_processes.iter_mut())
+        {
+            q(&mut p.cpu_percent, 100.0);
+            if let Some(m) = p.memory_percent.as_mut() {
+                q(m, 100.0);
+            }
+        }
+        if let Some(i) = self.interval_secs.as_mut() {
+            q(i, 1000.0);
+        }
+        if let Some(l) = self.load_avg.as_mut() {
+            q(&mut l.one, 100.0);
+            q(&mut l.five, 100.0);
+            q(&mut l.fifteen, 100.0);
+        }
+        if let Some(r) = self.disk_rate.as_mut() {
+            q(&mut r.read, 10.0);
+            q(&mut r.write, 10.0);
+        }
+        if let Some(r) = self.network_rate.as_mut() {
+            q(&mut r.sent, 10.0);
+            q(&mut r.recv, 10.0);
+        }
+    }
+
     /// True when this snapshot came from the legacy Python producer (no schema version).
     pub fn is_legacy(&self) -> bool {
         self.schema_version == 0

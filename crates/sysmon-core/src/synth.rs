@@ -168,6 +168,8 @@ impl SyntheticMachine {
         s.top_cpu_processes = procs.clone();
         procs.sort_by_key(|p| std::cmp::Reverse(p.memory_bytes));
         s.top_mem_processes = procs;
+        // As a real agent publishes it.
+        s.quantize();
         s
     }
 }
@@ -188,6 +190,15 @@ mod tests {
             assert!(s.network_io.recv >= prev.network_io.recv);
             prev = s;
         }
+    }
+
+    #[test]
+    fn quantized_values_print_short() {
+        let s = SyntheticMachine::new("m", 5).next_snapshot(1_764_086_400.0, 3);
+        let json = String::from_utf8(crate::codec::encode_json(&s)).unwrap();
+        let cpu = serde_json::to_string(&s.cpu_usage).unwrap();
+        assert!(cpu.len() <= 6, "{cpu}");
+        assert!(json.len() < 1500, "{} bytes", json.len());
     }
 
     #[test]

@@ -16,17 +16,22 @@ pub const MIN_TIMESTAMP: f64 = 946_684_800.0;
 /// Latest accepted timestamp: 2100-01-01T00:00:00Z.
 pub const MAX_TIMESTAMP: f64 = 4_102_444_800.0;
 
+/// Checks `0 <= value <= max`; the field name is only built on error, so the
+/// common (valid) path allocates nothing.
+fn percent_at(field: impl FnOnce() -> String, value: f64, max: f64) -> Result<(), DecodeError> {
+    if value.is_finite() && (0.0..=max).contains(&value) {
+        return Ok(());
+    }
+    let reason = if value.is_finite() {
+        format!("{value} is outside 0..={max}")
+    } else {
+        "not a finite number".to_string()
+    };
+    Err(DecodeError::invalid(field(), reason))
+}
+
 fn percent(field: &str, value: f64, max: f64) -> Result<(), DecodeError> {
-    if !value.is_finite() {
-        return Err(DecodeError::invalid(field, "not a finite number"));
-    }
-    if !(0.0..=max).contains(&value) {
-        return Err(DecodeError::invalid(
-            field,
-            format!("{value} is outside 0..={max}"),
-        ));
-    }
-    Ok(())
+    percent_at(|| field.to_string(), value, max)
 }
 
 fn non_negative(field: &str, value: f64) -> Result<(), DecodeError> {
@@ -75,7 +80,7 @@ pub fn validate(s: &Snapshot) -> Result<(), DecodeError> {
         ));
     }
     for (i, v) in s.cpu_per_core.iter().enumerate() {
-        percent(&format!("cpu_per_core[{i}]"), *v, 100.0)?;
+        percent_at(|| format!("cpu_per_core[{i}]"), *v, 100.0)?;
     }
     for (list_name, list) in [
         ("top_cpu_processes", &s.top_cpu_processes),
@@ -89,13 +94,13 @@ pub fn validate(s: &Snapshot) -> Result<(), DecodeError> {
         }
         for (i, p) in list.iter().enumerate() {
             // A process can use every core: allow up to 100 % per possible core.
-            percent(
-                &format!("{list_name}[{i}].cpu_percent"),
+            percent_at(
+                || format!("{list_name}[{i}].cpu_percent"),
                 p.cpu_percent,
                 100.0 * MAX_CORES as f64,
             )?;
             if let Some(m) = p.memory_percent {
-                percent(&format!("{list_name}[{i}].memory_percent"), m, 100.0)?;
+                percent_at(|| format!("{list_name}[{i}].memory_percent"), m, 100.0)?;
             }
         }
     }
@@ -140,7 +145,10 @@ pub fn validate(s: &Snapshot) -> Result<(), DecodeError> {
     if s.custom_metrics.len() > MAX_CUSTOM_METRICS {
         return Err(DecodeError::invalid(
             "custom_metrics",
-            format!("{} entries, more than {MAX_CUSTOM_METRICS}", s.custom_metrics.len()),
+            format!(
+                "{} entries, more than {MAX_CUSTOM_METRICS}",
+                s.custom_metrics.len()
+            ),
         ));
     }
     for (k, v) in &s.custom_metrics {
