@@ -46,6 +46,7 @@ use sysmon_core::{Batch, IngestStats};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -260,6 +261,9 @@ fn router(state: Arc<AppState>, options: &DashboardOptions) -> Router {
             options.request_timeout,
         ))
         .layer(middleware::from_fn(json_errors))
+        // gzip for clients that ask (never for the event stream: tower-http's
+        // default predicate leaves text/event-stream alone).
+        .layer(CompressionLayer::new())
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),

@@ -552,6 +552,15 @@ async fn assets_are_embedded_with_security_headers() {
     )
     .await;
     assert_eq!(s, StatusCode::NOT_MODIFIED);
+    // Compressed for clients that ask.
+    let req = Request::get("/api/overview?range=15m")
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .body(Body::empty())
+        .unwrap();
+    let (s, h, b) = send(&app, req).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h.get(header::CONTENT_ENCODING).unwrap(), "gzip");
+    assert_eq!(&b[..2], &[0x1f, 0x8b]);
     let (s, _, _) = send(
         &app,
         Request::get("/assets/../Cargo.toml")
@@ -600,7 +609,8 @@ async fn read_until(stream: &mut tokio::net::TcpStream, needle: &str, secs: u64)
 async fn open_events(addr: std::net::SocketAddr, query: &str) -> tokio::net::TcpStream {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET /api/events{query} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        // Browsers always offer gzip; the event stream must stay uncompressed.
+        format!("GET /api/events{query} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nAccept-Encoding: gzip\r\n\r\n")
             .as_bytes(),
     )
     .await
