@@ -121,6 +121,39 @@ async fn redis_holds_exactly_what_sqlite_holds_for_the_window() {
         .unwrap_err();
     assert!(e.to_string().contains("window"), "{e}");
 
+    // Staged values were moved into place or dropped: none linger.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg("t1:staged:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "{staged:?}");
+    let no_ttl: Vec<String> = {
+        let all: Vec<String> = redis::cmd("KEYS")
+            .arg("t1:*")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        for k in all {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if ttl < 0 {
+                v.push(k);
+            }
+        }
+        v
+    };
+    assert!(no_ttl.is_empty(), "every key expires by itself: {no_ttl:?}");
+
     let c = sink.counters();
     assert!(c.connected);
     assert_eq!(c.write_failures, 0);

@@ -85,6 +85,11 @@ impl RedisServer {
         self.dir.path()
     }
 
+    /// The server's process id, while it runs (for profiling or signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// True while the server process is alive.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

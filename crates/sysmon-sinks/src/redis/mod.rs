@@ -142,6 +142,7 @@ impl RedisOptions {
 /// | `<p>hostnames` | hash | machine id → host name |
 /// | `<p>alerts:<scope>` | string | JSON array of active alerts (written by the alerting engine) |
 /// | `<p>meta` | hash | `complete_since`, `written_at` |
+/// | `<p>staged:<writer>:<kind>:<machine>` | string | transient, inside one pipeline |
 /// | `<p>events` | channel | [`BatchEvent`] JSON per stored batch |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLayout {
@@ -180,6 +181,13 @@ impl KeyLayout {
     /// the fleet (scope `fleet`).
     pub fn alerts(&self, scope: &str) -> String {
         format!("{}alerts:{scope}", self.prefix)
+    }
+
+    /// `<p>staged:<writer>:<kind>:<machine>`: a value a writer stages within a
+    /// pipeline before its script moves it into place (expires after 60 s if
+    /// the pipeline is cut short).
+    pub fn staged(&self, writer: &str, kind: &str, machine_id: &str) -> String {
+        format!("{}staged:{writer}:{kind}:{machine_id}", self.prefix)
     }
 
     /// `<p>last_seen`: machine id → newest timestamp.

@@ -4,38 +4,51 @@
 
 use std::sync::LazyLock;
 
-/// One machine's part of a batch.
+/// Commits a group of machines' part of a batch. The big payloads never pass
+/// through Lua (Redis hashes every byte of every Lua string): the pipeline has
+/// already added the samples to each series and staged the newest snapshot
+/// and top processes in per-writer temporary keys with plain commands; this
+/// script trims each series, moves the staged keys into place when they are
+/// newer than what is there (a `RENAME`, no copy), and updates `last_seen` and
+/// `hostnames`.
 ///
-/// KEYS: 1 series, 2 latest, 3 top, 4 last_seen, 5 hostnames.
-/// ARGV: 1 machine id, 2 time cutoff in ms (older samples are trimmed), 3 series
-/// length bound, 4 TTL in ms, 5 newest timestamp (s), 6 newest timestamp (ms),
-/// 7 newest snapshot JSON, 8 top-processes JSON, 9 host name, 10 `1` when a host
-/// name is given, then pairs (timestamp in ms, binary snapshot).
+/// KEYS: 1 last_seen, 2 hostnames, then per machine: series, latest, top,
+/// staged latest, staged top.
+/// ARGV: 1 time cutoff in ms (older samples are trimmed), 2 series length
+/// bound, 3 TTL in ms, then per machine: machine id, newest timestamp (s),
+/// newest timestamp (ms), host name, `1` when a host name is given.
 ///
-/// A sample replaces the one with the same millisecond (like SQLite's primary
-/// key); latest/top/last_seen only move forward in time (compared by
-/// millisecond, a tie replaces), so replays and backfills in any order
-/// converge. Returns 1 when the latest state moved.
-pub(crate) const WRITE_MACHINE: &str = r#"
-local series, latest, top, seen, hosts = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-for i = 11, #ARGV, 2 do
-  redis.call('ZREMRANGEBYSCORE', series, ARGV[i], ARGV[i])
-  redis.call('ZADD', series, ARGV[i], ARGV[i + 1])
+/// latest/top/last_seen only move forward in time (compared by millisecond, a
+/// tie replaces, as SQLite keeps the last write of a millisecond), so replays
+/// and backfills in any order converge. Returns how many machines' latest
+/// state moved.
+pub(crate) const COMMIT_MACHINES: &str = r#"
+local seen, hosts = KEYS[1], KEYS[2]
+local cutoff, maxlen, ttl = '(' .. ARGV[1], -(tonumber(ARGV[2]) + 1), ARGV[3]
+local moved, k = 0, 3
+for a = 4, #ARGV, 5 do
+  local series, latest, top, new_latest, new_top = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local id, newest_ms = ARGV[a], tonumber(ARGV[a + 2])
+  redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
+  redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
+  redis.call('PEXPIRE', series, ttl)
+  local cur = redis.call('ZSCORE', seen, id)
+  if cur and math.floor(tonumber(cur) * 1000 + 0.5) > newest_ms then
+    redis.call('DEL', new_latest, new_top)
+  else
+    redis.call('RENAME', new_latest, latest)
+    redis.call('PEXPIRE', latest, ttl)
+    redis.call('RENAME', new_top, top)
+    redis.call('PEXPIRE', top, ttl)
+    redis.call('ZADD', seen, ARGV[a + 1], id)
+    if ARGV[a + 4] == '1' then
+      redis.call('HSET', hosts, id, ARGV[a + 3])
+    end
+    moved = moved + 1
+  end
+  k = k + 5
 end
-redis.call('ZREMRANGEBYSCORE', series, '-inf', '(' .. ARGV[2])
-redis.call('ZREMRANGEBYRANK', series, 0, -(tonumber(ARGV[3]) + 1))
-redis.call('PEXPIRE', series, ARGV[4])
-local cur = redis.call('ZSCORE', seen, ARGV[1])
-if cur and math.floor(tonumber(cur) * 1000 + 0.5) > tonumber(ARGV[6]) then
-  return 0
-end
-redis.call('SET', latest, ARGV[7], 'PX', ARGV[4])
-redis.call('SET', top, ARGV[8], 'PX', ARGV[4])
-redis.call('ZADD', seen, ARGV[5], ARGV[1])
-if ARGV[10] == '1' then
-  redis.call('HSET', hosts, ARGV[1], ARGV[9])
-end
-return 1
+return moved
 "#;
 
 /// The head of every batch: bookkeeping and pruning.
@@ -98,7 +111,8 @@ fn load(source: &'static str) -> Loaded {
     }
 }
 
-pub(crate) static WRITE_MACHINE_SCRIPT: LazyLock<Loaded> = LazyLock::new(|| load(WRITE_MACHINE));
+pub(crate) static COMMIT_MACHINES_SCRIPT: LazyLock<Loaded> =
+    LazyLock::new(|| load(COMMIT_MACHINES));
 pub(crate) static BATCH_HEAD_SCRIPT: LazyLock<Loaded> = LazyLock::new(|| load(BATCH_HEAD));
 pub(crate) static LOWER_COMPLETE_SINCE_SCRIPT: LazyLock<Loaded> =
     LazyLock::new(|| load(LOWER_COMPLETE_SINCE));

@@ -14,7 +14,7 @@ use sysmon_core::config::RedisConfig;
 use sysmon_core::{Batch, ProcessInfo, Sink, SinkError, Snapshot, SnapshotStore};
 use tracing::{debug, info, warn};
 
-use super::scripts::{BATCH_HEAD_SCRIPT, LOWER_COMPLETE_SINCE_SCRIPT, WRITE_MACHINE_SCRIPT};
+use super::scripts::{BATCH_HEAD_SCRIPT, COMMIT_MACHINES_SCRIPT, LOWER_COMPLETE_SINCE_SCRIPT};
 use super::store::RedisStore;
 use super::{
     build_client, describe, is_fatal, lazy_manager, now_secs, ping, timeout_error, BatchEvent,
@@ -114,6 +114,8 @@ struct Inner {
     series_len: usize,
     ttl_ms: u64,
     target: String,
+    /// Unique per sink instance: names its staged keys.
+    writer: String,
     stats: Arc<RedisSinkStats>,
     state: Mutex<State>,
     backfill: Mutex<Option<Arc<dyn SnapshotStore>>>,
@@ -218,6 +220,7 @@ impl RedisSink {
             ttl_ms: options.ttl_for(config.window).as_millis().max(1) as u64,
             options,
             target,
+            writer: writer_id(),
             stats: Arc::new(RedisSinkStats::default()),
             state: Mutex::new(State {
                 resync: true,
@@ -370,6 +373,12 @@ impl Inner {
         let keys = &self.keys;
         let (last_seen, hostnames) = (keys.last_seen(), keys.hostnames());
 
+        // The batch goes out as a few pipelines sent back to back without
+        // waiting for replies (one round trip in all): each group of machines
+        // is sent as soon as it is encoded, so Redis executes one group while
+        // the next is encoded. The connection keeps them in order.
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let mut sent: Vec<InFlight> = Vec::new();
         let mut pipe = ::redis::pipe();
         pipe.cmd("SCRIPT")
             .arg("LOAD")
@@ -377,7 +386,7 @@ impl Inner {
             .ignore();
         pipe.cmd("SCRIPT")
             .arg("LOAD")
-            .arg(WRITE_MACHINE_SCRIPT.source)
+            .arg(COMMIT_MACHINES_SCRIPT.source)
             .ignore();
         pipe.cmd("EVALSHA")
             .arg(&BATCH_HEAD_SCRIPT.sha)
@@ -402,55 +411,24 @@ impl Inner {
                 })
                 .push(s);
         }
+        // One script call per group of machines: few calls, yet Redis is never
+        // blocked for long by one call.
+        let mut chunk = ScriptChunk::new(&last_seen, &hostnames, cutoff_ms, self);
         for machine in order {
             let Some(group) = groups.get(machine) else {
                 continue;
             };
-            // The newest sample by millisecond (the later one on ties, as the
-            // series and SQLite keep the last write of a millisecond), and a
-            // host name the way SQLite picks it: the newest's, else one from
-            // earlier in the batch.
-            let mut newest = group[0];
-            let mut hostname = newest.hostname.as_deref();
-            for s in &group[1..] {
-                if s.timestamp_millis() >= newest.timestamp_millis() {
-                    newest = s;
-                    hostname = s.hostname.as_deref().or(hostname);
-                } else if hostname.is_none() {
-                    hostname = s.hostname.as_deref();
-                }
+            chunk.add_machine(&mut pipe, keys, &self.writer, machine, group);
+            if chunk.machines >= SCRIPT_MACHINES || chunk.bytes >= SCRIPT_BYTES {
+                chunk.flush(&mut pipe);
+                chunk = ScriptChunk::new(&last_seen, &hostnames, cutoff_ms, self);
+                sent.push(
+                    self.send(std::mem::replace(&mut pipe, ::redis::pipe()))
+                        .await,
+                );
             }
-            let top = serde_json::to_vec(&TopRef {
-                machine_id: machine,
-                timestamp: newest.timestamp,
-                top_cpu_processes: &newest.top_cpu_processes,
-                top_mem_processes: &newest.top_mem_processes,
-            })
-            .unwrap_or_else(|_| b"{}".to_vec());
-            let cmd = pipe
-                .cmd("EVALSHA")
-                .arg(&WRITE_MACHINE_SCRIPT.sha)
-                .arg(5)
-                .arg(keys.series(machine))
-                .arg(keys.latest(machine))
-                .arg(keys.top(machine))
-                .arg(&last_seen)
-                .arg(&hostnames)
-                .arg(machine)
-                .arg(cutoff_ms)
-                .arg(self.series_len)
-                .arg(self.ttl_ms)
-                .arg(newest.timestamp)
-                .arg(newest.timestamp_millis())
-                .arg(encode_json(newest))
-                .arg(top)
-                .arg(hostname.unwrap_or(""))
-                .arg(if hostname.is_some() { "1" } else { "0" });
-            for s in group {
-                cmd.arg(s.timestamp_millis()).arg(binary::encode(s));
-            }
-            cmd.ignore();
         }
+        chunk.flush(&mut pipe);
         pipe.cmd("PEXPIRE")
             .arg(&last_seen)
             .arg(self.ttl_ms)
@@ -465,13 +443,185 @@ impl Inner {
             pipe.cmd("PUBLISH").arg(keys.events()).arg(event).ignore();
         }
 
-        let mut conn = self.conn.clone();
-        let reply: Vec<Value> =
-            match tokio::time::timeout(self.options.timeout, pipe.query_async(&mut conn)).await {
+        sent.push(self.send(pipe).await);
+
+        let mut head = None;
+        for in_flight in sent {
+            let reply = match tokio::time::timeout_at(deadline, in_flight).await {
                 Ok(r) => r?,
                 Err(_) => return Err(timeout_error(self.options.timeout)),
             };
+            head.get_or_insert(reply);
+        }
+        let reply = head.unwrap_or_default();
         Ok(parse_head(reply.first()))
+    }
+
+    /// Starts sending `pipe` (it is queued on the connection before this
+    /// returns, so pipelines go out in call order) without waiting for the reply.
+    async fn send(&self, pipe: ::redis::Pipeline) -> InFlight {
+        let mut conn = self.conn.clone();
+        let mut fut: InFlight =
+            Box::pin(async move { pipe.query_async::<Vec<Value>>(&mut conn).await });
+        // One poll packs the commands and hands them to the connection's writer.
+        if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
+            return Box::pin(std::future::ready(r));
+        }
+        fut
+    }
+}
+
+/// A pipeline on its way: resolves to its replies.
+type InFlight =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Value>, RedisError>> + Send>>;
+
+/// Machines per call of the write script.
+const SCRIPT_MACHINES: usize = 100;
+/// Staged bytes after which the machines so far are committed.
+const SCRIPT_BYTES: usize = 1 << 20;
+/// Staged keys expire by themselves if a pipeline is cut short.
+const STAGED_TTL_MS: u64 = 60_000;
+
+/// One call of [`COMMIT_MACHINES_SCRIPT`], and the plain commands that stage
+/// its machines' data before it.
+struct ScriptChunk {
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+    machines: usize,
+    bytes: usize,
+    json_hint: usize,
+}
+
+impl ScriptChunk {
+    fn new(last_seen: &str, hostnames: &str, cutoff_ms: i64, inner: &Inner) -> Self {
+        ScriptChunk {
+            keys: vec![last_seen.to_string(), hostnames.to_string()],
+            args: vec![
+                cutoff_ms.to_string().into_bytes(),
+                inner.series_len.to_string().into_bytes(),
+                inner.ttl_ms.to_string().into_bytes(),
+            ],
+            machines: 0,
+            bytes: 0,
+            json_hint: 4096,
+        }
+    }
+
+    /// Adds `group`'s samples to its series and stages its newest snapshot
+    /// (plain commands in `pipe`), and queues the machine for the script.
+    fn add_machine(
+        &mut self,
+        pipe: &mut ::redis::Pipeline,
+        keys: &KeyLayout,
+        writer: &str,
+        machine: &str,
+        group: &[&Snapshot],
+    ) {
+        // The newest sample by millisecond (the later one on ties, as the
+        // series and SQLite keep the last write of a millisecond), and a host
+        // name the way SQLite picks it: the newest's, else one from earlier in
+        // the batch.
+        let mut newest = group[0];
+        let mut hostname = newest.hostname.as_deref();
+        for s in &group[1..] {
+            if s.timestamp_millis() >= newest.timestamp_millis() {
+                newest = s;
+                hostname = s.hostname.as_deref().or(hostname);
+            } else if hostname.is_none() {
+                hostname = s.hostname.as_deref();
+            }
+        }
+        let series = keys.series(machine);
+        // A sample replaces the one of the same millisecond (SQLite's key).
+        let zadd = {
+            for s in group {
+                let ms = s.timestamp_millis();
+                pipe.cmd("ZREMRANGEBYSCORE")
+                    .arg(&series)
+                    .arg(ms)
+                    .arg(ms)
+                    .ignore();
+            }
+            pipe.cmd("ZADD").arg(&series)
+        };
+        for s in group {
+            let member = binary::encode(s);
+            self.bytes += member.len();
+            zadd.arg(s.timestamp_millis()).arg(member);
+        }
+        zadd.ignore();
+
+        // `encode_json`'s bytes, into a buffer sized for a typical snapshot.
+        let mut json = Vec::with_capacity(self.json_hint);
+        if serde_json::to_writer(&mut json, newest).is_err() {
+            json = encode_json(newest);
+        }
+        self.json_hint = self.json_hint.max(json.len() + 256);
+        let mut top = Vec::with_capacity(self.json_hint);
+        if serde_json::to_writer(
+            &mut top,
+            &TopRef {
+                machine_id: machine,
+                timestamp: newest.timestamp,
+                top_cpu_processes: &newest.top_cpu_processes,
+                top_mem_processes: &newest.top_mem_processes,
+            },
+        )
+        .is_err()
+        {
+            top = b"{}".to_vec();
+        }
+        self.bytes += json.len() + top.len();
+        let (staged_latest, staged_top) = (
+            keys.staged(writer, "latest", machine),
+            keys.staged(writer, "top", machine),
+        );
+        pipe.cmd("SET")
+            .arg(&staged_latest)
+            .arg(json)
+            .arg("PX")
+            .arg(STAGED_TTL_MS)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(&staged_top)
+            .arg(top)
+            .arg("PX")
+            .arg(STAGED_TTL_MS)
+            .ignore();
+
+        self.keys.push(series);
+        self.keys.push(keys.latest(machine));
+        self.keys.push(keys.top(machine));
+        self.keys.push(staged_latest);
+        self.keys.push(staged_top);
+        self.args.push(machine.as_bytes().to_vec());
+        self.args.push(newest.timestamp.to_string().into_bytes());
+        self.args
+            .push(newest.timestamp_millis().to_string().into_bytes());
+        self.args.push(hostname.unwrap_or("").as_bytes().to_vec());
+        self.args.push(if hostname.is_some() {
+            b"1".to_vec()
+        } else {
+            b"0".to_vec()
+        });
+        self.machines += 1;
+    }
+
+    fn flush(self, pipe: &mut ::redis::Pipeline) {
+        if self.machines == 0 {
+            return;
+        }
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(&COMMIT_MACHINES_SCRIPT.sha)
+            .arg(self.keys.len());
+        for k in &self.keys {
+            cmd.arg(k);
+        }
+        for a in &self.args {
+            cmd.arg(a.as_slice());
+        }
+        cmd.ignore();
     }
 }
 
@@ -587,6 +737,20 @@ impl Sink for RedisSink {
             }
         }
     }
+}
+
+/// A writer id unique enough to keep concurrent sinks' staged keys apart.
+fn writer_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
 }
 
 fn unavailable(message: String) -> SinkError {

