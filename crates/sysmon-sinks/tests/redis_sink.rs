@@ -455,3 +455,70 @@ async fn an_unreachable_redis_at_startup_is_not_an_error_and_is_picked_up_later(
     let c = sink.counters();
     assert_eq!((c.outages, c.batches_skipped), (1, 1), "{c:?}");
 }
+
+/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
+fn tls_files(dir: &std::path::Path) -> sysmon_testkit::redis_server::TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let files = sysmon_testkit::redis_server::TlsFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        ca: dir.join("ca.pem"),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_urls_speak_tls_and_check_the_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = tls_files(dir.path());
+    let server = RedisServer::start_tls(&files);
+    assert!(server.url().starts_with("rediss://"));
+
+    // Trusting the private CA: writes and reads go over TLS.
+    let options = sysmon_sinks::redis::RedisOptions {
+        ca_cert: Some(files.ca.clone()),
+        ..quick_options()
+    };
+    let config = redis_config(&server.url(), "t8:", HOUR);
+    let sink = RedisSink::connect_with(&config, options.clone())
+        .await
+        .unwrap();
+    assert!(sink.is_connected());
+    let mut machines = fleet(2);
+    let b = batches(&mut machines, now(), 1, 1.0, 2);
+    sink.write(b[0].clone()).await.unwrap();
+    let store = RedisStore::connect_with(&config, &options).await.unwrap();
+    assert_eq!(store.latest("m01").await.unwrap().as_ref(), Some(&b[0][1]));
+
+    // The same server with the system's trust store: the certificate is
+    // refused, loudly (a configuration mistake, not an outage).
+    let e = RedisSink::connect_with(&config, quick_options())
+        .await
+        .err()
+        .expect("an untrusted certificate must not connect");
+    assert!(e.to_string().contains("certificate"), "{e}");
+    // TLS to a plain server: no TLS handshake completes, so the sink is never
+    // connected and writes fail fast (it cannot tell this from an outage).
+    let plain = RedisServer::start();
+    let tls_url = plain.url().replace("redis://", "rediss://");
+    match RedisSink::connect_with(&redis_config(&tls_url, "t8:", HOUR), options).await {
+        Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
+        Ok(s) => {
+            assert!(!s.is_connected());
+            assert!(s.write(b[0].clone()).await.is_err());
+        }
+    }
+}

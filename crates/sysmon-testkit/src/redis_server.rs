@@ -26,8 +26,20 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    tls: bool,
     child: Option<Child>,
     starts: u32,
+}
+
+/// PEM files for a TLS-only server ([`RedisServer::start_tls`]).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The server certificate (its SANs must cover `127.0.0.1`).
+    pub cert: PathBuf,
+    /// The server certificate's private key.
+    pub key: PathBuf,
+    /// The CA that signed it (clients are not asked for certificates).
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
@@ -42,6 +54,17 @@ impl RedisServer {
     /// `["--user", "alice", "on", ">pw", "~*", "&*", "+@all"]`. They are passed
     /// again on [`RedisServer::start_again`].
     pub fn start_with_args(args: &[&str]) -> RedisServer {
+        RedisServer::start_inner(args, None)
+    }
+
+    /// Starts a server that speaks only TLS on its port (`rediss://`), with the
+    /// given certificate and key, not asking clients for certificates. Redis
+    /// must be built with TLS (Debian's is).
+    pub fn start_tls(files: &TlsFiles) -> RedisServer {
+        RedisServer::start_inner(&[], Some(files))
+    }
+
+    fn start_inner(args: &[&str], tls: Option<&TlsFiles>) -> RedisServer {
         let binary = find_binary("redis-server")
             .or_else(|| {
                 let p = PathBuf::from("/usr/bin/redis-server");
@@ -58,11 +81,32 @@ impl RedisServer {
             .prefix("sysmon-redis-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temp dir for redis-server: {e}"));
+        let port = free_port();
+        let mut extra_args: Vec<String> = Vec::new();
+        if let Some(f) = tls {
+            let path = |p: &Path| p.to_string_lossy().into_owned();
+            extra_args.extend([
+                "--port".to_string(),
+                "0".to_string(),
+                "--tls-port".to_string(),
+                port.to_string(),
+                "--tls-cert-file".to_string(),
+                path(&f.cert),
+                "--tls-key-file".to_string(),
+                path(&f.key),
+                "--tls-ca-cert-file".to_string(),
+                path(&f.ca),
+                "--tls-auth-clients".to_string(),
+                "no".to_string(),
+            ]);
+        }
+        extra_args.extend(args.iter().map(|s| s.to_string()));
         let mut server = RedisServer {
             binary,
-            port: free_port(),
+            port,
             dir,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            extra_args,
+            tls: tls.is_some(),
             child: None,
             starts: 0,
         };
@@ -70,9 +114,11 @@ impl RedisServer {
         server
     }
 
-    /// `redis://127.0.0.1:<port>/` (no credentials).
+    /// `redis://127.0.0.1:<port>/` (no credentials), or `rediss://...` for a
+    /// server started with [`RedisServer::start_tls`].
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// The TCP port the server listens on (the same across restarts).
@@ -150,6 +196,8 @@ impl RedisServer {
         self.starts += 1;
         let port = self.port.to_string();
         let log = self.log_path();
+        // Each start gets a fresh log (readiness of a TLS server is read from it).
+        let _ = std::fs::remove_file(&log);
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--port", &port])
             .args(["--bind", "127.0.0.1"])
@@ -171,7 +219,16 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if ping(self.port) {
+            let up = if self.tls {
+                // A plain PING cannot cross TLS: wait for the log's ready line.
+                std::fs::read_to_string(&log)
+                    .map(|l| l.contains("Ready to accept connections"))
+                    .unwrap_or(false)
+                    && crate::ports::wait_for_port(self.port, Duration::from_millis(100))
+            } else {
+                ping(self.port)
+            };
+            if up {
                 return;
             }
             if !self.is_running() || Instant::now() >= deadline {

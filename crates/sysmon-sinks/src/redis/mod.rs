@@ -388,16 +388,31 @@ pub(crate) fn lazy_manager(
 }
 
 /// True for errors that retrying cannot fix: bad credentials, missing ACL
-/// permissions, a client-side configuration mistake.
+/// permissions, a server certificate that does not verify, TLS spoken to a
+/// plain server, a client-side configuration mistake.
 pub(crate) fn is_fatal(e: &::redis::RedisError) -> bool {
     use ::redis::{ErrorKind, ServerErrorKind};
+    let text = e.to_string();
     matches!(
         e.kind(),
         ErrorKind::AuthenticationFailed
             | ErrorKind::InvalidClientConfig
             | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || e.to_string().contains("WRONGPASS")
-        || e.to_string().contains("NOAUTH")
+    ) || ["WRONGPASS", "NOAUTH", "certificate", "corrupt message"]
+        .iter()
+        .any(|m| text.contains(m))
+}
+
+/// What to check for a [`is_fatal`] error.
+pub(crate) fn fatal_hint(e: &::redis::RedisError) -> &'static str {
+    let text = e.to_string();
+    if text.contains("certificate") {
+        "the server's TLS certificate does not verify: give its CA with RedisOptions::ca_cert, or fix the host name in redis.url"
+    } else if text.contains("corrupt message") {
+        "is the server really speaking TLS? use redis:// for a plain server"
+    } else {
+        "check the user and password in redis.url"
+    }
 }
 
 /// Sends `PING` within `timeout`.

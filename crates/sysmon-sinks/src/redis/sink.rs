@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::scripts::{BATCH_HEAD_SCRIPT, COMMIT_MACHINES_SCRIPT, LOWER_COMPLETE_SINCE_SCRIPT};
 use super::store::RedisStore;
 use super::{
-    build_client, describe, is_fatal, lazy_manager, now_secs, ping, timeout_error, BatchEvent,
-    KeyLayout, RedisOptions,
+    build_client, describe, fatal_hint, is_fatal, lazy_manager, now_secs, ping, timeout_error,
+    BatchEvent, KeyLayout, RedisOptions,
 };
 use crate::error::SinksError;
 
@@ -242,8 +242,9 @@ impl RedisSink {
             }
             Err(e) if is_fatal(&e) => {
                 return Err(SinksError::Config(format!(
-                    "redis at {} refused the connection: {e} (check the user and password in redis.url)",
-                    inner.target
+                    "redis at {} refused the connection: {e} ({})",
+                    inner.target,
+                    fatal_hint(&e)
                 )));
             }
             Err(e) => {

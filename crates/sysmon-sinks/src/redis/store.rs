@@ -11,8 +11,8 @@ use sysmon_core::{MachineSummary, Snapshot, SnapshotStore, StoreError};
 use tracing::warn;
 
 use super::{
-    build_client, describe, is_fatal, lazy_manager, now_secs, ping, timeout_error, KeyLayout,
-    RedisOptions, TopProcesses,
+    build_client, describe, fatal_hint, is_fatal, lazy_manager, now_secs, ping, timeout_error,
+    KeyLayout, RedisOptions, TopProcesses,
 };
 use crate::error::SinksError;
 
@@ -66,7 +66,8 @@ impl RedisStore {
             Ok(()) => {}
             Err(e) if is_fatal(&e) => {
                 return Err(SinksError::Config(format!(
-                    "redis at {target} refused the connection: {e} (check the user and password in redis.url)"
+                    "redis at {target} refused the connection: {e} ({})",
+                    fatal_hint(&e)
                 )))
             }
             Err(e) => {
