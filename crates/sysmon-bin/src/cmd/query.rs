@@ -1,12 +1,15 @@
 //! `sysmon query`: print stored snapshots (JSON lines in the wire format, or a table).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use sysmon_core::agent::now_epoch_secs;
 use sysmon_core::{Snapshot, SnapshotStore};
+use sysmon_sinks::query::QueryLayer;
+use sysmon_sinks::redis::RedisStore;
 use sysmon_sinks::sqlite::SqliteSink;
 
 use crate::cli::{parse_duration, CommonArgs, DbArgs};
@@ -40,6 +43,11 @@ pub struct QueryArgs {
     /// List the known machines (id, host name, last seen) instead of snapshots.
     #[arg(long)]
     machines: bool,
+    /// Redis URL (redis://[user:pass@]host:port/db or rediss://) of the ingester's hot
+    /// window: the recent part of the range is read from Redis, older samples from SQLite
+    /// (same answer, faster; SQLite answers whatever Redis cannot).
+    #[arg(long, env = "SYSMON_REDIS")]
+    redis: Option<String>,
 }
 
 /// Runs `sysmon query`.
@@ -53,8 +61,21 @@ pub async fn run(args: QueryArgs, common: &CommonArgs) -> anyhow::Result<()> {
             path.display()
         );
     }
-    let store =
-        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?;
+    if let Some(u) = &args.redis {
+        config.redis.url = Some(u.clone());
+    }
+    let sqlite = Arc::new(
+        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?,
+    );
+    let store = match &config.redis.url {
+        Some(_) => QueryLayer::with_redis(
+            sqlite,
+            RedisStore::connect(&config.redis)
+                .await
+                .context("connecting to Redis")?,
+        ),
+        None => QueryLayer::cold_only(sqlite),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.machines {
