@@ -25,7 +25,6 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use sysmon_core::codec::encode_json;
 use sysmon_core::config::KafkaConfig;
@@ -306,20 +305,20 @@ impl KafkaReceiver {
         headers: OwnedHeaders,
     ) -> Result<(), TransportError> {
         let slot = self.dlq.get();
-        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.dlq_topic)
-            .payload(bytes)
-            .headers(headers);
         let result = match enqueue(
             &slot.producer,
-            record,
+            &self.dlq_topic,
+            None,
+            bytes,
+            headers,
             Instant::now() + Duration::from_secs(30),
         )
         .await
         {
             Ok(delivery) => match delivery.await {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err((e, _))) => Err(e),
-                Err(_canceled) => Err(KafkaError::Canceled),
+                Ok(Err(e)) => Err(e),
+                Err(_closed) => Err(KafkaError::Canceled),
             },
             Err(e) => Err(e),
         };

@@ -1,17 +1,20 @@
 //! `KafkaTransport`: the agent's side of the Kafka transport.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use rdkafka::config::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use sysmon_core::codec::{encode, Format};
 use sysmon_core::config::KafkaConfig;
 use sysmon_core::{Snapshot, Transport, TransportError};
+use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
 use super::{
@@ -33,10 +36,112 @@ pub(crate) const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("socket.keepalive.enable", "true"),
 ];
 
+/// Where a message went: `(partition, offset)`.
+pub(crate) type Delivered = Result<(i32, i64), KafkaError>;
+
+/// Resolves when the broker acknowledged (or finally refused) one message.
+pub(crate) type DeliveryReport = oneshot::Receiver<Delivered>;
+
+/// The producer's context: [`SysmonContext`] plus delivery reports sent to
+/// the waiting publisher through a oneshot channel.
+pub(crate) struct DeliveryContext {
+    inner: SysmonContext,
+}
+
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.inner.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.inner.error(error, reason);
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<oneshot::Sender<Delivered>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tx: Self::DeliveryOpaque) {
+        let outcome = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The publisher may have given up waiting; nothing to do then.
+        let _ = tx.send(outcome);
+    }
+}
+
+/// How long each `poll` of the delivery thread lasts. rdkafka's own
+/// `ThreadedProducer` polls in 100 ms windows and, because it truncates the
+/// remaining time to whole milliseconds, spins through the last millisecond of
+/// each window: about 1 % of a core on an idle agent. One-second windows cut
+/// that to a tenth; dropping the producer waits for at most one window (on
+/// the delivery thread, never on the caller).
+const POLL_WINDOW: Duration = Duration::from_secs(1);
+
+/// A message on its way to librdkafka, carrying its report channel.
+pub(crate) type Record<'a> = BaseRecord<'a, [u8], [u8], Box<oneshot::Sender<Delivered>>>;
+
+/// A librdkafka producer whose delivery reports are served by a thread of ours.
+pub(crate) struct PolledProducer {
+    producer: Arc<BaseProducer<DeliveryContext>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl PolledProducer {
+    fn start(
+        config: &ClientConfig,
+        role: &'static str,
+    ) -> Result<(Self, Arc<ClientState>), SinksError> {
+        let (inner, state) = SysmonContext::new(role);
+        let producer: Arc<BaseProducer<DeliveryContext>> = Arc::new(
+            config
+                .create_with_context(DeliveryContext { inner })
+                .map_err(|e| creation_error("creating the Kafka producer", e))?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let producer = producer.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("sysmon-kafka-dr".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        producer.poll(POLL_WINDOW);
+                    }
+                    // The last handle: dropping it here purges what is left and
+                    // destroys the client off the async runtime.
+                })
+                .map_err(|e| SinksError::Io {
+                    context: "starting the Kafka delivery-report thread".into(),
+                    source: e,
+                })?;
+        }
+        Ok((PolledProducer { producer, stop }, state))
+    }
+
+    /// Hands one message to librdkafka; its report arrives on the returned channel.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn send<'a>(&self, record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {
+        self.producer.send(record)
+    }
+
+    /// Waits until everything queued was delivered (blocking).
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}
+
+impl Drop for PolledProducer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A producer and the state its context records.
 #[derive(Clone)]
 pub(crate) struct Slot {
-    pub(crate) producer: FutureProducer<SysmonContext>,
+    pub(crate) producer: Arc<PolledProducer>,
     pub(crate) state: Arc<ClientState>,
 }
 
@@ -104,13 +209,8 @@ impl ProducerHandle {
                 "replaced the Kafka producer after a failed delivery"
             ),
         }
-        // Dropping a producer purges its queue and waits up to 500 ms: not on the runtime.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(move || drop((old, used)));
-            }
-            Err(_) => drop((old, used)),
-        }
+        // The old producer's delivery thread purges and destroys it.
+        drop((old, used));
     }
 }
 
@@ -158,16 +258,26 @@ impl KafkaTransport {
     }
 }
 
-/// Enqueues one message, waiting while librdkafka's local queue is full.
+/// Enqueues one message, waiting while librdkafka's local queue is full, and
+/// returns the channel its delivery report will arrive on.
 pub(crate) async fn enqueue(
-    producer: &FutureProducer<SysmonContext>,
-    record: FutureRecord<'_, [u8], [u8]>,
+    producer: &PolledProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: OwnedHeaders,
     deadline: Instant,
-) -> Result<DeliveryFuture, KafkaError> {
-    let mut record = record;
+) -> Result<DeliveryReport, KafkaError> {
+    let (tx, rx) = oneshot::channel();
+    let mut record = BaseRecord::with_opaque_to(topic, Box::new(tx))
+        .payload(payload)
+        .headers(headers);
+    if let Some(k) = key {
+        record = record.key(k);
+    }
     loop {
-        match producer.send_result(record) {
-            Ok(f) => return Ok(f),
+        match producer.send(record) {
+            Ok(()) => return Ok(rx),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
                 if Instant::now() < deadline =>
             {
@@ -180,11 +290,11 @@ pub(crate) async fn enqueue(
 }
 
 fn build(config: &ClientConfig, role: &'static str) -> Result<Slot, SinksError> {
-    let (context, state) = SysmonContext::new(role);
-    let producer = config
-        .create_with_context(context)
-        .map_err(|e| creation_error("creating the Kafka producer", e))?;
-    Ok(Slot { producer, state })
+    let (producer, state) = PolledProducer::start(config, role)?;
+    Ok(Slot {
+        producer: Arc::new(producer),
+        state,
+    })
 }
 
 /// A message the broker can never accept: retrying the batch would block the
@@ -223,11 +333,16 @@ impl Transport for KafkaTransport {
                     key: CONTENT_TYPE_HEADER,
                     value: Some(content_type_value),
                 });
-            let record = FutureRecord::to(&self.topic)
-                .key(snapshot.machine_id.as_bytes())
-                .payload(payload.as_slice())
-                .headers(headers);
-            match enqueue(producer, record, deadline).await {
+            match enqueue(
+                producer,
+                &self.topic,
+                Some(snapshot.machine_id.as_bytes()),
+                &payload,
+                headers,
+                deadline,
+            )
+            .await
+            {
                 Ok(f) => pending.push((snapshot, f)),
                 Err(e) if is_permanent(&e) => {
                     error!(machine_id = %snapshot.machine_id, timestamp = snapshot.timestamp,
@@ -249,12 +364,12 @@ impl Transport for KafkaTransport {
         let mut first_error = None;
         for (snapshot, result) in snapshots.into_iter().zip(results) {
             match result {
-                Ok(Ok(_delivery)) => {}
-                Ok(Err((e, _))) if is_permanent(&e) => {
+                Ok(Ok(_delivered)) => {}
+                Ok(Err(e)) if is_permanent(&e) => {
                     error!(machine_id = %snapshot.machine_id, timestamp = snapshot.timestamp,
                            error = %e, "Kafka refused this snapshot (too large?); it is skipped");
                 }
-                Ok(Err((e, _))) => {
+                Ok(Err(e)) => {
                     if first_error.is_none() {
                         first_error = Some(transport_error(&e, &slot.state));
                     }
