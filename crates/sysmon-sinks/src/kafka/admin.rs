@@ -75,6 +75,8 @@ pub async fn ensure_topic(
             ))
         })?;
     let mut created = false;
+    // A refusal (no right to create topics, a policy) is fine if the topic exists.
+    let mut refused: Option<SinksError> = None;
     for r in results {
         match r {
             Ok(_) => created = true,
@@ -84,7 +86,7 @@ pub async fn ensure_topic(
                     "creating topic {name} on {brokers}: {}",
                     KafkaError::AdminOp(code)
                 );
-                return Err(if is_transient(code) {
+                refused = Some(if is_transient(code) {
                     SinksError::Unavailable(message)
                 } else {
                     SinksError::Config(message)
@@ -93,7 +95,12 @@ pub async fn ensure_topic(
         }
     }
     // Wait until the brokers' metadata shows the topic with its partitions.
-    let deadline = Instant::now() + ADMIN_TIMEOUT;
+    let deadline = Instant::now()
+        + if refused.is_some() {
+            Duration::from_secs(2)
+        } else {
+            ADMIN_TIMEOUT
+        };
     let topic_name = topic.to_string();
     loop {
         let lookup = {
@@ -124,9 +131,11 @@ pub async fn ensure_topic(
                 });
             }
             Ok(Err(e)) if Instant::now() >= deadline => {
-                return Err(SinksError::Unavailable(format!(
-                    "no metadata for topic {topic} from {brokers}: {e}"
-                )))
+                return Err(refused.take().unwrap_or_else(|| {
+                    SinksError::Unavailable(format!(
+                        "no metadata for topic {topic} from {brokers}: {e}"
+                    ))
+                }))
             }
             Err(e) => {
                 return Err(SinksError::Config(format!(
@@ -134,10 +143,12 @@ pub async fn ensure_topic(
                 )))
             }
             _ if Instant::now() >= deadline => {
-                return Err(SinksError::Unavailable(format!(
-                    "topic {topic} does not appear in the metadata of {brokers} \
-                     within {ADMIN_TIMEOUT:?}"
-                )))
+                return Err(refused.take().unwrap_or_else(|| {
+                    SinksError::Unavailable(format!(
+                        "topic {topic} does not appear in the metadata of {brokers} \
+                         within {ADMIN_TIMEOUT:?}"
+                    ))
+                }))
             }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
