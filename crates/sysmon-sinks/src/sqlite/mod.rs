@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoint;
 pub mod codec;
 mod keys;
 mod maintain;
@@ -35,6 +36,7 @@ mod series;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -47,7 +49,8 @@ use crate::error::SinksError;
 
 pub use maintain::MaintenanceReport;
 pub use series::{
-    Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource, RAW_RANGE_LIMIT_SECS,
+    Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource,
+    FLEET_RAW_BUDGET_MACHINE_SECS, RAW_RANGE_LIMIT_SECS,
 };
 
 /// The sink's name in logs and metrics.
@@ -59,11 +62,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader connection (KiB).
 const READER_CACHE_KIB: i64 = 8 * 1024;
-/// WAL pages after which a commit checkpoints the WAL into the database (64 MiB
-/// at 4 KiB pages; SQLite's default of 1,000 pages checkpoints every few
-/// batches at full speed, and a page rewritten by several batches in between
-/// is then copied once instead of once per batch).
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// WAL pages after which the committing writer checkpoints itself (128 MiB at
+/// 4 KiB pages): only a safety net, the checkpoint thread normally keeps the
+/// WAL well below (see `checkpoint.rs`). SQLite's default of 1,000 pages would
+/// make every third batch at full speed pay for a checkpoint.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 32_768;
+/// Snapshots written between two requests to the checkpoint thread (about
+/// 10 MiB of WAL).
+const CHECKPOINT_EVERY_SNAPSHOTS: usize = 8_192;
 /// Size the WAL file is truncated back to after a checkpoint, in bytes.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Idle reader connections kept open for reuse.
@@ -98,6 +104,10 @@ struct Inner {
     rollup_retention_ms: i64,
     /// The database as named in messages: its path, or `:memory:`.
     what: String,
+    /// Background WAL checkpoints (file databases only).
+    checkpointer: Option<checkpoint::Checkpointer>,
+    /// Snapshots written since the checkpoint thread was last asked to run.
+    since_checkpoint: AtomicUsize,
 }
 
 enum Readers {
@@ -110,7 +120,7 @@ enum Readers {
     },
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a half-written batch behind:
     // the open transaction is rolled back when it is dropped.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -167,6 +177,18 @@ fn open_reader(path: &Path) -> Result<Connection, SinksError> {
 }
 
 impl Inner {
+    /// Counts `n` written snapshots and wakes the checkpoint thread every
+    /// [`CHECKPOINT_EVERY_SNAPSHOTS`].
+    fn written(&self, n: usize) {
+        if let Some(c) = &self.checkpointer {
+            let total = self.since_checkpoint.fetch_add(n, Ordering::Relaxed) + n;
+            if total >= CHECKPOINT_EVERY_SNAPSHOTS {
+                self.since_checkpoint.store(0, Ordering::Relaxed);
+                c.request();
+            }
+        }
+    }
+
     fn with_writer<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, SinksError>,
@@ -238,6 +260,7 @@ impl SqliteSink {
             },
             other => other,
         })?;
+        let checkpointer = Some(checkpoint::Checkpointer::spawn(&path)?);
         tracing::info!(db = %what, "sqlite history opened");
         Ok(SqliteSink {
             inner: Arc::new(Inner {
@@ -249,6 +272,8 @@ impl SqliteSink {
                 raw_retention_ms,
                 rollup_retention_ms,
                 what,
+                checkpointer,
+                since_checkpoint: AtomicUsize::new(0),
             }),
         })
     }
@@ -266,6 +291,8 @@ impl SqliteSink {
                 raw_retention_ms: retention_ms("raw_retention", defaults.raw_retention)?,
                 rollup_retention_ms: retention_ms("rollup_retention", defaults.rollup_retention)?,
                 what: ":memory:".into(),
+                checkpointer: None,
+                since_checkpoint: AtomicUsize::new(0),
             }),
         })
     }
@@ -282,8 +309,12 @@ impl SqliteSink {
 
     /// Stores `snapshots` in one transaction (what [`Sink::write`] does with a batch).
     pub async fn write_snapshots(&self, snapshots: Batch) -> Result<(), SinksError> {
-        self.blocking(move |inner| inner.with_writer(|c| write::write_batch(c, &snapshots)))
-            .await
+        self.blocking(move |inner| {
+            inner.with_writer(|c| write::write_batch(c, &snapshots))?;
+            inner.written(snapshots.len());
+            Ok(())
+        })
+        .await
     }
 
     /// One maintenance pass as of `now_secs` (seconds since the epoch): recompute
@@ -344,16 +375,7 @@ impl SqliteSink {
         let machine_id = machine_id.to_string();
         self.blocking(move |inner| {
             inner.with_reader(|c| {
-                series::series(
-                    c,
-                    &machine_id,
-                    metric,
-                    since,
-                    until,
-                    max_points,
-                    source,
-                    raw_limit_ms(),
-                )
+                series::series(c, &machine_id, metric, since, until, max_points, source)
             })
         })
         .await
@@ -362,7 +384,9 @@ impl SqliteSink {
     /// `metric` across every machine with `since <= t < until`, in at most about
     /// `max_points` buckets: per bucket the fleet average (machines weigh
     /// equally), the lowest and highest sample of any machine, and `value`
-    /// chosen by `agg`. Same source rules as [`SqliteSink::series`].
+    /// chosen by `agg`. Raw samples serve ranges up to
+    /// [`FLEET_RAW_BUDGET_MACHINE_SECS`] / machines (and at most
+    /// [`RAW_RANGE_LIMIT_SECS`]), per-minute rollups the rest.
     pub async fn fleet_series(
         &self,
         metric: Metric,
@@ -387,16 +411,7 @@ impl SqliteSink {
     ) -> Result<Vec<FleetBucket>, SinksError> {
         self.blocking(move |inner| {
             inner.with_reader(|c| {
-                series::fleet_series(
-                    c,
-                    metric,
-                    since,
-                    until,
-                    max_points,
-                    agg,
-                    source,
-                    raw_limit_ms(),
-                )
+                series::fleet_series(c, metric, since, until, max_points, agg, source)
             })
         })
         .await
@@ -435,10 +450,6 @@ impl SqliteSink {
         })
         .await
     }
-}
-
-fn raw_limit_ms() -> i64 {
-    (RAW_RANGE_LIMIT_SECS * 1000.0) as i64
 }
 
 fn now_secs() -> f64 {

@@ -5,8 +5,10 @@
 //! while a live chart's window slides). Each bucket carries min, max, avg and
 //! the number of samples; empty buckets are left out.
 //!
-//! Short ranges (up to [`RAW_RANGE_LIMIT_SECS`]) within the raw retention are
-//! computed from raw samples; longer or older ranges from the per-minute
+//! Short ranges (up to [`RAW_RANGE_LIMIT_SECS`] for one machine; for the fleet,
+//! up to [`FLEET_RAW_BUDGET_MACHINE_SECS`] divided by the number of machines)
+//! within the raw retention are computed from raw samples; longer or older
+//! ranges from the per-minute
 //! rollups (buckets are then whole minutes), with the minutes not yet rolled
 //! up (since the last maintenance) taken from raw samples, so the newest data
 //! is always there.
@@ -24,6 +26,16 @@ use crate::error::SinksError;
 
 /// Ranges up to this long are charted from raw samples (when still retained).
 pub const RAW_RANGE_LIMIT_SECS: f64 = 6.0 * 3600.0;
+
+/// A fleet series is computed from raw samples while `range (s) x machines`
+/// stays within this budget (100 machines: ranges up to 1,000 s), so that a
+/// fleet chart never scans more than about 100,000 raw rows.
+pub const FLEET_RAW_BUDGET_MACHINE_SECS: f64 = 100_000.0;
+
+fn raw_limit_ms(machines: usize) -> i64 {
+    let fleet = FLEET_RAW_BUDGET_MACHINE_SECS / machines.max(1) as f64;
+    (RAW_RANGE_LIMIT_SECS.min(fleet) * 1000.0) as i64
+}
 
 /// A metric that can be charted over time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -504,7 +516,6 @@ fn machine_buckets(
 }
 
 /// A machine's series; an unknown machine has an empty series.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn series(
     conn: &Connection,
     machine_id: &str,
@@ -513,10 +524,9 @@ pub(crate) fn series(
     until: f64,
     max_points: usize,
     source: SeriesSource,
-    raw_limit_ms: i64,
 ) -> Result<Vec<Bucket>, SinksError> {
     let horizon = raw_horizon(conn)?;
-    let w = window(since, until, max_points, source, horizon, raw_limit_ms)?;
+    let w = window(since, until, max_points, source, horizon, raw_limit_ms(1))?;
     let Some(machine) = machine_key(conn, machine_id)? else {
         return Ok(Vec::new());
     };
@@ -544,15 +554,23 @@ pub(crate) fn fleet_series(
     max_points: usize,
     agg: FleetAgg,
     source: SeriesSource,
-    raw_limit_ms: i64,
 ) -> Result<Vec<FleetBucket>, SinksError> {
     let horizon = raw_horizon(conn)?;
-    let w = window(since, until, max_points, source, horizon, raw_limit_ms)?;
+    // Machines not seen since `since` have nothing in the range.
     let machines: Vec<i64> = {
-        let mut stmt = conn.prepare_cached("SELECT id FROM machines ORDER BY id")?;
-        let ids = stmt.query_map([], |r| r.get(0))?;
+        let mut stmt =
+            conn.prepare_cached("SELECT id FROM machines WHERE last_seen >= ?1 ORDER BY id")?;
+        let ids = stmt.query_map(params![since], |r| r.get(0))?;
         ids.collect::<Result<_, _>>()?
     };
+    let w = window(
+        since,
+        until,
+        max_points,
+        source,
+        horizon,
+        raw_limit_ms(machines.len()),
+    )?;
     struct Fleet {
         mean_sum: f64,
         machines: u32,
