@@ -7,16 +7,18 @@ use std::sync::LazyLock;
 /// Commits a group of machines' part of a batch. The big payloads never pass
 /// through Lua (Redis hashes every byte of every Lua string): the pipeline has
 /// already added the samples to each series and staged the newest snapshot
-/// and top processes in per-writer temporary keys with plain commands; this
-/// script trims each series, moves the staged keys into place when they are
-/// newer than what is there (a `RENAME`, no copy), and updates `last_seen` and
-/// `hostnames`.
+/// and top processes in per-writer temporary keys (with the final TTL) with
+/// plain commands; this script moves the staged keys into place when they are
+/// newer than what is there (a `RENAME`, no copy, keeping the TTL), updates
+/// `last_seen` and `hostnames`, trims each series by count, and trims it by
+/// time and refreshes its TTL when its newest sample enters a new upkeep period.
 ///
 /// KEYS: 1 last_seen, 2 hostnames, then per machine: series, latest, top,
 /// staged latest, staged top.
 /// ARGV: 1 time cutoff in ms (older samples are trimmed), 2 series length
-/// bound, 3 TTL in ms, then per machine: machine id, newest timestamp (s),
-/// newest timestamp (ms), host name, `1` when a host name is given.
+/// bound, 3 TTL in ms, 4 upkeep period in ms, then per machine: machine id,
+/// newest timestamp (s), newest timestamp (ms), host name, `1` when a host name
+/// is given.
 ///
 /// latest/top/last_seen only move forward in time (compared by millisecond, a
 /// tie replaces, as SQLite keeps the last write of a millisecond), so replays
@@ -25,21 +27,25 @@ use std::sync::LazyLock;
 pub(crate) const COMMIT_MACHINES: &str = r#"
 local seen, hosts = KEYS[1], KEYS[2]
 local cutoff, maxlen, ttl = '(' .. ARGV[1], -(tonumber(ARGV[2]) + 1), ARGV[3]
+local period = tonumber(ARGV[4])
 local moved, k = 0, 3
-for a = 4, #ARGV, 5 do
+for a = 5, #ARGV, 5 do
   local series, latest, top, new_latest, new_top = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
   local id, newest_ms = ARGV[a], tonumber(ARGV[a + 2])
-  redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
-  redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
-  redis.call('PEXPIRE', series, ttl)
   local cur = redis.call('ZSCORE', seen, id)
-  if cur and math.floor(tonumber(cur) * 1000 + 0.5) > newest_ms then
+  local cur_ms = cur and math.floor(tonumber(cur) * 1000 + 0.5)
+  redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
+  if cur_ms and cur_ms > newest_ms then
+    -- An older batch (replay, backfill): its samples are in; the latest state stays.
     redis.call('DEL', new_latest, new_top)
+    redis.call('PEXPIRE', series, ttl, 'NX')
   else
+    if (not cur_ms) or math.floor(cur_ms / period) ~= math.floor(newest_ms / period) then
+      redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
+      redis.call('PEXPIRE', series, ttl)
+    end
     redis.call('RENAME', new_latest, latest)
-    redis.call('PEXPIRE', latest, ttl)
     redis.call('RENAME', new_top, top)
-    redis.call('PEXPIRE', top, ttl)
     redis.call('ZADD', seen, ARGV[a + 1], id)
     if ARGV[a + 4] == '1' then
       redis.call('HSET', hosts, id, ARGV[a + 3])

@@ -113,6 +113,9 @@ struct Inner {
     options: RedisOptions,
     series_len: usize,
     ttl_ms: u64,
+    /// A series' upkeep (trims, TTL) runs when its newest sample enters a new
+    /// period of this length: an eighth of the window, at most a quarter of the TTL.
+    upkeep_ms: u64,
     target: String,
     /// Unique per sink instance: names its staged keys.
     writer: String,
@@ -218,6 +221,9 @@ impl RedisSink {
             window: config.window,
             series_len: options.series_len_for(config.window),
             ttl_ms: options.ttl_for(config.window).as_millis().max(1) as u64,
+            upkeep_ms: ((config.window / 8).min(options.ttl_for(config.window) / 4))
+                .as_millis()
+                .max(1) as u64,
             options,
             target,
             writer: writer_id(),
@@ -480,8 +486,6 @@ type InFlight =
 const SCRIPT_MACHINES: usize = 100;
 /// Staged bytes after which the machines so far are committed.
 const SCRIPT_BYTES: usize = 1 << 20;
-/// Staged keys expire by themselves if a pipeline is cut short.
-const STAGED_TTL_MS: u64 = 60_000;
 
 /// One call of [`COMMIT_MACHINES_SCRIPT`], and the plain commands that stage
 /// its machines' data before it.
@@ -491,6 +495,7 @@ struct ScriptChunk {
     machines: usize,
     bytes: usize,
     json_hint: usize,
+    ttl_ms: u64,
 }
 
 impl ScriptChunk {
@@ -501,7 +506,9 @@ impl ScriptChunk {
                 cutoff_ms.to_string().into_bytes(),
                 inner.series_len.to_string().into_bytes(),
                 inner.ttl_ms.to_string().into_bytes(),
+                inner.upkeep_ms.to_string().into_bytes(),
             ],
+            ttl_ms: inner.ttl_ms,
             machines: 0,
             bytes: 0,
             json_hint: 4096,
@@ -581,13 +588,13 @@ impl ScriptChunk {
             .arg(&staged_latest)
             .arg(json)
             .arg("PX")
-            .arg(STAGED_TTL_MS)
+            .arg(self.ttl_ms)
             .ignore();
         pipe.cmd("SET")
             .arg(&staged_top)
             .arg(top)
             .arg("PX")
-            .arg(STAGED_TTL_MS)
+            .arg(self.ttl_ms)
             .ignore();
 
         self.keys.push(series);
