@@ -671,4 +671,32 @@ async fn in_memory_sink_works_for_tests() {
         .await
         .unwrap()
         .is_empty());
+
+    // The trait's maintain uses the wall clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut m = SyntheticMachine::new("recent", 1);
+    let old = m.next_snapshot(now - 2.0 * DAY, 1);
+    let new = m.next_snapshot(now - 120.0, 1);
+    sink.write(batch(vec![old, new.clone()])).await.unwrap();
+    sysmon_core::Sink::maintain(&sink).await.unwrap();
+    let left = sink
+        .range(Some("recent"), now - 3.0 * DAY, now, 10)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![new], "raw older than 24 h is gone");
+    let rolled = sink
+        .series_from(
+            "recent",
+            Metric::Cpu,
+            now - 3.0 * DAY,
+            now,
+            10,
+            SeriesSource::Rollups,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rolled.iter().map(|b| b.count).sum::<u64>(), 2);
 }

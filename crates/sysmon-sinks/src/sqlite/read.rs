@@ -197,7 +197,7 @@ pub(crate) fn latest_all(conn: &Connection) -> Result<Vec<Snapshot>, SinksError>
         "SELECT {SNAPSHOT_COLUMNS} FROM machines m0 \
          JOIN samples s ON s.key = (SELECT max(key) FROM samples \
              WHERE key >= (m0.id << {TS_BITS}) AND key <= ((m0.id << {TS_BITS}) | {TS_MASK})) \
-         {} ORDER BY m.machine_id",
+         {} ORDER BY m0.machine_id",
         joins()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
