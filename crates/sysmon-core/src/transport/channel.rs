@@ -140,14 +140,9 @@ mod tests {
         tx.publish(&batch[3..]).await.unwrap();
         drop(tx);
         let mut got = Vec::new();
-        loop {
-            match rx.receive(2, Duration::from_secs(1)).await.unwrap() {
-                Received::Messages(m) => {
-                    assert!(m.len() <= 2);
-                    got.extend(m);
-                }
-                Received::Closed => break,
-            }
+        while let Received::Messages(m) = rx.receive(2, Duration::from_secs(1)).await.unwrap() {
+            assert!(m.len() <= 2);
+            got.extend(m);
         }
         let ts: Vec<f64> = got
             .iter()
