@@ -33,6 +33,10 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Redis (hot window).
     pub redis: RedisConfig,
+    /// Alert rules and webhook targets.
+    pub alerts: crate::analytics::alerts::AlertsConfig,
+    /// The anomaly detector.
+    pub anomaly: crate::analytics::detector::DetectorConfig,
 }
 
 /// `[agent]`
@@ -253,6 +257,8 @@ impl Config {
         if self.sqlite.raw_retention < Duration::from_secs(60) {
             return bad("sqlite.raw_retention must be at least 1m");
         }
+        self.alerts.check()?;
+        self.anomaly.check()?;
         Ok(())
     }
 }
@@ -285,6 +291,23 @@ mod tests {
         assert!(e.to_string().contains("100ms"), "{e}");
         let e = Config::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
         assert!(e.to_string().contains("format"), "{e}");
+    }
+
+    #[test]
+    fn alerts_and_anomaly_sections_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "[anomaly]\ntrees = 150\ncontamination = \"auto\"\n\
+             [[alerts.rules]]\nname = \"swap\"\nmetric = \"swap_usage\"\nthreshold = 50\nfor = \"1m\"",
+        )
+        .unwrap();
+        assert_eq!(c.anomaly.trees, 150);
+        assert_eq!(c.alerts.rules.len(), 1, "rules replace the defaults");
+        assert_eq!(c.alerts.rules[0].name, "swap");
+        let e = Config::from_toml("[anomaly]\ntrees = 0").unwrap_err();
+        assert!(e.to_string().contains("anomaly.trees"), "{e}");
+        let e = Config::from_toml("[[alerts.webhooks]]\nurl = \"nope\"").unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        assert_eq!(Config::default().alerts.rules.len(), 4);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! * [`config`]: the TOML configuration shared by every binary.
 
 pub mod agent;
+pub mod analytics;
 pub mod buffer;
 pub mod codec;
 pub mod collector;

@@ -1,0 +1,32 @@
+//! Analytics on the snapshot stream: anomaly detection, forecasts and alert rules.
+//!
+//! Everything here is pure logic without I/O, deterministic for a given seed, and
+//! cheap enough to run in the ingester for every sample of every machine:
+//!
+//! * [`features`]: the six per-machine features (CPU %, memory %, disk and network
+//!   rates from the cumulative counters, robust to resets and gaps);
+//! * [`isolation_forest`]: an Isolation Forest (Liu et al. 2008);
+//! * [`streaming`]: rolling median/MAD robust z-scores and a memory ramp test;
+//! * [`detector`]: [`AnomalyDetector`], combining both per machine;
+//! * [`forecast`]: values in 5 minutes with a prediction band, time until a
+//!   filesystem is full;
+//! * [`alerts`]: alert rules and their pending → firing → resolved state machine;
+//! * [`tracegen`] and [`eval`]: labelled synthetic traces and detection quality.
+//!
+//! The method and its measured quality are described in `docs/anomaly-detection.md`.
+
+pub mod alerts;
+pub mod detector;
+pub mod eval;
+pub mod features;
+pub mod forecast;
+pub mod isolation_forest;
+pub mod streaming;
+pub mod tracegen;
+
+pub use alerts::{AlertEngine, AlertEvent, AlertRule, AlertState, AlertsConfig, Severity};
+pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig};
+pub use features::{FeatureExtractor, Features, FEATURE_NAMES};
+pub use forecast::{Forecast, Forecaster};
+pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
+pub use streaming::{StreamingDetector, StreamingParams};
