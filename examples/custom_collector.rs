@@ -108,8 +108,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut seen = 0;
     while seen < 2 {
-        let Received::Messages(messages) =
-            receiver.receive(10, Duration::from_secs(5)).await?
+        let Received::Messages(messages) = receiver.receive(10, Duration::from_secs(5)).await?
         else {
             anyhow::bail!("channel closed early");
         };
