@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::codec::{decode_with, validate};
 use crate::config::IngestConfig;
 use crate::error::{CoreError, DecodeError};
+use crate::histogram::{LatencyHistogram, LatencySummary};
 use crate::sink::{Batch, Sink};
 use crate::snapshot::Snapshot;
 use crate::transport::{Message, Payload, Received, TransportReceiver};
@@ -53,7 +54,12 @@ pub struct IngestStats {
     pub batches: AtomicU64,
     /// Failed commits.
     pub commit_errors: AtomicU64,
+    /// End-to-end latency of each stored snapshot: from its sample timestamp
+    /// to the moment its batch was stored and the offsets committed.
+    pub latency: LatencyHistogram,
     rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// When the first batch arrived and when the last one was stored.
+    active: Mutex<Option<(Instant, Instant)>>,
 }
 
 impl IngestStats {
@@ -63,6 +69,47 @@ impl IngestStats {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
+    }
+
+    /// p50/p90/p99/max of the end-to-end latency (sample timestamp to committed row).
+    pub fn latency_summary(&self) -> LatencySummary {
+        self.latency.summary()
+    }
+
+    /// Time from the arrival of the first batch to the storing of the last one
+    /// (zero before anything was stored): the window over which
+    /// [`stored_per_sec`](Self::stored_per_sec) is measured.
+    pub fn active_time(&self) -> Duration {
+        match self.active.lock().map(|a| *a) {
+            Ok(Some((first, last))) => last.saturating_duration_since(first),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Snapshots stored per second over [`active_time`](Self::active_time).
+    pub fn stored_per_sec(&self) -> f64 {
+        let secs = self.active_time().as_secs_f64();
+        if secs > 0.0 {
+            self.stored.load(Ordering::Relaxed) as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    fn mark_received(&self, at: Instant) {
+        if let Ok(mut a) = self.active.lock() {
+            if a.is_none() {
+                *a = Some((at, at));
+            }
+        }
+    }
+
+    fn mark_stored(&self, at: Instant) {
+        if let Ok(mut a) = self.active.lock() {
+            if let Some((_, last)) = a.as_mut() {
+                *last = at;
+            }
+        }
     }
 }
 
@@ -175,6 +222,7 @@ impl Ingest {
         messages: Vec<Message>,
         shutdown: &CancellationToken,
     ) -> Result<(), CoreError> {
+        self.stats.mark_received(Instant::now());
         self.stats
             .received
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
@@ -191,15 +239,23 @@ impl Ingest {
                 Err(e) => self.reject(&m, e, shutdown).await?,
             }
         }
+        let mut stamps: Vec<f64> = Vec::new();
         if !valid.is_empty() {
             let batch: Batch = valid.into();
             self.store(&batch, shutdown).await?;
+            stamps = batch.iter().map(|s| s.timestamp).collect();
             let _ = self.events.send(batch);
         }
         if let Err(e) = self.receiver.commit().await {
             // Not fatal: the batch is stored, and a replay is deduplicated by the sinks.
             self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
             warn!(error = %e, "commit failed; the batch may be delivered again (harmless)");
+        }
+        // Stored and committed: the end of each snapshot's journey.
+        self.stats.mark_stored(Instant::now());
+        let now = crate::agent::now_epoch_secs();
+        for ts in stamps {
+            self.stats.latency.record_secs(now - ts);
         }
         Ok(())
     }

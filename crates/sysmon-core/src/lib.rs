@@ -19,6 +19,7 @@ pub mod collector;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod histogram;
 pub mod identity;
 pub mod ingest;
 pub mod sink;

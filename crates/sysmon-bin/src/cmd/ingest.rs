@@ -4,6 +4,7 @@
 //! storage because SQLite and Redis are keyed by `(machine_id, timestamp)`.
 //! Several ingesters in one group split the topic's partitions.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use anyhow::Context;
 use clap::Args;
 use sysmon_core::config::Config;
 use sysmon_core::ingest::SinkRole;
-use sysmon_core::{Ingest, SnapshotStore};
+use sysmon_core::{Ingest, IngestStats, SnapshotStore};
 use sysmon_sinks::kafka::KafkaReceiver;
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::sqlite::SqliteSink;
@@ -50,6 +51,11 @@ pub struct IngestArgs {
     /// Most messages stored and committed per batch [default: 1000].
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Write a JSON summary (stored, rejected, active seconds, stored per second,
+    /// latency p50/p90/p99/max in seconds) to FILE every second and at exit, for scripts
+    /// and benchmarks. The file is replaced atomically.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
 }
 
 impl IngestArgs {
@@ -113,6 +119,35 @@ async fn connect(config: &Config, stop: &CancellationToken) -> anyhow::Result<Ka
     }
 }
 
+/// The summary `--stats-json` writes.
+fn stats_json(stats: &IngestStats) -> serde_json::Value {
+    let l = stats.latency_summary();
+    serde_json::json!({
+        "received": stats.received.load(Ordering::Relaxed),
+        "stored": stats.stored.load(Ordering::Relaxed),
+        "rejected": stats.rejected.load(Ordering::Relaxed),
+        "batches": stats.batches.load(Ordering::Relaxed),
+        "active_secs": stats.active_time().as_secs_f64(),
+        "stored_per_sec": stats.stored_per_sec(),
+        "latency_count": l.count,
+        "latency_p50_secs": l.p50.as_secs_f64(),
+        "latency_p90_secs": l.p90.as_secs_f64(),
+        "latency_p99_secs": l.p99.as_secs_f64(),
+        "latency_max_secs": l.max.as_secs_f64(),
+        "latency_mean_secs": l.mean.as_secs_f64(),
+    })
+}
+
+/// Writes the summary to `path` through a temporary file and a rename, so a
+/// reader never sees half a file.
+fn write_stats_json(path: &Path, stats: &IngestStats) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{}\n", stats_json(stats)))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Runs until SIGINT/SIGTERM; the batch in progress is stored and committed first.
 pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut config = crate::load_config(common.config.as_deref())?;
@@ -173,9 +208,48 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         })
     };
 
+    // `--stats-json`: the summary every second while running.
+    let stats_writer = args.stats_json.clone().map(|path| {
+        let stats = stats.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => break,
+                }
+                if let Err(e) = write_stats_json(&path, &stats) {
+                    if !warned {
+                        warn!(path = %path.display(), error = %e, "cannot write --stats-json");
+                        warned = true;
+                    }
+                }
+            }
+        })
+    });
+
     let result = ingest.run(stop.clone()).await;
     stop.cancel();
     let _ = progress.await;
+    if let Some(w) = stats_writer {
+        let _ = w.await;
+    }
+    let latency = stats.latency_summary();
+    info!(
+        stored = stats.stored.load(Ordering::Relaxed),
+        active_secs = format!("{:.1}", stats.active_time().as_secs_f64()),
+        stored_per_sec = format!("{:.0}", stats.stored_per_sec()),
+        latency_p50_ms = format!("{:.1}", latency.p50.as_secs_f64() * 1e3),
+        latency_p99_ms = format!("{:.1}", latency.p99.as_secs_f64() * 1e3),
+        latency_max_ms = format!("{:.1}", latency.max.as_secs_f64() * 1e3),
+        "ingest summary (latency: sample timestamp to committed row)"
+    );
+    if let Some(path) = &args.stats_json {
+        write_stats_json(path, &stats)
+            .with_context(|| format!("writing --stats-json {}", path.display()))?;
+    }
     info!(
         stored = stats.stored.load(Ordering::Relaxed),
         rejected = stats.rejected.load(Ordering::Relaxed),
