@@ -26,7 +26,6 @@
 //! # Ok(()) }
 //! ```
 
-mod checkpoint;
 pub mod codec;
 mod keys;
 mod maintain;
@@ -36,7 +35,6 @@ mod series;
 mod write;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,14 +60,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITER_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader connection (KiB).
 const READER_CACHE_KIB: i64 = 8 * 1024;
-/// WAL pages after which the committing writer checkpoints itself (128 MiB at
-/// 4 KiB pages): only a safety net, the checkpoint thread normally keeps the
-/// WAL well below (see `checkpoint.rs`). SQLite's default of 1,000 pages would
-/// make every third batch at full speed pay for a checkpoint.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 32_768;
-/// Snapshots written between two requests to the checkpoint thread (about
-/// 10 MiB of WAL).
-const CHECKPOINT_EVERY_SNAPSHOTS: usize = 8_192;
+/// WAL pages after which a commit checkpoints the WAL into the database (64 MiB
+/// at 4 KiB pages). SQLite's default of 1,000 pages makes every third batch at
+/// full speed pay for a checkpoint (and its fsync), and a page rewritten by
+/// several batches in between is copied once instead of once per batch.
+/// (A background checkpoint thread was tried: no faster on these 2-core
+/// machines, where it competes with the writer for a core.)
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 /// Size the WAL file is truncated back to after a checkpoint, in bytes.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// Idle reader connections kept open for reuse.
@@ -104,10 +101,6 @@ struct Inner {
     rollup_retention_ms: i64,
     /// The database as named in messages: its path, or `:memory:`.
     what: String,
-    /// Background WAL checkpoints (file databases only).
-    checkpointer: Option<checkpoint::Checkpointer>,
-    /// Snapshots written since the checkpoint thread was last asked to run.
-    since_checkpoint: AtomicUsize,
 }
 
 enum Readers {
@@ -120,7 +113,7 @@ enum Readers {
     },
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a half-written batch behind:
     // the open transaction is rolled back when it is dropped.
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -177,18 +170,6 @@ fn open_reader(path: &Path) -> Result<Connection, SinksError> {
 }
 
 impl Inner {
-    /// Counts `n` written snapshots and wakes the checkpoint thread every
-    /// [`CHECKPOINT_EVERY_SNAPSHOTS`].
-    fn written(&self, n: usize) {
-        if let Some(c) = &self.checkpointer {
-            let total = self.since_checkpoint.fetch_add(n, Ordering::Relaxed) + n;
-            if total >= CHECKPOINT_EVERY_SNAPSHOTS {
-                self.since_checkpoint.store(0, Ordering::Relaxed);
-                c.request();
-            }
-        }
-    }
-
     fn with_writer<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, SinksError>,
@@ -260,7 +241,6 @@ impl SqliteSink {
             },
             other => other,
         })?;
-        let checkpointer = Some(checkpoint::Checkpointer::spawn(&path)?);
         tracing::info!(db = %what, "sqlite history opened");
         Ok(SqliteSink {
             inner: Arc::new(Inner {
@@ -272,8 +252,6 @@ impl SqliteSink {
                 raw_retention_ms,
                 rollup_retention_ms,
                 what,
-                checkpointer,
-                since_checkpoint: AtomicUsize::new(0),
             }),
         })
     }
@@ -291,8 +269,6 @@ impl SqliteSink {
                 raw_retention_ms: retention_ms("raw_retention", defaults.raw_retention)?,
                 rollup_retention_ms: retention_ms("rollup_retention", defaults.rollup_retention)?,
                 what: ":memory:".into(),
-                checkpointer: None,
-                since_checkpoint: AtomicUsize::new(0),
             }),
         })
     }
@@ -309,12 +285,8 @@ impl SqliteSink {
 
     /// Stores `snapshots` in one transaction (what [`Sink::write`] does with a batch).
     pub async fn write_snapshots(&self, snapshots: Batch) -> Result<(), SinksError> {
-        self.blocking(move |inner| {
-            inner.with_writer(|c| write::write_batch(c, &snapshots))?;
-            inner.written(snapshots.len());
-            Ok(())
-        })
-        .await
+        self.blocking(move |inner| inner.with_writer(|c| write::write_batch(c, &snapshots)))
+            .await
     }
 
     /// One maintenance pass as of `now_secs` (seconds since the epoch): recompute
