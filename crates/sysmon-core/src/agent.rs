@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +30,7 @@ use crate::config::AgentConfig;
 use crate::error::CoreError;
 use crate::identity;
 use crate::snapshot::{CollectorFailure, Snapshot};
+use crate::spool::Spool;
 use crate::transport::Transport;
 
 /// What the agent needs besides collectors and a transport.
@@ -48,6 +50,10 @@ pub struct AgentOptions {
     pub batch_size: usize,
     /// How long shutdown waits to deliver the backlog.
     pub shutdown_timeout: Duration,
+    /// Directory of the on-disk spool: undelivered samples are saved there at
+    /// shutdown (and every few seconds during an outage) and delivered first by
+    /// the next agent. `None`: the backlog lives in memory only.
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl AgentOptions {
@@ -62,6 +68,7 @@ impl AgentOptions {
             buffer_capacity: d.buffer_capacity,
             batch_size: d.batch_size,
             shutdown_timeout: d.shutdown_timeout,
+            spool_dir: d.spool_dir,
         }
     }
 
@@ -75,6 +82,7 @@ impl AgentOptions {
             buffer_capacity: c.buffer_capacity,
             batch_size: c.batch_size,
             shutdown_timeout: c.shutdown_timeout,
+            spool_dir: c.spool_dir.clone(),
         })
     }
 }
@@ -103,6 +111,9 @@ pub struct AgentReport {
     pub dropped: u64,
     /// Snapshots still undelivered when shutdown gave up.
     pub undelivered: u64,
+    /// Of the undelivered, how many were saved to the on-disk spool for the
+    /// next agent to deliver.
+    pub spooled: u64,
 }
 
 /// Builds a snapshot from collectors; shared by the runtime and `--once`.
@@ -222,6 +233,30 @@ impl Agent {
         let stop = CancellationToken::new();
         let drain = CancellationToken::new();
         let abort = CancellationToken::new();
+        let spool = self
+            .options
+            .spool_dir
+            .as_ref()
+            .map(|dir| Arc::new(Spool::new(dir, &self.options.machine_id)));
+        // The previous agent's backlog goes first, in order.
+        let mut spooled = 0;
+        if let Some(spool) = &spool {
+            match spool.load(self.options.buffer_capacity) {
+                Ok(backlog) => {
+                    spooled = backlog.len();
+                    for s in backlog {
+                        buffer.push(s);
+                    }
+                    if spooled > 0 {
+                        info!(path = %spool.path().display(), samples = spooled,
+                              "loaded the spooled backlog; delivering it before new samples");
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot read the spool; starting without its backlog")
+                }
+            }
+        }
         info!(
             machine_id = %self.options.machine_id,
             interval = ?self.options.interval,
@@ -247,6 +282,7 @@ impl Agent {
             buffer.clone(),
             stats.clone(),
             self.options.batch_size,
+            spool.clone().map(|s| (s, spooled > 0)),
             drain.clone(),
             abort.clone(),
         ));
@@ -260,6 +296,7 @@ impl Agent {
             stats,
             transport: self.transport,
             shutdown_timeout: self.options.shutdown_timeout,
+            spool,
         }
     }
 }
@@ -332,6 +369,7 @@ async fn publish_loop(
     buffer: Arc<SampleBuffer>,
     stats: Arc<AgentStats>,
     batch_size: usize,
+    spool: Option<(Arc<Spool>, bool)>,
     drain: CancellationToken,
     abort: CancellationToken,
 ) {
@@ -339,6 +377,12 @@ async fn publish_loop(
     const MAX_BACKOFF: Duration = Duration::from_secs(5);
     let mut backoff = MIN_BACKOFF;
     let mut outage: Option<(Instant, u64)> = None;
+    // The spool file, and whether it may hold samples not yet delivered.
+    let (spool, mut spool_dirty) = match spool {
+        Some((s, dirty)) => (Some(s), dirty),
+        None => (None, false),
+    };
+    let mut last_spool_save: Option<Instant> = None;
     loop {
         if buffer.is_empty() {
             if drain.is_cancelled() {
@@ -363,6 +407,15 @@ async fn publish_loop(
             Some(Ok(())) => {
                 stats.published.fetch_add(n, Ordering::Relaxed);
                 backoff = MIN_BACKOFF;
+                if let (Some(spool), true) = (&spool, spool_dirty) {
+                    if buffer.is_empty() {
+                        // Everything spooled has been delivered.
+                        match spool.clear() {
+                            Ok(()) => spool_dirty = false,
+                            Err(e) => warn!(error = %e, "cannot remove the delivered spool"),
+                        }
+                    }
+                }
                 if let Some((since, dropped_before)) = outage.take() {
                     info!(
                         transport = %transport.describe(),
@@ -385,6 +438,19 @@ async fn publish_loop(
                     );
                     outage = Some((Instant::now(), buffer.dropped()));
                 }
+                // During an outage, the buffer goes to disk every few seconds so that
+                // a crash (not only a clean shutdown) keeps the backlog.
+                if let Some(spool) = &spool {
+                    if last_spool_save.is_none_or(|t| t.elapsed() >= SPOOL_SAVE_EVERY) {
+                        last_spool_save = Some(Instant::now());
+                        let (spool, contents) = (spool.clone(), buffer.contents());
+                        match tokio::task::spawn_blocking(move || spool.save(&contents)).await {
+                            Ok(Ok(())) => spool_dirty = true,
+                            Ok(Err(e)) => warn!(error = %e, "cannot write the spool"),
+                            Err(e) => warn!(error = %e, "spool writer failed"),
+                        }
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = abort.cancelled() => break,
@@ -399,6 +465,9 @@ async fn publish_loop(
     }
 }
 
+/// How often the buffer is written to the spool during an outage.
+const SPOOL_SAVE_EVERY: Duration = Duration::from_secs(5);
+
 /// A running agent.
 pub struct AgentHandle {
     stop: CancellationToken,
@@ -410,6 +479,7 @@ pub struct AgentHandle {
     stats: Arc<AgentStats>,
     transport: Arc<dyn Transport>,
     shutdown_timeout: Duration,
+    spool: Option<Arc<Spool>>,
 }
 
 impl AgentHandle {
@@ -445,13 +515,32 @@ impl AgentHandle {
         if let Err(e) = self.transport.flush(self.shutdown_timeout).await {
             warn!(error = %e, "flushing the transport at shutdown failed");
         }
+        let undelivered = self.buffer.contents();
+        let mut spooled = 0;
+        if let Some(spool) = &self.spool {
+            let n = undelivered.len() as u64;
+            let spool = spool.clone();
+            let result = tokio::task::spawn_blocking(move || spool.save(&undelivered)).await;
+            match result {
+                Ok(Ok(())) => spooled = n,
+                Ok(Err(e)) => error!(error = %e, "cannot write the spool at shutdown"),
+                Err(e) => error!(error = %e, "spool writer failed at shutdown"),
+            }
+            if spooled > 0 {
+                if let Some(s) = &self.spool {
+                    info!(path = %s.path().display(), samples = spooled,
+                          "undelivered samples saved to the spool; the next agent delivers them first");
+                }
+            }
+        }
         let report = AgentReport {
             collected: self.stats.collected.load(Ordering::Relaxed),
             published: self.stats.published.load(Ordering::Relaxed),
             dropped: self.buffer.dropped(),
             undelivered: self.buffer.len() as u64,
+            spooled,
         };
-        if report.undelivered > 0 {
+        if report.undelivered > report.spooled {
             error!(
                 undelivered = report.undelivered,
                 "shutdown timed out before the backlog was delivered"

@@ -85,6 +85,11 @@ impl SampleBuffer {
         }
     }
 
+    /// A copy of what waits, oldest first (for the on-disk spool).
+    pub fn contents(&self) -> Vec<Snapshot> {
+        self.lock().iter().cloned().collect()
+    }
+
     /// Waits until the buffer holds something (returns at once if it does).
     pub async fn wait_nonempty(&self) {
         loop {

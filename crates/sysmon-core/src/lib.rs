@@ -24,6 +24,7 @@ pub mod identity;
 pub mod ingest;
 pub mod sink;
 pub mod snapshot;
+pub mod spool;
 pub mod store;
 pub mod synth;
 pub mod transport;

@@ -33,6 +33,11 @@ pub struct AgentArgs {
     /// Wire format on Kafka: `json` (readable by the legacy Python consumer) or `binary` (compact).
     #[arg(long, env = "SYSMON_FORMAT")]
     format: Option<Format>,
+    /// Keep undelivered samples in DIR across restarts: saved at shutdown (and every
+    /// few seconds while Kafka is unreachable), delivered first, in order, by the next
+    /// start, then removed. Bounded by the buffer capacity [default: [agent] spool_dir, none].
+    #[arg(long, value_name = "DIR", env = "SYSMON_SPOOL_DIR")]
+    spool_dir: Option<std::path::PathBuf>,
     /// List the available collectors and exit.
     #[arg(long)]
     list_collectors: bool,
@@ -49,6 +54,9 @@ impl AgentArgs {
         }
         if let Some(f) = self.format {
             config.kafka.format = f;
+        }
+        if let Some(d) = &self.spool_dir {
+            config.agent.spool_dir = Some(d.clone());
         }
         Ok(())
     }
@@ -105,12 +113,13 @@ pub async fn run(args: AgentArgs, common: &CommonArgs) -> anyhow::Result<()> {
         published = report.published,
         dropped = report.dropped,
         undelivered = report.undelivered,
+        spooled = report.spooled,
         "agent exited"
     );
-    if report.undelivered > 0 {
+    if report.undelivered > report.spooled {
         bail!(
-            "{} snapshots could not be delivered before the shutdown timeout",
-            report.undelivered
+            "{} snapshots could not be delivered before the shutdown timeout (and were not spooled)",
+            report.undelivered - report.spooled
         );
     }
     Ok(())

@@ -203,3 +203,53 @@ fn sample_now_fills_identity_and_labels() {
     assert_eq!(s.disk_io.read, 1);
     assert_eq!(agent.sample_now().disk_io.read, 2, "collectors are kept");
 }
+
+#[tokio::test]
+async fn spool_carries_the_backlog_across_a_restart() {
+    let dir = crate::spool::tests::tempdir().unwrap();
+    let mut o = options(20);
+    o.shutdown_timeout = Duration::from_millis(200);
+    o.spool_dir = Some(dir.path().to_path_buf());
+
+    // Agent 1: the transport is down the whole time; shutdown spools the backlog.
+    let down = Arc::new(Flaky::default());
+    down.down.store(true, Ordering::SeqCst);
+    let handle = Agent::new(o.clone(), down.clone())
+        .with_collector(Box::new(Counter(0)))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = handle.shutdown().await;
+    assert!(
+        report.undelivered >= 3,
+        "undelivered {}",
+        report.undelivered
+    );
+    assert_eq!(report.spooled, report.undelivered);
+    assert!(down.accepted.lock().unwrap().is_empty());
+    let spool = crate::spool::Spool::new(dir.path(), "test-machine");
+    assert_eq!(spool.load(1000).unwrap().len() as u64, report.spooled);
+
+    // Agent 2: the transport is up; the spooled samples go first, in order,
+    // then its own (its counter starts at 1000 to tell them apart).
+    let up = Arc::new(Flaky::default());
+    let handle = Agent::new(o, up.clone())
+        .with_collector(Box::new(Counter(999)))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report2 = handle.shutdown().await;
+    assert_eq!(report2.undelivered, 0);
+    let got: Vec<u64> = up
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.disk_io.read)
+        .collect();
+    let n = report.spooled as usize;
+    let expected_old: Vec<u64> = (1..=report.spooled).collect();
+    assert_eq!(got[..n], expected_old[..], "the backlog first, in order");
+    let expected_new: Vec<u64> = (1000..1000 + report2.collected).collect();
+    assert_eq!(got[n..], expected_new[..], "then the new samples, in order");
+    assert!(report2.collected >= 1);
+    assert!(!spool.path().exists(), "the delivered spool is removed");
+}
