@@ -247,6 +247,12 @@ fn a_file_that_is_not_sqlite_is_an_error_naming_it() {
 }
 
 #[test]
+fn an_empty_path_is_a_configuration_error() {
+    let err = SqliteSink::open(&config(Path::new(""))).unwrap_err();
+    assert!(matches!(err, SinksError::Config(_)), "{err:?}");
+}
+
+#[test]
 fn parent_directories_are_created() {
     let dir = TempDir::new().unwrap();
     let path = dir.path().join("a/b/c/sysmon.db");

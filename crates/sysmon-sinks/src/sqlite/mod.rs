@@ -5,7 +5,13 @@
 //!
 //! * Writes ([`Sink::write`]) take one transaction per batch with cached
 //!   prepared statements; the key `(machine, ts_ms)` makes a replayed batch
-//!   replace what it wrote before instead of duplicating it.
+//!   replace what it wrote before instead of duplicating it. With WAL and
+//!   `synchronous=NORMAL` a committed batch survives a crash of the process;
+//!   an OS crash or power loss may lose the last batches before a checkpoint,
+//!   never corrupt the file (the ingester's at-least-once replay covers them
+//!   when the transport still holds them). The sink checks only what it needs
+//!   to store a snapshot exactly (no NaN, a timestamp within the key range);
+//!   plausibility is validated by the ingester before any sink sees a batch.
 //! * Reads ([`SnapshotStore`], [`SqliteSink::series`], [`SqliteSink::fleet_series`],
 //!   [`SqliteSink::latest_all`]) use their own read-only connections, so the
 //!   dashboard reads while the ingester writes (WAL allows concurrent readers).
@@ -223,6 +229,11 @@ impl SqliteSink {
         let raw_retention_ms = retention_ms("raw_retention", config.raw_retention)?;
         let rollup_retention_ms = retention_ms("rollup_retention", config.rollup_retention)?;
         let path = config.path.clone();
+        if path.as_os_str().is_empty() {
+            return Err(SinksError::Config(
+                "sqlite.path is empty; give the database file, e.g. data/sysmon.db".into(),
+            ));
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| SinksError::Io {
                 context: format!("creating the database directory {}", parent.display()),
