@@ -22,6 +22,7 @@ pub mod error;
 pub mod histogram;
 pub mod identity;
 pub mod ingest;
+pub mod metric;
 pub mod sink;
 pub mod snapshot;
 pub mod spool;

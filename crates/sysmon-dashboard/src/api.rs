@@ -308,7 +308,8 @@ impl<'a> From<&'a Snapshot> for ProcessesView<'a> {
 }
 
 fn parse_metric_str(s: &str) -> Result<Metric, ApiError> {
-    Metric::parse(s).map_err(|m| ApiError::not_allowed(m, Metric::names()))
+    s.parse::<Metric>()
+        .map_err(|e| ApiError::not_allowed(e.to_string(), Metric::names()))
 }
 
 fn parse_metric(p: &HashMap<String, String>) -> Result<Metric, ApiError> {
@@ -429,7 +430,9 @@ pub(crate) async fn fleet(
     let (since, until, range) = parse_window(&p)?;
     let points = parse_points(&p, DEFAULT_POINTS)?;
     let agg = match p.get("agg") {
-        Some(a) => FleetAgg::parse(a).map_err(|m| ApiError::not_allowed(m, vec!["avg", "max"]))?,
+        Some(a) => a
+            .parse::<FleetAgg>()
+            .map_err(|e| ApiError::not_allowed(e.to_string(), vec!["avg", "max"]))?,
         None => FleetAgg::Avg,
     };
     let buckets = st.source.fleet(metric, since, until, points, agg).await?;

@@ -20,20 +20,6 @@ fn store_err(e: impl std::fmt::Display) -> StoreError {
 /// Fleet series over longer ranges than this (seconds) use per-minute rollups.
 pub const FLEET_RAW_LIMIT_SECS: f64 = 15.0 * 60.0 + 1.0;
 
-/// The sink's metric for one of ours (the names are the same).
-pub fn sink_metric(m: Metric) -> sqlite::Metric {
-    match m {
-        Metric::Cpu => sqlite::Metric::Cpu,
-        Metric::Memory => sqlite::Metric::Memory,
-        Metric::DiskRead => sqlite::Metric::DiskRead,
-        Metric::DiskWrite => sqlite::Metric::DiskWrite,
-        Metric::NetSent => sqlite::Metric::NetSent,
-        Metric::NetRecv => sqlite::Metric::NetRecv,
-        Metric::Load1 => sqlite::Metric::Load1,
-        Metric::Swap => sqlite::Metric::Swap,
-    }
-}
-
 #[async_trait]
 impl DashboardSource for SqliteSink {
     fn source_name(&self) -> &str {
@@ -52,16 +38,9 @@ impl DashboardSource for SqliteSink {
         until: f64,
         max_points: usize,
     ) -> Result<Buckets, StoreError> {
-        let rows = SqliteSink::series(
-            self,
-            machine_id,
-            sink_metric(metric),
-            since,
-            until,
-            max_points.max(2),
-        )
-        .await
-        .map_err(store_err)?;
+        let rows = SqliteSink::series(self, machine_id, metric, since, until, max_points.max(2))
+            .await
+            .map_err(store_err)?;
         let mut b = Buckets::default();
         for r in rows {
             b.push(r.ts, r.min, r.max, r.avg, r.count);
@@ -77,10 +56,6 @@ impl DashboardSource for SqliteSink {
         max_points: usize,
         agg: FleetAgg,
     ) -> Result<Buckets, StoreError> {
-        let agg = match agg {
-            FleetAgg::Avg => sqlite::FleetAgg::Avg,
-            FleetAgg::Max => sqlite::FleetAgg::Max,
-        };
         // Fleet series beyond 15 minutes come from the per-minute rollups (plus
         // the minutes not rolled up yet): a raw scan of 100 machines x 1 h at
         // 1 s is 360,000 rows, 60 x 100 rollup rows give the same shape.
@@ -90,14 +65,7 @@ impl DashboardSource for SqliteSink {
             sqlite::SeriesSource::Auto
         };
         let rows = self
-            .fleet_series_from(
-                sink_metric(metric),
-                since,
-                until,
-                max_points.max(2),
-                agg,
-                source,
-            )
+            .fleet_series_from(metric, since, until, max_points.max(2), agg, source)
             .await
             .map_err(store_err)?;
         let mut b = Buckets::default();

@@ -14,8 +14,6 @@
 //! is always there.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -37,66 +35,17 @@ fn raw_limit_ms(machines: usize) -> i64 {
     (RAW_RANGE_LIMIT_SECS.min(fleet) * 1000.0) as i64
 }
 
-/// A metric that can be charted over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Whole-host CPU utilisation, percent.
-    Cpu,
-    /// Memory used, percent.
-    Memory,
-    /// Disk reads, bytes per second.
-    DiskRead,
-    /// Disk writes, bytes per second.
-    DiskWrite,
-    /// Network bytes sent per second.
-    NetSent,
-    /// Network bytes received per second.
-    NetRecv,
-    /// 1-minute load average.
-    Load1,
-    /// Swap in use, bytes.
-    Swap,
+pub use sysmon_core::metric::{FleetAgg, Metric, UnknownName as ParseNameError};
+
+/// Where each [`Metric`] lives in this sink's tables.
+trait MetricColumns {
+    /// The raw `samples` column.
+    fn raw_column(self) -> &'static str;
+    /// The `rollups` columns: (sample count, prefix of `_avg`/`_min`/`_max`).
+    fn rollup_columns(self) -> (&'static str, &'static str);
 }
 
-impl Metric {
-    /// Every metric, in display order.
-    pub const ALL: [Metric; 8] = [
-        Metric::Cpu,
-        Metric::Memory,
-        Metric::DiskRead,
-        Metric::DiskWrite,
-        Metric::NetSent,
-        Metric::NetRecv,
-        Metric::Load1,
-        Metric::Swap,
-    ];
-
-    /// The metric's name in URLs and JSON, e.g. `disk_read`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Memory => "memory",
-            Metric::DiskRead => "disk_read",
-            Metric::DiskWrite => "disk_write",
-            Metric::NetSent => "net_sent",
-            Metric::NetRecv => "net_recv",
-            Metric::Load1 => "load1",
-            Metric::Swap => "swap",
-        }
-    }
-
-    /// The unit of the metric's values: `percent`, `bytes/s`, `bytes` or `load`.
-    pub fn unit(self) -> &'static str {
-        match self {
-            Metric::Cpu | Metric::Memory => "percent",
-            Metric::DiskRead | Metric::DiskWrite | Metric::NetSent | Metric::NetRecv => "bytes/s",
-            Metric::Load1 => "load",
-            Metric::Swap => "bytes",
-        }
-    }
-
-    /// The raw `samples` column.
+impl MetricColumns for Metric {
     fn raw_column(self) -> &'static str {
         match self {
             Metric::Cpu => "cpu",
@@ -110,7 +59,6 @@ impl Metric {
         }
     }
 
-    /// The `rollups` columns: (sample count, prefix of `_avg`/`_min`/`_max`).
     fn rollup_columns(self) -> (&'static str, &'static str) {
         match self {
             Metric::Cpu => ("n", "cpu"),
@@ -121,102 +69,6 @@ impl Metric {
             Metric::NetRecv => ("n_net", "net_recv"),
             Metric::Load1 => ("n_load", "load1"),
             Metric::Swap => ("n_swap", "swap"),
-        }
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// An unknown metric or aggregation name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseNameError {
-    /// What was being parsed: `metric` or `aggregation`.
-    pub what: &'static str,
-    /// The name given.
-    pub name: String,
-    /// The names accepted.
-    pub expected: Vec<&'static str>,
-}
-
-impl fmt::Display for ParseNameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown {} {:?}; expected one of: {}",
-            self.what,
-            self.name,
-            self.expected.join(", ")
-        )
-    }
-}
-
-impl std::error::Error for ParseNameError {}
-
-impl FromStr for Metric {
-    type Err = ParseNameError;
-
-    /// Parses a metric name (`cpu`, `memory`, `disk_read`, ...); case and `-`
-    /// versus `_` do not matter, and `mem` and `load` are accepted as aliases.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        let alias = match norm.as_str() {
-            "mem" => Some(Metric::Memory),
-            "load" => Some(Metric::Load1),
-            _ => None,
-        };
-        alias
-            .or_else(|| Metric::ALL.into_iter().find(|m| m.name() == norm))
-            .ok_or_else(|| ParseNameError {
-                what: "metric",
-                name: s.to_string(),
-                expected: Metric::ALL.iter().map(|m| m.name()).collect(),
-            })
-    }
-}
-
-/// How machines are combined in a fleet series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FleetAgg {
-    /// The fleet average: every machine weighs the same.
-    Avg,
-    /// The busiest machine: the highest sample of any machine.
-    Max,
-}
-
-impl FleetAgg {
-    /// The name in URLs and JSON: `avg` or `max`.
-    pub fn name(self) -> &'static str {
-        match self {
-            FleetAgg::Avg => "avg",
-            FleetAgg::Max => "max",
-        }
-    }
-}
-
-impl fmt::Display for FleetAgg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FleetAgg {
-    type Err = ParseNameError;
-
-    /// Parses `avg` (or `mean`) and `max`, case-insensitively.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "avg" | "mean" => Ok(FleetAgg::Avg),
-            "max" => Ok(FleetAgg::Max),
-            _ => Err(ParseNameError {
-                what: "aggregation",
-                name: s.to_string(),
-                expected: vec!["avg", "max"],
-            }),
         }
     }
 }
@@ -622,31 +474,6 @@ pub(crate) fn fleet_series(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metric_names_round_trip_and_unknown_names_say_what_is_accepted() {
-        for m in Metric::ALL {
-            assert_eq!(m.name().parse::<Metric>().unwrap(), m);
-            assert_eq!(
-                serde_json::to_string(&m).unwrap(),
-                format!("\"{}\"", m.name())
-            );
-        }
-        assert_eq!("Disk-Read".parse::<Metric>().unwrap(), Metric::DiskRead);
-        assert_eq!("mem".parse::<Metric>().unwrap(), Metric::Memory);
-        let err = "gpu".parse::<Metric>().unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "unknown metric \"gpu\"; expected one of: cpu, memory, disk_read, disk_write, \
-             net_sent, net_recv, load1, swap"
-        );
-        assert_eq!("MAX".parse::<FleetAgg>().unwrap(), FleetAgg::Max);
-        assert!("median"
-            .parse::<FleetAgg>()
-            .unwrap_err()
-            .to_string()
-            .contains("expected one of: avg, max"));
-    }
 
     #[test]
     fn bucket_widths_keep_the_count_within_max_points() {
