@@ -10,6 +10,7 @@
 # Usage: scripts/bench-ingest.sh [throughput|latency|all]   (default all)
 # Env: TP_MACHINES (1000) TP_INTERVAL (10ms) TP_DURATION (10s) LAT_DURATION (60s)
 #      FORMATS ("json binary") INGEST_FLAGS (extra flags for sysmon ingest)
+#      SKIP_BUILD=1 uses the release binary already built (when others hold the build lock)
 # Figures only: nothing here asserts a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ lat_duration="${LAT_DURATION:-60s}"
 formats="${FORMATS:-json binary}"
 read -r -a ingest_flags <<< "${INGEST_FLAGS:-}"
 
-cargo build --release --locked --quiet -p sysmon-bin --bin sysmon
+[ "${SKIP_BUILD:-}" = 1 ] || cargo build --release --locked --quiet -p sysmon-bin --bin sysmon
 sysmon="${CARGO_TARGET_DIR:-target}/release/sysmon"
 tansu="$(command -v tansu || echo "$HOME/.cargo/bin/tansu")"
 [ -x "$tansu" ] || { echo "tansu not found: run scripts/setup.sh" >&2; exit 1; }
