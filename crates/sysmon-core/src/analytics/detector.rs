@@ -161,9 +161,10 @@ impl DetectorConfig {
         if !(1..=1000).contains(&self.trees) {
             return bad(format!("trees must be in 1..=1000, not {}", self.trees));
         }
-        if !(2..=16_384).contains(&self.sample_size) {
+        if !(2..=super::isolation_forest::MAX_SAMPLE_SIZE).contains(&self.sample_size) {
             return bad(format!(
-                "sample_size must be in 2..=16384, not {}",
+                "sample_size must be in 2..={}, not {}",
+                super::isolation_forest::MAX_SAMPLE_SIZE,
                 self.sample_size
             ));
         }
@@ -483,8 +484,9 @@ fn train(cfg: &DetectorConfig, state: &MachineState) -> IsolationForest {
     let mut forest = IsolationForest::fit_f32(data, FEATURE_COUNT, &params);
     let mut threshold = cfg.forest_min_score.max(0.5);
     if let Contamination::Fraction(f) = cfg.contamination {
-        // The quantile of the window's scores, on at most 1024 rows for speed.
-        let stride = state.history.len().div_ceil(1024).max(1);
+        // The quantile of the window's scores, on at most 256 rows spread over
+        // the window: scoring all of them would cost more than the fit.
+        let stride = state.history.len().div_ceil(256).max(1);
         let mut scores: Vec<f64> = state
             .history
             .iter()

@@ -389,5 +389,14 @@ mod tests {
                 println!("  {} latencies {:?}", k.name(), v.latencies);
             }
         }
+        // Stress: the same held-out traces with every event made smaller.
+        for scale in [0.75, 0.5, 0.35] {
+            let t = TraceConfig {
+                magnitude_scale: scale,
+                ..TraceConfig::default()
+            };
+            let r = evaluate_seeds(&HELD_OUT_SEEDS, &t, &cfg, DEFAULT_GRACE).unwrap();
+            println!("held-out seeds, events x{scale}\n{}", r.table());
+        }
     }
 }

@@ -104,6 +104,9 @@ pub struct TraceConfig {
     pub mean_quiet: usize,
     /// Simulate reboots (counter resets) and silent gaps.
     pub artefacts: bool,
+    /// Multiplies every event's size (spike height, leak slope, burst and surge
+    /// rates): below 1 makes events harder to tell from noise, for stress tests.
+    pub magnitude_scale: f64,
 }
 
 impl Default for TraceConfig {
@@ -117,6 +120,7 @@ impl Default for TraceConfig {
             warmup: 300,
             mean_quiet: 400,
             artefacts: true,
+            magnitude_scale: 1.0,
         }
     }
 }
@@ -273,8 +277,8 @@ pub fn generate(config: &TraceConfig) -> LabelledTrace {
                     kind,
                     from: t,
                     to: t + len - 1,
-                    magnitude,
-                    factor: uniform(&mut rng, 2.0, 5.0),
+                    magnitude: magnitude * config.magnitude_scale,
+                    factor: uniform(&mut rng, 2.0, 5.0) * config.magnitude_scale,
                     which: (rng.next_u64() % 3) as u8,
                 });
                 t += len + int(&mut rng, 150, 2 * config.mean_quiet.max(150));
