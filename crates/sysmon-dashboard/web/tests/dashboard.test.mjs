@@ -71,6 +71,20 @@ async function waitHealthy(url, child, logName) {
   throw new Error(`sysmon did not become healthy at ${url}; log:\n` + fs.readFileSync(path.join(tmp, logName), 'utf8'));
 }
 
+/** Waits until the live agent's first sample is stored (it comes one tick after start). */
+async function waitForMachine(url, id, child, logName) {
+  const deadline = Date.now() + 30000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    try {
+      const r = await fetch(url + '/api/machines');
+      if (r.ok && (await r.json()).machines?.some((m) => m.machine_id === id)) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${id} never appeared at ${url}/api/machines; log:\n` + fs.readFileSync(path.join(tmp, logName), 'utf8'));
+}
+
 async function stop(child) {
   if (!child || child.exitCode !== null) return null;
   child.kill('SIGTERM');
@@ -98,6 +112,7 @@ before(async () => {
   base = `http://127.0.0.1:${port}`;
   standalone = start(['standalone', '--db', db, '--listen', `127.0.0.1:${port}`, '--machine-id', 'browser-host', '--interval', '1s'], 'standalone.log');
   await waitHealthy(base, standalone, 'standalone.log');
+  await waitForMachine(base, 'browser-host', standalone, 'standalone.log');
   const port2 = await freePort();
   protectedBase = `http://127.0.0.1:${port2}`;
   protectedDash = start(['dashboard', '--db', db, '--listen', `127.0.0.1:${port2}`, '--auth-token', TOKEN], 'dashboard.log');
