@@ -302,8 +302,7 @@ impl MachineState {
             history: Vec::with_capacity(cfg.window.min(4096)),
             next_slot: 0,
             forest: None,
-            // Stagger retraining across machines that start together.
-            since_train: (seed % cfg.retrain_every.max(1) as u64) as usize,
+            since_train: 0,
             trains: 0,
             seed,
             last_ts: None,
@@ -433,8 +432,15 @@ impl AnomalyDetector {
                 && (state.forest.is_none() || state.since_train >= cfg.retrain_every)
             {
                 state.forest = Some(train(cfg, state));
+                // After the first forest, start the retrain clock at a
+                // machine-specific offset: machines that start together then do
+                // not all retrain on the same sample.
+                state.since_train = if state.trains == 0 {
+                    (state.seed % cfg.retrain_every.max(1) as u64) as usize
+                } else {
+                    0
+                };
                 state.trains += 1;
-                state.since_train = 0;
             }
         }
         let mut ratio = verdict.streaming.max_ratio();
@@ -640,8 +646,34 @@ mod tests {
         let f = st.forest().unwrap();
         assert_eq!(f.trees(), 20);
         assert_eq!(f.sample_size(), 256);
-        // Vectors from about sample 17 on: first forest at ~217, then every 100.
-        assert!((8..=9).contains(&st.trains()), "{}", st.trains());
+        // Vectors from about sample 17 on: first forest at ~217, then every 100
+        // (the first retrain comes up to 100 samples early: the stagger).
+        assert!((8..=10).contains(&st.trains()), "{}", st.trains());
+    }
+
+    #[test]
+    fn machines_that_start_together_do_not_retrain_together() {
+        let cfg = DetectorConfig {
+            min_history: 100,
+            retrain_every: 100,
+            trees: 10,
+            ..DetectorConfig::default()
+        };
+        let mut d = AnomalyDetector::new(cfg).unwrap();
+        let mut sims: Vec<Sim> = (0..20).map(|i| Sim::new(100 + i)).collect();
+        let mut retrain_steps = std::collections::BTreeSet::new();
+        for step in 0..400 {
+            for (i, sim) in sims.iter_mut().enumerate() {
+                let id = format!("m{i}");
+                let before = d.machine(&id).map_or(0, |m| m.trains());
+                d.observe(&sim.next(&id, [0.0; 6])).unwrap();
+                if d.machine(&id).unwrap().trains() > before && before >= 1 {
+                    retrain_steps.insert(step);
+                }
+            }
+        }
+        // Twenty machines retrain on many different steps, not on one.
+        assert!(retrain_steps.len() > 20, "{retrain_steps:?}");
     }
 
     #[test]
