@@ -108,8 +108,24 @@ fn observe(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(20));
     g.sample_size(50);
-    for machines in [MACHINES, 1] {
-        let mut fleet = Fleet::new(machines, DetectorConfig::default());
+    // `cargo test --benches` runs each benchmark once as a smoke test, in an
+    // unoptimised build: keep its set-up small there (still with forests and
+    // retrains). The figures come from `cargo bench`.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let (fleet_size, config) = if smoke {
+        let small = DetectorConfig {
+            window: 300,
+            min_history: 100,
+            retrain_every: 50,
+            trees: 20,
+            ..DetectorConfig::default()
+        };
+        (20, small)
+    } else {
+        (MACHINES, DetectorConfig::default())
+    };
+    for machines in [fleet_size, 1] {
+        let mut fleet = Fleet::new(machines, config.clone());
         // Fill every machine's training window so that forests exist and retrain.
         let cfg = fleet.detector.config().clone();
         for _ in 0..(cfg.window + 100) * machines {
