@@ -14,7 +14,6 @@
 use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::Deserialize;
 use sysmon_core::{Collector, CollectorError, DiskIo, IoRate, Snapshot};
@@ -181,7 +180,6 @@ pub struct DiskCollector {
     buf: ReadBuf,
     classifier: Classifier,
     counters: PairCounters,
-    last: Option<Instant>,
 }
 
 impl DiskCollector {
@@ -207,7 +205,6 @@ impl DiskCollector {
             buf: ReadBuf::with_capacity(4096),
             classifier: Classifier::new(sys_block),
             counters: PairCounters::default(),
-            last: None,
         };
         if let Err(e) = c.sample() {
             debug!(error = %e, "disk collector: priming failed; retrying at the first interval");
@@ -220,33 +217,15 @@ impl DiskCollector {
     fn sample(&mut self) -> Result<(DiskIo, Option<(DiskIo, f64)>), CollectorError> {
         self.buf.read_path(&self.source)?;
         let text = self.buf.text();
-        let now = Instant::now();
-        let mut total = DiskIo::default();
-        let mut delta = DiskIo::default();
-        self.counters.begin();
-        for stat in parse_diskstats(&text) {
-            let stat = stat?;
-            if !self.classifier.is_whole_disk(stat.name)
-                || matches_any(&self.options.exclude_devices, stat.name)
-            {
-                continue;
-            }
-            total.read = total.read.saturating_add(stat.read_bytes);
-            total.write = total.write.saturating_add(stat.write_bytes);
-            if let Some([r, w]) = self
-                .counters
-                .update(stat.name, [stat.read_bytes, stat.write_bytes])
-            {
-                delta.read = delta.read.saturating_add(r);
-                delta.write = delta.write.saturating_add(w);
-            }
-        }
-        self.counters.end();
-        let elapsed = self
-            .last
-            .replace(now)
-            .map(|t| now.duration_since(t).as_secs_f64());
-        Ok((total, elapsed.filter(|s| *s > 0.0).map(|s| (delta, s))))
+        let (classifier, excluded) = (&mut self.classifier, &self.options.exclude_devices);
+        let disks = parse_diskstats(&text).filter_map(|stat| match stat {
+            Err(e) => Some(Err(e)),
+            Ok(s) if !classifier.is_whole_disk(s.name) || matches_any(excluded, s.name) => None,
+            Ok(s) => Some(Ok((s.name, [s.read_bytes, s.write_bytes]))),
+        });
+        let ([read, write], rate) = self.counters.sample(disks)?;
+        let rate = rate.map(|([r, w], secs)| (DiskIo { read: r, write: w }, secs));
+        Ok((DiskIo { read, write }, rate))
     }
 }
 

@@ -8,7 +8,6 @@
 //! agent in the host's namespace to see the host's interfaces.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use serde::Deserialize;
 use sysmon_core::{Collector, CollectorError, NetworkIo, NetworkRate, Snapshot};
@@ -96,7 +95,6 @@ pub struct NetworkCollector {
     source: PathBuf,
     buf: ReadBuf,
     counters: PairCounters,
-    last: Option<Instant>,
 }
 
 impl NetworkCollector {
@@ -121,7 +119,6 @@ impl NetworkCollector {
             source: net_dev,
             buf: ReadBuf::with_capacity(2048),
             counters: PairCounters::default(),
-            last: None,
         };
         if let Err(e) = c.sample() {
             debug!(error = %e, "network collector: priming failed; retrying at the first interval");
@@ -132,31 +129,15 @@ impl NetworkCollector {
     fn sample(&mut self) -> Result<(NetworkIo, Option<(NetworkIo, f64)>), CollectorError> {
         self.buf.read_path(&self.source)?;
         let text = self.buf.text();
-        let now = Instant::now();
-        let mut total = NetworkIo::default();
-        let mut delta = NetworkIo::default();
-        self.counters.begin();
-        for stat in parse_net_dev(&text) {
-            let stat = stat?;
-            if matches_any(&self.options.exclude_interfaces, stat.name) {
-                continue;
-            }
-            total.sent = total.sent.saturating_add(stat.sent_bytes);
-            total.recv = total.recv.saturating_add(stat.recv_bytes);
-            if let Some([s, r]) = self
-                .counters
-                .update(stat.name, [stat.sent_bytes, stat.recv_bytes])
-            {
-                delta.sent = delta.sent.saturating_add(s);
-                delta.recv = delta.recv.saturating_add(r);
-            }
-        }
-        self.counters.end();
-        let elapsed = self
-            .last
-            .replace(now)
-            .map(|t| now.duration_since(t).as_secs_f64());
-        Ok((total, elapsed.filter(|s| *s > 0.0).map(|s| (delta, s))))
+        let excluded = &self.options.exclude_interfaces;
+        let interfaces = parse_net_dev(&text).filter_map(|stat| match stat {
+            Err(e) => Some(Err(e)),
+            Ok(s) if matches_any(excluded, s.name) => None,
+            Ok(s) => Some(Ok((s.name, [s.sent_bytes, s.recv_bytes]))),
+        });
+        let ([sent, recv], rate) = self.counters.sample(interfaces)?;
+        let rate = rate.map(|([s, r], secs)| (NetworkIo { sent: s, recv: r }, secs));
+        Ok((NetworkIo { sent, recv }, rate))
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::time::Instant;
 
 use sysmon_core::CollectorError;
 
@@ -142,9 +143,43 @@ struct Entry {
 pub(crate) struct PairCounters {
     entries: HashMap<String, Entry>,
     generation: u64,
+    last: Option<Instant>,
 }
 
+/// What [`PairCounters::sample`] returns: the pair summed over devices and, from
+/// the second sample on, the summed increases with the seconds they took.
+pub(crate) type PairSample = ([u64; 2], Option<([u64; 2], f64)>);
+
 impl PairCounters {
+    /// One sample over `devices` (`name`, pair of cumulative counters): the
+    /// totals, and the increases since the previous sample over the devices
+    /// present in both. A device error ends the sample early and leaves the
+    /// previous instant in place.
+    pub(crate) fn sample<'a, E>(
+        &mut self,
+        devices: impl IntoIterator<Item = Result<(&'a str, [u64; 2]), E>>,
+    ) -> Result<PairSample, E> {
+        let now = Instant::now();
+        let mut total = [0u64; 2];
+        let mut delta = [0u64; 2];
+        self.begin();
+        for device in devices {
+            let (name, values) = device?;
+            total[0] = total[0].saturating_add(values[0]);
+            total[1] = total[1].saturating_add(values[1]);
+            if let Some([a, b]) = self.update(name, values) {
+                delta[0] = delta[0].saturating_add(a);
+                delta[1] = delta[1].saturating_add(b);
+            }
+        }
+        self.end();
+        let elapsed = self
+            .last
+            .replace(now)
+            .map(|t| now.duration_since(t).as_secs_f64());
+        Ok((total, elapsed.filter(|s| *s > 0.0).map(|s| (delta, s))))
+    }
+
     /// Starts a new sample.
     pub(crate) fn begin(&mut self) {
         self.generation = self.generation.wrapping_add(1);
