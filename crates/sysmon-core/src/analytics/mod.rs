@@ -11,6 +11,7 @@
 //! * [`forecast`]: values in 5 minutes with a prediction band, time until a
 //!   filesystem is full;
 //! * [`alerts`]: alert rules and their pending → firing → resolved state machine;
+//! * [`notify`]: [`AlertNotifier`], the receiver of alert transitions, and [`LogNotifier`];
 //! * [`tracegen`] and [`eval`]: labelled synthetic traces and detection quality.
 //!
 //! The method and its measured quality are described in `docs/anomaly-detection.md`.
@@ -21,6 +22,7 @@ pub mod eval;
 pub mod features;
 pub mod forecast;
 pub mod isolation_forest;
+pub mod notify;
 pub mod streaming;
 pub mod tracegen;
 
@@ -29,4 +31,5 @@ pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig};
 pub use features::{FeatureExtractor, Features, FEATURE_NAMES};
 pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
+pub use notify::{AlertNotifier, LogNotifier};
 pub use streaming::{StreamingDetector, StreamingParams};
