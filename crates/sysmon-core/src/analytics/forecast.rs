@@ -375,13 +375,22 @@ impl Forecaster {
     /// The forecast of every metric of `machine_id` `horizon_secs` after its last
     /// sample (metrics with fewer than 3 known values are left out).
     pub fn forecast(&self, machine_id: &str) -> Vec<Forecast> {
+        self.forecast_ahead(machine_id, self.params.horizon_secs)
+    }
+
+    /// Like [`Self::forecast`], `ahead_secs` after the machine's last sample
+    /// (a chart draws the path to the horizon from a few of these).
+    pub fn forecast_ahead(&self, machine_id: &str, ahead_secs: f64) -> Vec<Forecast> {
         let Some(m) = self.machines.get(machine_id) else {
             return Vec::new();
         };
         let Some(&last) = m.times.back() else {
             return Vec::new();
         };
-        let at = last + self.params.horizon_secs;
+        if !ahead_secs.is_finite() || ahead_secs < 0.0 {
+            return Vec::new();
+        }
+        let at = last + ahead_secs;
         let mut out = Vec::new();
         for (f, q) in m.metrics.iter().enumerate() {
             let points: Vec<(f64, f64)> = m

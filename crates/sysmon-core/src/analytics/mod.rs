@@ -12,6 +12,8 @@
 //!   filesystem is full;
 //! * [`alerts`]: alert rules and their pending → firing → resolved state machine;
 //! * [`notify`]: [`AlertNotifier`], the receiver of alert transitions, and [`LogNotifier`];
+//! * [`service`]: the engine run on the ingester's stored batches, with its
+//!   sinks (alert history, scores, active alerts) and notifiers;
 //! * [`tracegen`] and [`eval`]: labelled synthetic traces and detection quality.
 //!
 //! The method and its measured quality are described in `docs/anomaly-detection.md`.
@@ -23,6 +25,7 @@ pub mod features;
 pub mod forecast;
 pub mod isolation_forest;
 pub mod notify;
+pub mod service;
 pub mod streaming;
 pub mod tracegen;
 
@@ -32,4 +35,5 @@ pub use features::{FeatureExtractor, Features, FEATURE_NAMES};
 pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};
+pub use service::{AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats};
 pub use streaming::{StreamingDetector, StreamingParams};
