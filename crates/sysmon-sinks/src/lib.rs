@@ -7,11 +7,13 @@
 //! * [`sqlite`]: `SqliteSink`, the durable history (raw samples, per-minute rollups).
 //! * [`kafka`]: `KafkaTransport` (agents) and `KafkaReceiver` (ingesters).
 //! * [`redis`]: `RedisSink`, the hot recent window and live fan-out.
+//! * [`webhook`]: `WebhookNotifier`, alert notifications as HTTP(S) POSTs.
 
 pub mod error;
 pub mod kafka;
 pub mod query;
 pub mod redis;
 pub mod sqlite;
+pub mod webhook;
 
 pub use error::SinksError;
