@@ -13,6 +13,7 @@ pub mod error;
 pub mod kafka;
 pub mod query;
 pub mod redis;
+pub mod redis_alerts;
 pub mod sqlite;
 pub mod webhook;
 

@@ -94,9 +94,13 @@ pub(crate) fn maintain(
     {
         let mut del_samples =
             tx.prepare_cached("DELETE FROM samples WHERE key >= ?1 AND key < ?2")?;
+        let mut del_scores =
+            tx.prepare_cached("DELETE FROM anomaly_scores WHERE key >= ?1 AND key < ?2")?;
         for &m in &machines {
             let (lo, hi) = keys::sample_range(m, 0, new_horizon);
             report.raw_deleted += del_samples.execute(params![lo, hi])? as u64;
+            // Anomaly scores live exactly as long as the samples they score.
+            del_scores.execute(params![lo, hi])?;
         }
         // Process lists are keyed time-major: one range holds every machine's old ones.
         tx.prepare_cached("DELETE FROM processes WHERE key < ?1")?
@@ -110,6 +114,9 @@ pub(crate) fn maintain(
     }
 
     let rollup_cutoff = minute_of(now_ms.saturating_sub(rollup_retention_ms));
+    // Alert history is kept as long as the rollups it can be read against.
+    tx.prepare_cached("DELETE FROM alert_events WHERE at < ?1")?
+        .execute(params![rollup_cutoff as f64 / 1000.0])?;
     {
         let mut del =
             tx.prepare_cached("DELETE FROM rollups WHERE machine = ?1 AND minute_ms < ?2")?;

@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+mod analytics;
 pub mod codec;
 mod keys;
 mod maintain;
@@ -51,6 +52,7 @@ use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStor
 
 use crate::error::SinksError;
 
+pub use analytics::{state_name, ScorePoint, StoredActiveAlert, StoredAnomaly};
 pub use maintain::MaintenanceReport;
 pub use series::{
     Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource,
@@ -444,7 +446,7 @@ fn now_secs() -> f64 {
 
 /// Errors a retry may cure (a lock held too long, a full disk, an I/O hiccup)
 /// become [`SinkError::Unavailable`]; the rest [`SinkError::Failed`].
-fn to_sink_error(e: SinksError) -> SinkError {
+pub(crate) fn to_sink_error(e: SinksError) -> SinkError {
     let retryable = match &e {
         SinksError::Sqlite(err) | SinksError::SqliteOpen { source: err, .. } => matches!(
             err.sqlite_error_code(),

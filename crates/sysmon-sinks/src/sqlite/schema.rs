@@ -40,6 +40,12 @@
 //!   maintenance, to be recomputed from raw samples.
 //! * `meta(key, value)`: `raw_horizon_ms`, the start of the oldest minute whose raw
 //!   samples are complete (everything before it was deleted by retention).
+//! * `anomaly_scores(key, ts, score, anomaly, reasons)`: the anomaly detector's
+//!   verdict on each sample, keyed like `samples` and deleted with them.
+//! * `alert_events(id, at, rule, severity, machine_id, subject, state, value, message)`:
+//!   alert transitions (firing, resolved), kept as long as rollups.
+//! * `active_alerts(rule, machine_id, subject, ...)`: the pending and firing alerts,
+//!   replaced as a whole by the ingester's analytics.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -158,8 +164,46 @@ const V3: &str = r#"
 ALTER TABLE samples ADD COLUMN custom_metrics TEXT;
 "#;
 
+/// Version 4: analytics. Every anomaly score (keyed like `samples`, flagged ones
+/// indexed by time), the history of alert transitions, and the active alerts.
+const V4: &str = r#"
+CREATE TABLE anomaly_scores (
+    key      INTEGER PRIMARY KEY,  -- machine << 42 | ts_ms, as in samples
+    ts       REAL NOT NULL,
+    score    REAL NOT NULL,
+    anomaly  INTEGER NOT NULL,
+    reasons  TEXT                  -- JSON array of strings, NULL when none
+);
+CREATE INDEX anomaly_scores_flagged ON anomaly_scores (ts) WHERE anomaly = 1;
+
+CREATE TABLE alert_events (
+    id          INTEGER PRIMARY KEY,
+    at          REAL NOT NULL,
+    rule        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    machine_id  TEXT,              -- NULL for fleet-scoped rules
+    subject     TEXT,              -- the mount point of filesystem rules
+    state       TEXT NOT NULL,     -- firing | resolved
+    value       REAL,
+    message     TEXT NOT NULL
+);
+CREATE INDEX alert_events_at ON alert_events (at);
+
+CREATE TABLE active_alerts (
+    rule        TEXT NOT NULL,
+    machine_id  TEXT NOT NULL,     -- '' for fleet-scoped rules
+    subject     TEXT NOT NULL,     -- '' when none
+    severity    TEXT NOT NULL,
+    state       TEXT NOT NULL,     -- pending | firing
+    since       REAL NOT NULL,
+    value       REAL,
+    message     TEXT NOT NULL,
+    PRIMARY KEY (rule, machine_id, subject)
+) WITHOUT ROWID;
+"#;
+
 /// The migration steps, oldest first: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

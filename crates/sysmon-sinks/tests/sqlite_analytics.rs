@@ -1,0 +1,189 @@
+//! Anomaly scores, alert history and active alerts in a real SQLite file.
+
+use std::time::Duration;
+
+use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
+use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_core::config::SqliteConfig;
+use sysmon_core::{Batch, Sink, Snapshot};
+use sysmon_sinks::sqlite::{state_name, SqliteSink};
+
+const T0: f64 = 1_764_086_400.0;
+
+fn open(dir: &tempfile::TempDir) -> SqliteSink {
+    SqliteSink::open(&SqliteConfig {
+        path: dir.path().join("a.db"),
+        raw_retention: Duration::from_secs(3600),
+        rollup_retention: Duration::from_secs(2 * 86400),
+        ..SqliteConfig::default()
+    })
+    .unwrap()
+}
+
+fn sample(id: &str, t: f64, cpu: f64) -> Snapshot {
+    let mut s = Snapshot::new(id, t);
+    s.cpu_usage = cpu;
+    s.memory_usage = 40.0;
+    s
+}
+
+fn score(id: &str, t: f64, score: f64) -> AnomalyScore {
+    AnomalyScore {
+        machine_id: id.into(),
+        timestamp: t,
+        score,
+        anomaly: score >= 0.5,
+        reasons: if score >= 0.5 {
+            vec!["cpu_usage z=9.1".into()]
+        } else {
+            Vec::new()
+        },
+        forest_score: None,
+    }
+}
+
+fn event(id: &str, at: f64, state: AlertState) -> AlertEvent {
+    AlertEvent {
+        rule: "cpu_high".into(),
+        severity: Severity::Warning,
+        machine_id: Some(id.into()),
+        subject: None,
+        state,
+        value: 93.0,
+        at,
+        message: format!("cpu_usage on {id} is 93.0 > 80"),
+    }
+}
+
+fn active(id: Option<&str>, state: AlertState) -> ActiveAlert {
+    ActiveAlert {
+        rule: "cpu_high".into(),
+        severity: Severity::Warning,
+        machine_id: id.map(str::to_string),
+        subject: None,
+        state,
+        since: T0 + 5.0,
+        value: 93.0,
+    }
+}
+
+#[tokio::test]
+async fn scores_events_and_the_active_set_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let samples: Vec<Snapshot> = (0..10)
+        .map(|i| sample("web-01", T0 + i as f64, if i == 7 { 99.0 } else { 10.0 }))
+        .collect();
+    db.write(Batch::from(samples)).await.unwrap();
+
+    let record = AnalyticsRecord {
+        scores: (0..10)
+            .map(|i| score("web-01", T0 + i as f64, if i == 7 { 0.93 } else { 0.1 }))
+            // A machine SQLite has no samples of: nothing to attach to, skipped.
+            .chain([score("ghost", T0, 0.99)])
+            .collect(),
+        events: vec![event("web-01", T0 + 5.0, AlertState::Firing)],
+        active: Some(vec![
+            active(Some("web-01"), AlertState::Firing),
+            active(None, AlertState::Pending),
+        ]),
+    };
+    db.record(&record).await.unwrap();
+    // A replay stores each score once.
+    db.record(&AnalyticsRecord {
+        scores: record.scores.clone(),
+        ..AnalyticsRecord::default()
+    })
+    .await
+    .unwrap();
+
+    let scores = db.anomaly_scores("web-01", T0, T0 + 100.0).await.unwrap();
+    assert_eq!(scores.len(), 10);
+    assert!(scores.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    assert_eq!(scores.iter().filter(|s| s.anomaly).count(), 1);
+
+    let anomalies = db.anomalies(None, T0 - 1.0, 100).await.unwrap();
+    assert_eq!(anomalies.len(), 1);
+    let a = &anomalies[0];
+    assert_eq!(
+        (a.machine_id.as_str(), a.timestamp, a.score),
+        ("web-01", T0 + 7.0, 0.93)
+    );
+    assert_eq!(a.cpu, Some(99.0), "the sample's CPU is joined");
+    assert_eq!(a.memory, Some(40.0));
+    assert_eq!(a.reasons, vec!["cpu_usage z=9.1".to_string()]);
+    assert!(db.anomalies(Some("db-01"), 0.0, 100).await.unwrap().is_empty());
+    assert!(db.anomalies(None, T0 + 8.0, 100).await.unwrap().is_empty());
+
+    let history = db.alert_history(0.0, 100).await.unwrap();
+    assert_eq!(history, vec![event("web-01", T0 + 5.0, AlertState::Firing)]);
+
+    let act = db.active_alerts().await.unwrap();
+    assert_eq!(act.len(), 2);
+    assert_eq!(act[0].state, "firing", "firing first");
+    assert_eq!(act[0].machine_id.as_deref(), Some("web-01"));
+    assert_eq!(
+        act[0].message, "cpu_usage on web-01 is 93.0 > 80",
+        "a firing alert carries its firing message"
+    );
+    assert_eq!(act[1].machine_id, None, "fleet scope");
+    assert_eq!(act[1].state, "pending");
+
+    // Resolution: a new history row; the active set replaced by an empty one.
+    db.record(&AnalyticsRecord {
+        events: vec![event("web-01", T0 + 9.0, AlertState::Resolved)],
+        active: Some(Vec::new()),
+        ..AnalyticsRecord::default()
+    })
+    .await
+    .unwrap();
+    assert!(db.active_alerts().await.unwrap().is_empty());
+    let states: Vec<&str> = db
+        .alert_history(0.0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| state_name(e.state))
+        .collect();
+    assert_eq!(states, vec!["resolved", "firing"], "newest first");
+    // No active set in a record leaves the stored one alone.
+    db.record(&AnalyticsRecord {
+        active: Some(vec![active(Some("web-01"), AlertState::Pending)]),
+        ..AnalyticsRecord::default()
+    })
+    .await
+    .unwrap();
+    db.record(&AnalyticsRecord::default()).await.unwrap();
+    assert_eq!(db.active_alerts().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn retention_removes_scores_with_their_samples_and_old_alert_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir);
+    let old = T0;
+    let new = T0 + 3.0 * 86400.0;
+    db.write(Batch::from(vec![
+        sample("web-01", old, 10.0),
+        sample("web-01", new, 10.0),
+    ]))
+    .await
+    .unwrap();
+    db.record(&AnalyticsRecord {
+        scores: vec![score("web-01", old, 0.9), score("web-01", new, 0.9)],
+        events: vec![
+            event("web-01", old, AlertState::Firing),
+            event("web-01", new, AlertState::Firing),
+        ],
+        active: None,
+    })
+    .await
+    .unwrap();
+    db.maintain_at(new + 10.0).await.unwrap();
+    let scores = db.anomaly_scores("web-01", 0.0, new + 1.0).await.unwrap();
+    assert_eq!(scores.len(), 1, "the old sample's score went with it");
+    assert_eq!(scores[0].timestamp, new);
+    let history = db.alert_history(0.0, 100).await.unwrap();
+    assert_eq!(history.len(), 1, "history older than the rollup retention is gone");
+    assert_eq!(history[0].at, new);
+}
