@@ -58,6 +58,11 @@ enum Command {
     ///
     /// Example: sysmon dashboard --db data/sysmon.db --listen 0.0.0.0:7861 --auth-token "$TOKEN"
     Dashboard(cmd::dashboard::DashboardArgs),
+    /// Score a file of snapshots (JSON lines) offline with the anomaly detector.
+    ///
+    /// Example: sysmon detect --input trace.jsonl > scores.jsonl
+    #[command(long_about = cmd::detect::LONG_ABOUT)]
+    Detect(cmd::detect::DetectArgs),
 }
 
 fn main() {
@@ -84,6 +89,7 @@ fn main() {
             Command::Ingest(a) => cmd::ingest::run(a, &cli.common).await,
             Command::Loadgen(a) => cmd::loadgen::run(a, &cli.common).await,
             Command::Doctor(a) => cmd::doctor::run(a, &cli.common).await,
+            Command::Detect(a) => cmd::detect::run(a, &cli.common),
         }
     });
     if let Err(e) = result {

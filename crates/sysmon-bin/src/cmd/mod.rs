@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod config;
 pub mod dashboard;
+pub mod detect;
 pub mod doctor;
 pub mod ingest;
 pub mod loadgen;
