@@ -192,11 +192,27 @@ impl KafkaConfig {
 }
 
 /// `[redis]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Credentials and TLS files may come from the URL or from their own keys
+/// (which override the URL's). The password is never shown: `Debug` redacts it,
+/// in `password` and inside `url`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port/db` or `rediss://` for TLS; unset = no Redis.
     pub url: Option<String>,
+    /// ACL user name (Redis 6+); overrides the one in `url`.
+    pub username: Option<String>,
+    /// Password (of `username`, or of `requirepass`); overrides the one in `url`.
+    pub password: Option<String>,
+    /// `rediss://` only: PEM file with the CA certificate(s) that sign the
+    /// server's certificate (a private CA). Default: the system's trust store.
+    pub ca_cert: Option<PathBuf>,
+    /// `rediss://` only: PEM client certificate (chain), for a server that
+    /// requires client certificates (`tls-auth-clients yes`). Needs `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// `rediss://` only: PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// Prefix of every key.
     pub prefix: String,
     /// How much recent history per machine Redis keeps.
@@ -208,9 +224,85 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: None,
+            username: None,
+            password: None,
+            ca_cert: None,
+            client_cert: None,
+            client_key: None,
             prefix: "sysmon:".into(),
             window: Duration::from_secs(3600),
         }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(redact_url_password))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_cert", &self.ca_cert)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("prefix", &self.prefix)
+            .field("window", &self.window)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// Checks values that parse but make no sense (the URL itself is parsed
+    /// when the Redis client is built).
+    pub fn check(&self) -> Result<(), CoreError> {
+        let bad = |m: String| Err(CoreError::Config(m));
+        if self.window < Duration::from_secs(1) {
+            return bad(format!(
+                "redis.window must be at least 1s, got {:?}",
+                self.window
+            ));
+        }
+        if self.client_cert.is_some() != self.client_key.is_some() {
+            return bad(
+                "redis.client_cert and redis.client_key go together: set both or neither".into(),
+            );
+        }
+        let tls_files = [
+            ("ca_cert", &self.ca_cert),
+            ("client_cert", &self.client_cert),
+            ("client_key", &self.client_key),
+        ];
+        if let Some(url) = &self.url {
+            if !url.starts_with("rediss://") {
+                if let Some((name, _)) = tls_files.iter().find(|(_, v)| v.is_some()) {
+                    return bad(format!(
+                        "redis.{name} is set but redis.url is not rediss:// (TLS): use rediss://host:port or remove redis.{name}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `url` with the password part of its user info (`user:PASSWORD@`) replaced
+/// by `<redacted>`, for logs and `Debug`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:<redacted>{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
     }
 }
 
@@ -257,6 +349,7 @@ impl Config {
         if self.sqlite.raw_retention < Duration::from_secs(60) {
             return bad("sqlite.raw_retention must be at least 1m");
         }
+        self.redis.check()?;
         self.alerts.check()?;
         self.anomaly.check()?;
         Ok(())
@@ -308,6 +401,45 @@ mod tests {
         let e = Config::from_toml("[[alerts.webhooks]]\nurl = \"nope\"").unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
         assert_eq!(Config::default().alerts.rules.len(), 4);
+    }
+
+    #[test]
+    fn redis_credentials_and_tls_files_are_checked_and_never_shown() {
+        let c = Config::from_toml(
+            "[redis]\nurl = \"rediss://ingest:urlpw@cache:6380/0\"\nusername = \"ingest\"\n\
+             password = \"s3cret\"\nca_cert = \"/etc/ca.pem\"\n\
+             client_cert = \"/etc/c.pem\"\nclient_key = \"/etc/c.key\"",
+        )
+        .unwrap();
+        assert_eq!(c.redis.password.as_deref(), Some("s3cret"));
+        assert_eq!(c.redis.ca_cert, Some(PathBuf::from("/etc/ca.pem")));
+        let shown = format!("{:?}", c);
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("urlpw"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("rediss://ingest:<redacted>@cache:6380/0"),
+            "{shown}"
+        );
+        let e = Config::from_toml("[redis]\nurl = \"rediss://h\"\nclient_cert = \"/c.pem\"")
+            .unwrap_err();
+        assert!(e.to_string().contains("client_key"), "{e}");
+        let e =
+            Config::from_toml("[redis]\nurl = \"redis://h\"\nca_cert = \"/ca.pem\"").unwrap_err();
+        assert!(e.to_string().contains("rediss://"), "{e}");
+        let e = Config::from_toml("[redis]\nwindow = \"100ms\"").unwrap_err();
+        assert!(e.to_string().contains("redis.window"), "{e}");
+        assert_eq!(
+            redact_url_password("redis://:pw@h:1/0"),
+            "redis://:<redacted>@h:1/0"
+        );
+        assert_eq!(redact_url_password("redis://u@h/0"), "redis://u@h/0");
+        assert_eq!(redact_url_password("redis://h:6379/0"), "redis://h:6379/0");
+        assert_eq!(
+            redact_url_password("redis://u:p@ss@h/0"),
+            "redis://u:<redacted>@h/0"
+        );
     }
 
     #[test]
