@@ -46,6 +46,7 @@ async fn query_with_redis_prints_what_sqlite_alone_prints() {
         url: Some(server.url()),
         prefix: "sysmon:".into(),
         window: Duration::from_secs(600),
+        ..RedisConfig::default()
     };
     let redis = RedisSink::connect(&config)
         .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use sysmon_core::config::redact_url_password;
 use sysmon_core::{Batch, MachineSummary, Snapshot, SnapshotStore, StoreError};
 use sysmon_sinks::query::QueryLayer;
 use sysmon_sinks::redis::{BatchEvent, RedisStore};
@@ -108,9 +109,12 @@ impl DashboardSource for RedisSource {
     }
 }
 
-/// Subscribes to `<prefix>events` at `url` and broadcasts, for every
+/// Subscribes to `<prefix>events` through `store` and broadcasts, for every
 /// [`BatchEvent`], the newest full snapshot of each machine in it (one `MGET`).
-/// Reconnects with backoff; an outage is logged when it starts and ends.
+/// The subscription uses the store's client, so the URL, the credentials and
+/// the TLS settings of its `RedisConfig` apply; `url` only names the server in
+/// log lines (with its password redacted). Reconnects with backoff; an outage
+/// is logged when it starts and ends.
 pub async fn redis_feed(
     url: String,
     store: RedisStore,
@@ -118,24 +122,21 @@ pub async fn redis_feed(
     shutdown: CancellationToken,
 ) {
     let channel = store.keys().events();
+    let target = redact_url_password(&url);
     let mut backoff = Duration::from_millis(500);
     let mut down_since: Option<std::time::Instant> = None;
     loop {
-        let sub = async {
-            let client = ::redis::Client::open(url.as_str())?;
-            let mut ps = client.get_async_pubsub().await?;
-            ps.subscribe(&channel).await?;
-            Ok::<_, ::redis::RedisError>(ps)
-        };
         let ps = tokio::select! {
-            r = tokio::time::timeout(Duration::from_secs(5), sub) => r,
+            r = store.subscribe_events() => r,
             _ = shutdown.cancelled() => return,
         };
         match ps {
-            Ok(Ok(mut ps)) => {
+            Ok(mut ps) => {
                 match down_since.take() {
-                    Some(t) => info!(outage = ?t.elapsed(), "live feed: Redis reachable again"),
-                    None => info!(%channel, "live feed: subscribed to Redis"),
+                    Some(t) => {
+                        info!(redis = %target, outage = ?t.elapsed(), "live feed: Redis reachable again")
+                    }
+                    None => info!(redis = %target, %channel, "live feed: subscribed to Redis"),
                 }
                 backoff = Duration::from_millis(500);
                 let mut messages = ps.on_message();
@@ -169,14 +170,9 @@ pub async fn redis_feed(
                     }
                 }
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 if down_since.is_none() {
-                    warn!(error = %e, "live feed: cannot subscribe to Redis; retrying");
-                }
-            }
-            Err(_) => {
-                if down_since.is_none() {
-                    warn!("live feed: Redis subscription timed out; retrying");
+                    warn!(redis = %target, error = %e, "live feed: cannot subscribe to Redis; retrying");
                 }
             }
         }

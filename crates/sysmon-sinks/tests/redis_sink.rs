@@ -305,12 +305,7 @@ async fn keys_of_a_machine_that_stopped_reporting_expire() {
                 == 1
         }
     };
-    for key in [
-        k.latest(retired),
-        k.series(retired),
-        k.top(retired),
-        k.alerts(retired),
-    ] {
+    for key in [k.latest(retired), k.series(retired), k.alerts(retired)] {
         assert!(exists(key.clone()).await, "{key} written");
     }
     let ttl: i64 = redis::cmd("PTTL")
@@ -328,15 +323,10 @@ async fn keys_of_a_machine_that_stopped_reporting_expire() {
         sink.write(b[0].clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for key in [
-        k.latest(retired),
-        k.series(retired),
-        k.top(retired),
-        k.alerts(retired),
-    ] {
+    for key in [k.latest(retired), k.series(retired), k.alerts(retired)] {
         assert!(!exists(key.clone()).await, "{key} should have expired");
     }
-    for key in [k.latest(alive), k.series(alive), k.top(alive)] {
+    for key in [k.latest(alive), k.series(alive)] {
         assert!(exists(key.clone()).await, "{key} should live on");
     }
     let store = sink.store();
@@ -397,42 +387,6 @@ async fn the_series_is_bounded_by_count_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acl_users_and_passwords_work_and_wrong_ones_fail_loudly() {
-    let server = RedisServer::start_with_args(&[
-        "--user", "default", "off", "--user", "ingest", "on", ">s3cret", "~*", "&*", "+@all",
-    ]);
-    let url = format!("redis://ingest:s3cret@127.0.0.1:{}/0", server.port());
-    let sink = RedisSink::connect_with(&redis_config(&url, "t6:", HOUR), quick_options())
-        .await
-        .unwrap();
-    let mut machines = fleet(1);
-    sink.write(batches(&mut machines, now(), 1, 1.0, 1)[0].clone())
-        .await
-        .unwrap();
-    assert!(sink.store().latest("m00").await.unwrap().is_some());
-
-    // The password from the options instead of the URL.
-    let url_no_pw = format!("redis://127.0.0.1:{}/0", server.port());
-    let options = sysmon_sinks::redis::RedisOptions {
-        username: Some("ingest".into()),
-        password: Some("s3cret".into()),
-        ..quick_options()
-    };
-    let store = RedisStore::connect_with(&redis_config(&url_no_pw, "t6:", HOUR), &options)
-        .await
-        .unwrap();
-    assert!(store.latest("m00").await.unwrap().is_some());
-
-    let wrong = format!("redis://ingest:nope@127.0.0.1:{}/0", server.port());
-    let e = RedisSink::connect_with(&redis_config(&wrong, "t6:", HOUR), quick_options())
-        .await
-        .err()
-        .expect("wrong password must fail");
-    let e = e.to_string();
-    assert!(e.contains("refused") && !e.contains("nope"), "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_redis_at_startup_is_not_an_error_and_is_picked_up_later() {
     let mut server = RedisServer::start();
     server.stop();
@@ -456,69 +410,150 @@ async fn an_unreachable_redis_at_startup_is_not_an_error_and_is_picked_up_later(
     assert_eq!((c.outages, c.batches_skipped), (1, 1), "{c:?}");
 }
 
-/// A CA and a server certificate for 127.0.0.1, as PEM files in `dir`.
-fn tls_files(dir: &std::path::Path) -> sysmon_testkit::redis_server::TlsFiles {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latest_is_binary_readable_as_json_and_old_json_values_still_read() {
+    let server = RedisServer::start();
+    let sink = RedisSink::connect_with(&redis_config(&server.url(), "t9:", HOUR), quick_options())
+        .await
         .unwrap();
-    let files = sysmon_testkit::redis_server::TlsFiles {
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-        ca: dir.join("ca.pem"),
-    };
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    std::fs::write(&files.ca, ca.pem()).unwrap();
-    files
+    let mut machines = fleet(2);
+    let b = batches(&mut machines, now(), 3, 1.0, 2);
+    for batch in &b {
+        sink.write(batch.clone()).await.unwrap();
+    }
+    let newest = b[2][0].clone();
+    let store = sink.store();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(store.keys().latest("m00"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        &raw[..4],
+        b"SMB1",
+        "latest is stored in the binary encoding"
+    );
+    assert_eq!(
+        sysmon_core::codec::binary::decode(&raw).unwrap(),
+        newest,
+        "and decodes to the newest snapshot"
+    );
+    let json = store.latest_many_json(&["m00", "nope"]).await.unwrap();
+    assert_eq!(
+        json[0].as_deref(),
+        Some(&sysmon_core::encode_json(&newest)[..])
+    );
+    assert_eq!(json[1], None);
+    let top = store.top_processes("m00").await.unwrap().unwrap();
+    assert_eq!(top.top_cpu_processes, newest.top_cpu_processes);
+    assert_eq!(top.top_mem_processes, newest.top_mem_processes);
+    assert!(!newest.top_cpu_processes.is_empty());
+
+    // A value left by a sysmon that stored native JSON still reads.
+    let old = b[2][1].clone();
+    let _: () = redis::cmd("SET")
+        .arg(store.keys().latest("m01"))
+        .arg(sysmon_core::encode_json(&old))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.latest("m01").await.unwrap(), Some(old.clone()));
+    let json = store.latest_many_json(&["m01"]).await.unwrap();
+    assert_eq!(
+        json[0].as_deref(),
+        Some(&sysmon_core::encode_json(&old)[..])
+    );
+    // Garbage is an error, not a wrong answer.
+    let _: () = redis::cmd("SET")
+        .arg(store.keys().latest("m01"))
+        .arg("garbage")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let e = store.latest("m01").await.unwrap_err();
+    assert!(e.to_string().contains("damaged"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rediss_urls_speak_tls_and_check_the_server_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let files = tls_files(dir.path());
-    let server = RedisServer::start_tls(&files);
-    assert!(server.url().starts_with("rediss://"));
-
-    // Trusting the private CA: writes and reads go over TLS.
-    let options = sysmon_sinks::redis::RedisOptions {
-        ca_cert: Some(files.ca.clone()),
-        ..quick_options()
-    };
-    let config = redis_config(&server.url(), "t8:", HOUR);
-    let sink = RedisSink::connect_with(&config, options.clone())
+async fn host_names_series_ttls_and_replaces_survive_what_the_sink_remembers() {
+    let server = RedisServer::start();
+    let sink = RedisSink::connect_with(&redis_config(&server.url(), "t10:", HOUR), quick_options())
         .await
         .unwrap();
-    assert!(sink.is_connected());
-    let mut machines = fleet(2);
-    let b = batches(&mut machines, now(), 1, 1.0, 2);
-    sink.write(b[0].clone()).await.unwrap();
-    let store = RedisStore::connect_with(&config, &options).await.unwrap();
-    assert_eq!(store.latest("m01").await.unwrap().as_ref(), Some(&b[0][1]));
-
-    // The same server with the system's trust store: the certificate is
-    // refused, loudly (a configuration mistake, not an outage).
-    let e = RedisSink::connect_with(&config, quick_options())
+    let store = sink.store();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
         .await
-        .err()
-        .expect("an untrusted certificate must not connect");
-    assert!(e.to_string().contains("certificate"), "{e}");
-    // TLS to a plain server: no TLS handshake completes, so the sink is never
-    // connected and writes fail fast (it cannot tell this from an outage).
-    let plain = RedisServer::start();
-    let tls_url = plain.url().replace("redis://", "rediss://");
-    match RedisSink::connect_with(&redis_config(&tls_url, "t8:", HOUR), options).await {
-        Err(e) => assert!(e.to_string().contains("TLS"), "{e}"),
-        Ok(s) => {
-            assert!(!s.is_connected());
-            assert!(s.write(b[0].clone()).await.is_err());
-        }
-    }
+        .unwrap();
+    let t0 = now().floor();
+    let snap = |t: f64, host: &str, cpu: f64| {
+        let mut s = Snapshot::new("h1", t);
+        s.hostname = Some(host.to_string());
+        s.cpu_usage = cpu;
+        s
+    };
+    let hostname =
+        |store: RedisStore| async move { store.machines().await.unwrap()[0].hostname.clone() };
+    sink.write(vec![snap(t0, "alpha", 1.0)].into())
+        .await
+        .unwrap();
+    sink.write(vec![snap(t0 + 1.0, "alpha", 2.0)].into())
+        .await
+        .unwrap();
+    assert_eq!(hostname(store.clone()).await.as_deref(), Some("alpha"));
+    // A renamed host: the new name replaces the old one.
+    sink.write(vec![snap(t0 + 2.0, "beta", 3.0)].into())
+        .await
+        .unwrap();
+    assert_eq!(hostname(store.clone()).await.as_deref(), Some("beta"));
+
+    // Redis loses everything between two writes without the sink noticing
+    // (no failed write): the next write still restores the host name and a
+    // TTL on the new series, though the sink already wrote both before.
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    sink.write(vec![snap(t0 + 3.0, "beta", 4.0)].into())
+        .await
+        .unwrap();
+    assert_eq!(hostname(store.clone()).await.as_deref(), Some("beta"));
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(store.keys().series("h1"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the new series expires by itself: {ttl}");
+
+    // A later batch replaying an older millisecond with other content
+    // replaces it, and a newer sample than any written is simply added.
+    sink.write(vec![snap(t0 + 3.0, "beta", 99.0), snap(t0 + 4.0, "beta", 5.0)].into())
+        .await
+        .unwrap();
+    let members: Vec<(Vec<u8>, i64)> = redis::cmd("ZRANGE")
+        .arg(store.keys().series("h1"))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let cpus: Vec<(i64, f64)> = members
+        .iter()
+        .map(|(m, ms)| {
+            (
+                *ms,
+                sysmon_core::codec::binary::decode(m).unwrap().cpu_usage,
+            )
+        })
+        .collect();
+    let ms = |t: f64| (t * 1000.0) as i64;
+    assert_eq!(cpus, vec![(ms(t0 + 3.0), 99.0), (ms(t0 + 4.0), 5.0)]);
+    assert_eq!(
+        store.latest("h1").await.unwrap().map(|s| s.cpu_usage),
+        Some(5.0)
+    );
 }

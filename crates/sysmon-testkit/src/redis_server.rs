@@ -38,7 +38,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// The server certificate's private key.
     pub key: PathBuf,
-    /// The CA that signed it (clients are not asked for certificates).
+    /// The CA that signed it, and that client certificates must chain to when
+    /// the server asks for them (by default it does not).
     pub ca: PathBuf,
 }
 
@@ -62,6 +63,13 @@ impl RedisServer {
     /// must be built with TLS (Debian's is).
     pub fn start_tls(files: &TlsFiles) -> RedisServer {
         RedisServer::start_inner(&[], Some(files))
+    }
+
+    /// Like [`RedisServer::start_tls`], with extra arguments after the TLS
+    /// ones (a later argument wins): e.g. `["--tls-auth-clients", "yes"]` to
+    /// require client certificates signed by `files.ca`, or ACL users.
+    pub fn start_tls_with_args(files: &TlsFiles, args: &[&str]) -> RedisServer {
+        RedisServer::start_inner(args, Some(files))
     }
 
     fn start_inner(args: &[&str], tls: Option<&TlsFiles>) -> RedisServer {

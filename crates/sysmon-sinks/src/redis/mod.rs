@@ -1,9 +1,9 @@
 //! Redis: the hot recent window, the latest state per machine and live fan-out.
 //!
 //! * [`RedisSink`] ([`sysmon_core::Sink`], name `redis`) writes every batch in
-//!   **one pipelined round trip**: per machine the latest snapshot (native JSON),
-//!   the recent series (a sorted set trimmed by time and by count), the latest top
-//!   processes and the `last_seen` index; then it `PUBLISH`es a [`BatchEvent`] on
+//!   **one pipelined round trip**: per machine the latest snapshot (with its top
+//!   processes; binary, like the series), the recent series (a sorted set trimmed
+//!   by time and by count) and the `last_seen` index; then it `PUBLISH`es a [`BatchEvent`] on
 //!   `<prefix>events`. It is a best-effort sink: Redis down or restarted never
 //!   blocks ingestion (every command is bounded by a timeout, an outage is
 //!   detected once and then skipped until a background probe sees Redis again),
@@ -22,13 +22,13 @@ mod scripts;
 mod sink;
 mod store;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, IntoConnectionInfo, TlsCertificates};
+use ::redis::{Client, ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
 use serde::{Deserialize, Serialize};
-use sysmon_core::config::RedisConfig;
+use sysmon_core::config::{redact_url_password, RedisConfig};
 use sysmon_core::{ProcessInfo, Snapshot};
 
 use crate::error::SinksError;
@@ -40,16 +40,18 @@ pub use store::RedisStore;
 /// Version of the [`BatchEvent`] message published on `<prefix>events`.
 pub const EVENT_VERSION: u32 = 1;
 
-/// Tuning and credentials beyond [`RedisConfig`] (which holds the URL, the key
-/// prefix and the window). `Default` gives the documented defaults.
+/// Tuning beyond [`RedisConfig`] (which holds the URL, the credentials, the TLS
+/// files, the key prefix and the window), and credentials for programs that do
+/// not take them from a configuration file. `Default` gives the documented defaults.
 #[derive(Clone)]
 pub struct RedisOptions {
-    /// ACL user name; overrides the one in the URL.
+    /// ACL user name; overrides `RedisConfig::username` and the URL's.
     pub username: Option<String>,
-    /// Password; overrides the one in the URL.
+    /// Password; overrides `RedisConfig::password` and the URL's. Never logged.
     pub password: Option<String>,
     /// PEM file with the CA certificate(s) that sign the server's certificate,
-    /// for `rediss://` with a private CA. Default: the system's trust store.
+    /// for `rediss://` with a private CA; overrides `RedisConfig::ca_cert`.
+    /// Default: the system's trust store.
     pub ca_cert: Option<PathBuf>,
     /// Bound on every command or pipeline (default 2 s). A write that takes
     /// longer counts as a failure and starts an outage.
@@ -135,9 +137,8 @@ impl RedisOptions {
 ///
 /// | key | type | content |
 /// |---|---|---|
-/// | `<p>latest:<machine>` | string | newest snapshot, native JSON |
+/// | `<p>latest:<machine>` | string | newest snapshot, binary (`SMB1`), with its top processes |
 /// | `<p>series:<machine>` | sorted set | score = timestamp in ms, member = binary snapshot |
-/// | `<p>top:<machine>` | string | [`TopProcesses`] JSON of the newest snapshot |
 /// | `<p>last_seen` | sorted set | member = machine id, score = newest timestamp (s) |
 /// | `<p>hostnames` | hash | machine id → host name |
 /// | `<p>alerts:<scope>` | string | JSON array of active alerts (written by the alerting engine) |
@@ -162,7 +163,8 @@ impl KeyLayout {
         &self.prefix
     }
 
-    /// `<p>latest:<machine>`: the newest snapshot as native JSON.
+    /// `<p>latest:<machine>`: the newest snapshot in sysmon's binary encoding
+    /// (`sysmon_core::codec::binary`; the same bytes as its series member).
     pub fn latest(&self, machine_id: &str) -> String {
         format!("{}latest:{machine_id}", self.prefix)
     }
@@ -170,11 +172,6 @@ impl KeyLayout {
     /// `<p>series:<machine>`: the recent series.
     pub fn series(&self, machine_id: &str) -> String {
         format!("{}series:{machine_id}", self.prefix)
-    }
-
-    /// `<p>top:<machine>`: the newest top-process lists.
-    pub fn top(&self, machine_id: &str) -> String {
-        format!("{}top:{machine_id}", self.prefix)
     }
 
     /// `<p>alerts:<scope>`: active alerts of a machine (scope = machine id) or of
@@ -267,7 +264,7 @@ impl BatchEvent {
     }
 }
 
-/// The content of `<prefix>top:<machine>`: the newest snapshot's process lists.
+/// The newest snapshot's process lists ([`RedisStore::top_processes`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopProcesses {
     /// The machine's id.
@@ -308,9 +305,13 @@ pub(crate) fn describe(client: &Client) -> String {
     )
 }
 
-/// Checks `config`, parses its URL (credentials from the URL, overridden by
-/// `options`) and builds a client; `rediss://` uses rustls with the `ring`
-/// provider and the system trust store or `options.ca_cert`.
+/// Checks `config`, parses its URL and builds a client. Credentials: the
+/// URL's, overridden by `config.username`/`config.password`, overridden by
+/// `options`. `rediss://` uses rustls with the `ring` provider and the system
+/// trust store, or the CA in `options.ca_cert` / `config.ca_cert`, and the
+/// client certificate in `config.client_cert`/`client_key` if given. Files
+/// that cannot be read or hold no valid PEM are configuration errors naming the
+/// file and the key to fix.
 pub(crate) fn build_client(
     config: &RedisConfig,
     options: &RedisOptions,
@@ -318,12 +319,13 @@ pub(crate) fn build_client(
     let url = config.url.as_deref().ok_or_else(|| {
         SinksError::Config("redis.url is not set (redis://host:6379/0 or rediss://...)".into())
     })?;
-    if config.window < Duration::from_secs(1) {
-        return Err(SinksError::Config(format!(
-            "redis.window must be at least 1s, got {:?}",
-            config.window
-        )));
-    }
+    config.check().map_err(|e| {
+        SinksError::Config(
+            e.to_string()
+                .trim_start_matches("configuration: ")
+                .to_string(),
+        )
+    })?;
     if options.timeout.is_zero() || options.connect_timeout.is_zero() {
         return Err(SinksError::Config(
             "redis timeouts must be greater than zero".into(),
@@ -331,45 +333,105 @@ pub(crate) fn build_client(
     }
     let info = url.into_connection_info().map_err(|e| {
         SinksError::Config(format!(
-            "invalid redis.url (expected redis://[user:password@]host[:port][/db] or rediss://...): {e}"
+            "invalid redis.url {} (expected redis://[user:password@]host[:port][/db] or rediss://...): {e}",
+            redact_url_password(url)
         ))
     })?;
     let mut settings = info.redis_settings().clone();
-    if let Some(u) = &options.username {
+    if let Some(u) = options.username.as_ref().or(config.username.as_ref()) {
         settings = settings.set_username(u);
     }
-    if let Some(p) = &options.password {
+    if let Some(p) = options.password.as_ref().or(config.password.as_ref()) {
         settings = settings.set_password(p);
     }
     let tls = matches!(info.addr(), ::redis::ConnectionAddr::TcpTls { .. });
     let info = info.set_redis_settings(settings);
-    if tls {
-        // Several rustls providers may be compiled into one binary; name ours.
-        // An error only means a process-wide default is already installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let root_cert = match &options.ca_cert {
-            Some(path) => Some(std::fs::read(path).map_err(|e| SinksError::Io {
-                context: format!("reading the Redis CA certificate {}", path.display()),
-                source: e,
-            })?),
-            None => None,
-        };
-        Client::build_with_tls(
-            info,
-            TlsCertificates {
-                client_tls: None,
-                root_cert,
-            },
-        )
-        .map_err(|e| SinksError::Config(format!("redis TLS setup: {e}")))
-    } else {
-        if options.ca_cert.is_some() {
+    let ca_cert = options.ca_cert.as_ref().or(config.ca_cert.as_ref());
+    if !tls {
+        if ca_cert.is_some() || config.client_cert.is_some() {
             return Err(SinksError::Config(
-                "a Redis CA certificate is set but the URL is not rediss://".into(),
+                "a Redis CA or client certificate is set but redis.url is not rediss:// (TLS)"
+                    .into(),
             ));
         }
-        Client::open(info).map_err(|e| SinksError::Config(format!("invalid redis.url: {e}")))
+        return Client::open(info)
+            .map_err(|e| SinksError::Config(format!("invalid redis.url: {e}")));
     }
+    // Several rustls providers may be compiled into one binary; name ours.
+    // An error only means a process-wide default is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root_cert = match ca_cert {
+        Some(path) => Some(read_pem(path, "redis.ca_cert", PemKind::Certificates)?),
+        None => None,
+    };
+    let client_tls = match (&config.client_cert, &config.client_key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read_pem(cert, "redis.client_cert", PemKind::Certificates)?,
+            client_key: read_pem(key, "redis.client_key", PemKind::PrivateKey)?,
+        }),
+        _ => None,
+    };
+    Client::build_with_tls(
+        info,
+        TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| SinksError::Config(format!("redis TLS setup: {e}")))
+}
+
+/// What a PEM file given in the configuration must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PemKind {
+    /// One or more `CERTIFICATE` blocks.
+    Certificates,
+    /// One private key (PKCS#8, PKCS#1 or SEC1).
+    PrivateKey,
+}
+
+/// Reads `path` (named by the config key `key` in errors) and checks that it
+/// holds valid PEM of `kind`, so that a wrong file is reported at startup
+/// with the key to fix, not as a TLS failure at every connection.
+pub(crate) fn read_pem(path: &Path, key: &str, kind: PemKind) -> Result<Vec<u8>, SinksError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bytes = std::fs::read(path).map_err(|e| SinksError::Io {
+        context: format!("reading {key} {}", path.display()),
+        source: e,
+    })?;
+    let bad = |what: String| {
+        SinksError::Config(format!(
+            "{key} {} {what}; give a PEM file (-----BEGIN {}-----)",
+            path.display(),
+            match kind {
+                PemKind::Certificates => "CERTIFICATE",
+                PemKind::PrivateKey => "PRIVATE KEY",
+            }
+        ))
+    };
+    match kind {
+        PemKind::Certificates => {
+            let certs = CertificateDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("is not valid PEM ({e})")))?;
+            if certs.is_empty() {
+                return Err(bad("holds no certificate".into()));
+            }
+            for c in &certs {
+                if let Err(e) = rustls::server::ParsedCertificate::try_from(c) {
+                    return Err(bad(format!(
+                        "holds a certificate that does not parse ({e})"
+                    )));
+                }
+            }
+        }
+        PemKind::PrivateKey => {
+            PrivateKeyDer::from_pem_slice(&bytes)
+                .map_err(|e| bad(format!("holds no usable private key ({e})")))?;
+        }
+    }
+    Ok(bytes)
 }
 
 /// A reconnecting connection that does not connect yet.
@@ -398,20 +460,27 @@ pub(crate) fn is_fatal(e: &::redis::RedisError) -> bool {
         ErrorKind::AuthenticationFailed
             | ErrorKind::InvalidClientConfig
             | ErrorKind::Server(ServerErrorKind::NoPerm)
-    ) || ["WRONGPASS", "NOAUTH", "certificate", "corrupt message"]
+    ) || ["WRONGPASS", "NOAUTH", "corrupt message", "UnknownCA"]
         .iter()
         .any(|m| text.contains(m))
+        || text.to_ascii_lowercase().contains("certificate")
 }
 
 /// What to check for a [`is_fatal`] error.
 pub(crate) fn fatal_hint(e: &::redis::RedisError) -> &'static str {
     let text = e.to_string();
-    if text.contains("certificate") {
-        "the server's TLS certificate does not verify: give its CA with RedisOptions::ca_cert, or fix the host name in redis.url"
+    if text.contains("CertificateRequired") {
+        "the server requires a client certificate: set redis.client_cert and redis.client_key"
+    } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
+        "the server refused the client certificate in redis.client_cert: it must be signed by a CA the server trusts (its tls-ca-cert-file)"
+    } else if text.contains("certificate") {
+        "the TLS handshake failed over a certificate: give the CA that signs the server's certificate in redis.ca_cert, check that the host name in redis.url is in that certificate, and give redis.client_cert/client_key if the server requires client certificates"
     } else if text.contains("corrupt message") {
         "is the server really speaking TLS? use redis:// for a plain server"
+    } else if text.contains("NOPERM") || text.contains("no permissions") {
+        "the ACL user lacks permissions: it needs ~<prefix>* keys, &<prefix>events and +@all (or the commands sysmon uses)"
     } else {
-        "check the user and password in redis.url"
+        "check redis.username and redis.password (or the user:password in redis.url)"
     }
 }
 
@@ -443,7 +512,7 @@ mod tests {
         let k = KeyLayout::new("sysmon:");
         assert_eq!(k.latest("web-01"), "sysmon:latest:web-01");
         assert_eq!(k.series("web-01"), "sysmon:series:web-01");
-        assert_eq!(k.top("a:b"), "sysmon:top:a:b");
+        assert_eq!(k.latest("a:b"), "sysmon:latest:a:b");
         assert_eq!(k.last_seen(), "sysmon:last_seen");
         assert_eq!(k.hostnames(), "sysmon:hostnames");
         assert_eq!(k.alerts("fleet"), "sysmon:alerts:fleet");

@@ -7,20 +7,22 @@ use std::sync::LazyLock;
 /// Commits a group of machines' part of a batch. The big payloads never pass
 /// through Lua (Redis hashes every byte of every Lua string): the pipeline has
 /// already added the samples to each series and staged the newest snapshot
-/// and top processes in per-writer temporary keys (with the final TTL) with
-/// plain commands; this script moves the staged keys into place when they are
-/// newer than what is there (a `RENAME`, no copy, keeping the TTL), updates
-/// `last_seen` and `hostnames`, trims each series by count, and trims it by
-/// time and refreshes its TTL when its newest sample enters a new upkeep period.
+/// (binary, the same bytes as its series member) in a per-writer temporary key
+/// (with the final TTL) with plain commands; this script moves the staged key
+/// into place when it is not older than what is there (a `RENAME`, no copy,
+/// keeping the TTL), updates `last_seen` and, when needed, `hostnames`; when
+/// the machine's newest sample enters a new upkeep period (or the machine is
+/// new to `last_seen`) it trims the series by count and by time and refreshes
+/// its TTL, and it trims by count whenever the writer asks.
 ///
-/// KEYS: 1 last_seen, 2 hostnames, then per machine: series, latest, top,
-/// staged latest, staged top.
+/// KEYS: 1 last_seen, 2 hostnames, then per machine: series, latest, staged latest.
 /// ARGV: 1 time cutoff in ms (older samples are trimmed), 2 series length
 /// bound, 3 TTL in ms, 4 upkeep period in ms, then per machine: machine id,
-/// newest timestamp (s), newest timestamp (ms), host name, `1` when a host name
-/// is given.
+/// newest timestamp (s), newest timestamp (ms), host name, and three flag
+/// characters (`1`/`0`): a host name is given, the writer has not written this
+/// host name before, trim by count now.
 ///
-/// latest/top/last_seen only move forward in time (compared by millisecond, a
+/// latest/last_seen only move forward in time (compared by millisecond, a
 /// tie replaces, as SQLite keeps the last write of a millisecond), so replays
 /// and backfills in any order converge. Returns how many machines' latest
 /// state moved.
@@ -30,29 +32,31 @@ local cutoff, maxlen, ttl = '(' .. ARGV[1], -(tonumber(ARGV[2]) + 1), ARGV[3]
 local period = tonumber(ARGV[4])
 local moved, k = 0, 3
 for a = 5, #ARGV, 5 do
-  local series, latest, top, new_latest, new_top = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local id, newest_ms = ARGV[a], tonumber(ARGV[a + 2])
+  local series, latest, staged = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  local id, newest_ms, flags = ARGV[a], tonumber(ARGV[a + 2]), ARGV[a + 4]
   local cur = redis.call('ZSCORE', seen, id)
   local cur_ms = cur and math.floor(tonumber(cur) * 1000 + 0.5)
-  redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
+  local upkeep = (not cur_ms) or math.floor(cur_ms / period) ~= math.floor(newest_ms / period)
+  if upkeep or string.byte(flags, 3) == 49 then
+    redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
+  end
   if cur_ms and cur_ms > newest_ms then
     -- An older batch (replay, backfill): its samples are in; the latest state stays.
-    redis.call('DEL', new_latest, new_top)
+    redis.call('DEL', staged)
     redis.call('PEXPIRE', series, ttl, 'NX')
   else
-    if (not cur_ms) or math.floor(cur_ms / period) ~= math.floor(newest_ms / period) then
+    if upkeep then
       redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
       redis.call('PEXPIRE', series, ttl)
     end
-    redis.call('RENAME', new_latest, latest)
-    redis.call('RENAME', new_top, top)
+    redis.call('RENAME', staged, latest)
     redis.call('ZADD', seen, ARGV[a + 1], id)
-    if ARGV[a + 4] == '1' then
+    if string.byte(flags, 1) == 49 and ((not cur_ms) or string.byte(flags, 2) == 49) then
       redis.call('HSET', hosts, id, ARGV[a + 3])
     end
     moved = moved + 1
   end
-  k = k + 5
+  k = k + 3
 end
 return moved
 "#;

@@ -9,9 +9,9 @@ use ::redis::aio::ConnectionManager;
 use ::redis::{RedisError, Value};
 use async_trait::async_trait;
 use serde::Serialize;
-use sysmon_core::codec::{binary, encode_json};
+use sysmon_core::codec::binary;
 use sysmon_core::config::RedisConfig;
-use sysmon_core::{Batch, ProcessInfo, Sink, SinkError, Snapshot, SnapshotStore};
+use sysmon_core::{Batch, Sink, SinkError, Snapshot, SnapshotStore};
 use tracing::{debug, info, warn};
 
 use super::scripts::{BATCH_HEAD_SCRIPT, COMMIT_MACHINES_SCRIPT, LOWER_COMPLETE_SINCE_SCRIPT};
@@ -107,6 +107,7 @@ pub struct RedisSink {
 }
 
 struct Inner {
+    client: ::redis::Client,
     conn: ConnectionManager,
     keys: KeyLayout,
     window: Duration,
@@ -122,6 +123,39 @@ struct Inner {
     stats: Arc<RedisSinkStats>,
     state: Mutex<State>,
     backfill: Mutex<Option<Arc<dyn SnapshotStore>>>,
+    /// What this sink wrote per machine, to leave out commands that cannot
+    /// change anything (see [`Memo`]).
+    memo: Mutex<HashMap<String, Memo>>,
+    /// The count trim runs once per this many samples a machine gets.
+    trim_every: u32,
+}
+
+/// What this sink last wrote for one machine. It only ever lets the sink
+/// leave out a command whose effect is already there, and it is forgotten
+/// whenever a write fails (Redis may have lost data, or a write half-happened).
+#[derive(Debug, Clone)]
+struct Memo {
+    /// The newest sample's millisecond this sink wrote: a later sample cannot
+    /// have a member of its millisecond in the series yet (from this writer).
+    newest_ms: i64,
+    /// Samples added since the series was last trimmed by count.
+    since_trim: u32,
+    /// The host name written to `hostnames`.
+    hostname: Option<String>,
+}
+
+/// Per machine of one write: which optional commands it needs.
+#[derive(Debug, Clone, Copy)]
+struct MachinePlan {
+    /// Remove each sample's millisecond from the series before adding it (a
+    /// sample replaces the one of the same millisecond). Left out for samples
+    /// newer than anything this sink wrote for the machine.
+    replace: bool,
+    /// Trim the series by count.
+    trim: bool,
+    /// Write the host name (also written by the script when the machine is
+    /// new to `last_seen`).
+    hostname: bool,
 }
 
 /// What the sink knows about Redis' reachability and what it owes it.
@@ -189,15 +223,6 @@ struct Head {
     after: String,
 }
 
-/// `top:<machine>` without cloning the lists.
-#[derive(Serialize)]
-struct TopRef<'a> {
-    machine_id: &'a str,
-    timestamp: f64,
-    top_cpu_processes: &'a [ProcessInfo],
-    top_mem_processes: &'a [ProcessInfo],
-}
-
 impl RedisSink {
     /// Connects with the default [`RedisOptions`]. See [`RedisSink::connect_with`].
     pub async fn connect(config: &RedisConfig) -> Result<RedisSink, SinksError> {
@@ -214,8 +239,10 @@ impl RedisSink {
     ) -> Result<RedisSink, SinksError> {
         let client = build_client(config, &options)?;
         let target = describe(&client);
-        let conn = lazy_manager(client, &options)?;
+        let conn = lazy_manager(client.clone(), &options)?;
+        let options_series_len = options.series_len_for(config.window);
         let inner = Arc::new(Inner {
+            client,
             conn,
             keys: KeyLayout::new(config.prefix.clone()),
             window: config.window,
@@ -233,6 +260,8 @@ impl RedisSink {
                 ..State::default()
             }),
             backfill: Mutex::new(None),
+            memo: Mutex::new(HashMap::new()),
+            trim_every: trim_every(options_series_len),
         });
         let first = ping(
             &inner.conn,
@@ -280,6 +309,7 @@ impl RedisSink {
     /// A reader over the same keys and connection.
     pub fn store(&self) -> RedisStore {
         RedisStore::from_parts(
+            self.inner.client.clone(),
             self.inner.conn.clone(),
             self.inner.keys.clone(),
             self.inner.window,
@@ -368,11 +398,97 @@ impl Inner {
     }
 
     /// Writes `batch` in one pipelined round trip, bounded by the timeout.
+    /// `live` batches (the ingest path) may leave out the per-millisecond
+    /// replace for samples newer than this sink wrote before; repair writes
+    /// (restores and backfills, which may race with live writes of the same
+    /// samples) always replace.
     async fn write_batch(
         &self,
         batch: &[Snapshot],
         publish: bool,
         raise_to: Option<f64>,
+        live: bool,
+    ) -> Result<Head, RedisError> {
+        let r = self.write_batch_inner(batch, publish, raise_to, live).await;
+        if r.is_err() {
+            // Redis may have lost data or kept half of this write: forget
+            // what the sink believes it holds.
+            self.memo_lock().clear();
+        }
+        r
+    }
+
+    fn memo_lock(&self) -> MutexGuard<'_, HashMap<String, Memo>> {
+        self.memo.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decides the optional commands of each machine of a write and records
+    /// the write in the memo.
+    fn plan(
+        &self,
+        order: &[&str],
+        groups: &HashMap<&str, Vec<&Snapshot>>,
+        live: bool,
+    ) -> Vec<MachinePlan> {
+        let may_skip = live && self.stats.repairs_running.load(Ordering::Relaxed) == 0;
+        let mut memo = self.memo_lock();
+        if memo.len() > 2 * self.options.max_pending_machines {
+            // Machines come and go; a fresh memo only costs a few commands.
+            memo.clear();
+        }
+        order
+            .iter()
+            .map(|machine| {
+                let group = groups.get(machine).map(Vec::as_slice).unwrap_or(&[]);
+                let oldest_ms = group.iter().map(|s| s.timestamp_millis()).min();
+                let newest_ms = group.iter().map(|s| s.timestamp_millis()).max();
+                let hostname = newest_hostname(group);
+                let added = group.len() as u32;
+                match memo.get_mut(*machine) {
+                    Some(m) => {
+                        let replace = !may_skip || oldest_ms.is_none_or(|o| o <= m.newest_ms);
+                        m.since_trim = m.since_trim.saturating_add(added);
+                        let trim = m.since_trim >= self.trim_every;
+                        if trim {
+                            m.since_trim = 0;
+                        }
+                        let write_host = hostname.is_some() && m.hostname.as_deref() != hostname;
+                        if write_host {
+                            m.hostname = hostname.map(str::to_string);
+                        }
+                        m.newest_ms = m.newest_ms.max(newest_ms.unwrap_or(i64::MIN));
+                        MachinePlan {
+                            replace,
+                            trim,
+                            hostname: write_host,
+                        }
+                    }
+                    None => {
+                        memo.insert(
+                            machine.to_string(),
+                            Memo {
+                                newest_ms: newest_ms.unwrap_or(i64::MIN),
+                                since_trim: 0,
+                                hostname: hostname.map(str::to_string),
+                            },
+                        );
+                        MachinePlan {
+                            replace: true,
+                            trim: true,
+                            hostname: hostname.is_some(),
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    async fn write_batch_inner(
+        &self,
+        batch: &[Snapshot],
+        publish: bool,
+        raise_to: Option<f64>,
+        live: bool,
     ) -> Result<Head, RedisError> {
         let now = now_secs();
         let cutoff = now - self.window.as_secs_f64();
@@ -418,14 +534,15 @@ impl Inner {
                 })
                 .push(s);
         }
+        let plans = self.plan(&order, &groups, live);
         // One script call per group of machines: few calls, yet Redis is never
         // blocked for long by one call.
         let mut chunk = ScriptChunk::new(&last_seen, &hostnames, cutoff_ms, self);
-        for machine in order {
+        for (machine, plan) in order.into_iter().zip(plans) {
             let Some(group) = groups.get(machine) else {
                 continue;
             };
-            chunk.add_machine(&mut pipe, keys, &self.writer, machine, group);
+            chunk.add_machine(&mut pipe, keys, &self.writer, machine, group, plan);
             if chunk.machines >= SCRIPT_MACHINES || chunk.bytes >= SCRIPT_BYTES {
                 chunk.flush(&mut pipe);
                 chunk = ScriptChunk::new(&last_seen, &hostnames, cutoff_ms, self);
@@ -487,6 +604,41 @@ const SCRIPT_MACHINES: usize = 100;
 /// Staged bytes after which the machines so far are committed.
 const SCRIPT_BYTES: usize = 1 << 20;
 
+/// How many samples a machine gets between two count trims of its series:
+/// a sixteenth of the bound (so a series holds at most 1/16 more than the
+/// bound between trims), at least every sample for small bounds.
+fn trim_every(series_len: usize) -> u32 {
+    (series_len / 16).clamp(1, u32::MAX as usize) as u32
+}
+
+/// The newest sample by millisecond (the later one on ties, as the series and
+/// SQLite keep the last write of a millisecond).
+fn newest<'a>(group: &[&'a Snapshot]) -> Option<&'a Snapshot> {
+    let mut newest = *group.first()?;
+    for s in &group[1..] {
+        if s.timestamp_millis() >= newest.timestamp_millis() {
+            newest = s;
+        }
+    }
+    Some(newest)
+}
+
+/// The host name the way SQLite picks it: the newest sample's, else one from
+/// earlier in the batch (the latest one that has one).
+fn newest_hostname<'a>(group: &[&'a Snapshot]) -> Option<&'a str> {
+    let mut newest = *group.first()?;
+    let mut hostname = newest.hostname.as_deref();
+    for s in &group[1..] {
+        if s.timestamp_millis() >= newest.timestamp_millis() {
+            newest = s;
+            hostname = s.hostname.as_deref().or(hostname);
+        } else if hostname.is_none() {
+            hostname = s.hostname.as_deref();
+        }
+    }
+    hostname
+}
+
 /// One call of [`COMMIT_MACHINES_SCRIPT`], and the plain commands that stage
 /// its machines' data before it.
 struct ScriptChunk {
@@ -494,8 +646,6 @@ struct ScriptChunk {
     args: Vec<Vec<u8>>,
     machines: usize,
     bytes: usize,
-    json_hint: usize,
-    ttl_ms: u64,
 }
 
 impl ScriptChunk {
@@ -508,10 +658,8 @@ impl ScriptChunk {
                 inner.ttl_ms.to_string().into_bytes(),
                 inner.upkeep_ms.to_string().into_bytes(),
             ],
-            ttl_ms: inner.ttl_ms,
             machines: 0,
             bytes: 0,
-            json_hint: 4096,
         }
     }
 
@@ -524,24 +672,15 @@ impl ScriptChunk {
         writer: &str,
         machine: &str,
         group: &[&Snapshot],
+        plan: MachinePlan,
     ) {
-        // The newest sample by millisecond (the later one on ties, as the
-        // series and SQLite keep the last write of a millisecond), and a host
-        // name the way SQLite picks it: the newest's, else one from earlier in
-        // the batch.
-        let mut newest = group[0];
-        let mut hostname = newest.hostname.as_deref();
-        for s in &group[1..] {
-            if s.timestamp_millis() >= newest.timestamp_millis() {
-                newest = s;
-                hostname = s.hostname.as_deref().or(hostname);
-            } else if hostname.is_none() {
-                hostname = s.hostname.as_deref();
-            }
-        }
+        let Some(newest) = newest(group) else {
+            return;
+        };
+        let hostname = newest_hostname(group);
         let series = keys.series(machine);
         // A sample replaces the one of the same millisecond (SQLite's key).
-        let zadd = {
+        if plan.replace {
             for s in group {
                 let ms = s.timestamp_millis();
                 pipe.cmd("ZREMRANGEBYSCORE")
@@ -550,69 +689,50 @@ impl ScriptChunk {
                     .arg(ms)
                     .ignore();
             }
-            pipe.cmd("ZADD").arg(&series)
-        };
+        }
+        // Each sample is encoded once: the newest one's bytes are also the
+        // staged latest state.
+        let mut latest: Option<Vec<u8>> = None;
+        let zadd = pipe.cmd("ZADD").arg(&series);
         for s in group {
             let member = binary::encode(s);
             self.bytes += member.len();
-            zadd.arg(s.timestamp_millis()).arg(member);
+            zadd.arg(s.timestamp_millis()).arg(member.as_slice());
+            if std::ptr::eq(*s, newest) {
+                latest = Some(member);
+            }
         }
         zadd.ignore();
-
-        // `encode_json`'s bytes, into a buffer sized for a typical snapshot.
-        let mut json = Vec::with_capacity(self.json_hint);
-        if serde_json::to_writer(&mut json, newest).is_err() {
-            json = encode_json(newest);
-        }
-        self.json_hint = self.json_hint.max(json.len() + 256);
-        let mut top = Vec::with_capacity(self.json_hint);
-        if serde_json::to_writer(
-            &mut top,
-            &TopRef {
-                machine_id: machine,
-                timestamp: newest.timestamp,
-                top_cpu_processes: &newest.top_cpu_processes,
-                top_mem_processes: &newest.top_mem_processes,
-            },
-        )
-        .is_err()
-        {
-            top = b"{}".to_vec();
-        }
-        self.bytes += json.len() + top.len();
-        let (staged_latest, staged_top) = (
-            keys.staged(writer, "latest", machine),
-            keys.staged(writer, "top", machine),
-        );
+        let latest = latest.unwrap_or_else(|| binary::encode(newest));
+        self.bytes += latest.len();
+        let staged = keys.staged(writer, "latest", machine);
         pipe.cmd("SET")
-            .arg(&staged_latest)
-            .arg(json)
+            .arg(&staged)
+            .arg(latest)
             .arg("PX")
-            .arg(self.ttl_ms)
-            .ignore();
-        pipe.cmd("SET")
-            .arg(&staged_top)
-            .arg(top)
-            .arg("PX")
-            .arg(self.ttl_ms)
+            .arg(self.ttl_ms())
             .ignore();
 
         self.keys.push(series);
         self.keys.push(keys.latest(machine));
-        self.keys.push(keys.top(machine));
-        self.keys.push(staged_latest);
-        self.keys.push(staged_top);
+        self.keys.push(staged);
         self.args.push(machine.as_bytes().to_vec());
         self.args.push(newest.timestamp.to_string().into_bytes());
         self.args
             .push(newest.timestamp_millis().to_string().into_bytes());
         self.args.push(hostname.unwrap_or("").as_bytes().to_vec());
-        self.args.push(if hostname.is_some() {
-            b"1".to_vec()
-        } else {
-            b"0".to_vec()
-        });
+        let flag = |b: bool| if b { b'1' } else { b'0' };
+        self.args.push(vec![
+            flag(hostname.is_some()),
+            flag(plan.hostname),
+            flag(plan.trim),
+        ]);
         self.machines += 1;
+    }
+
+    /// The TTL in ms (the script's third argument).
+    fn ttl_ms(&self) -> &[u8] {
+        &self.args[2]
     }
 
     fn flush(self, pipe: &mut ::redis::Pipeline) {
@@ -698,7 +818,7 @@ impl Sink for RedisSink {
             (st.resync, st.pending_max_ts)
         };
         match inner
-            .write_batch(&batch, inner.options.publish, raise_to)
+            .write_batch(&batch, inner.options.publish, raise_to, true)
             .await
         {
             Ok(head) => {
@@ -792,7 +912,7 @@ async fn repair(inner: &Arc<Inner>, plan: RepairPlan) {
     //    again even without a cold store.
     let newest: Vec<Snapshot> = plan.pending.values().map(|p| p.newest.clone()).collect();
     for chunk in newest.chunks(REPAIR_CHUNK) {
-        if let Err(e) = inner.write_batch(chunk, false, None).await {
+        if let Err(e) = inner.write_batch(chunk, false, None, false).await {
             debug!(error = %e, "restoring the latest state failed; the next outage repair retries");
             return;
         }
@@ -854,7 +974,7 @@ async fn repair(inner: &Arc<Inner>, plan: RepairPlan) {
             };
             let Some(last) = page.last() else { break };
             since = next_up(last.timestamp);
-            if let Err(e) = inner.write_batch(&page, false, None).await {
+            if let Err(e) = inner.write_batch(&page, false, None, false).await {
                 debug!(error = %e, "backfilling redis failed; the next outage repair retries");
                 return;
             }

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
-use ::redis::RedisError;
+use ::redis::{Client, RedisError};
 use async_trait::async_trait;
-use sysmon_core::codec::binary;
+use sysmon_core::codec::{binary, encode_json};
 use sysmon_core::config::RedisConfig;
 use sysmon_core::{MachineSummary, Snapshot, SnapshotStore, StoreError};
 use tracing::warn;
@@ -20,8 +20,8 @@ use crate::error::SinksError;
 ///
 /// * `machines`: the `last_seen` index (machines seen within the window) with
 ///   their host names.
-/// * `latest`: `GET <p>latest:<id>`; [`RedisStore::latest_many`] answers any
-///   number of machines with one `MGET`.
+/// * `latest`: `GET <p>latest:<id>` (binary); [`RedisStore::latest_many`]
+///   answers any number of machines with one `MGET`.
 /// * `range`: the recent series. A range Redis cannot answer completely is an
 ///   **error**, never a partial answer: one that starts before the window, or
 ///   before `complete_since` (Redis was new, emptied or missed writes during an
@@ -31,6 +31,7 @@ use crate::error::SinksError;
 /// Cheap to clone (clones share the connection).
 #[derive(Clone)]
 pub struct RedisStore {
+    client: Client,
     conn: ConnectionManager,
     keys: KeyLayout,
     window: Duration,
@@ -61,7 +62,7 @@ impl RedisStore {
     ) -> Result<RedisStore, SinksError> {
         let client = build_client(config, options)?;
         let target = describe(&client);
-        let conn = lazy_manager(client, options)?;
+        let conn = lazy_manager(client.clone(), options)?;
         match ping(&conn, options.connect_timeout + options.timeout).await {
             Ok(()) => {}
             Err(e) if is_fatal(&e) => {
@@ -75,6 +76,7 @@ impl RedisStore {
             }
         }
         Ok(RedisStore::from_parts(
+            client,
             conn,
             KeyLayout::new(config.prefix.clone()),
             config.window,
@@ -83,12 +85,14 @@ impl RedisStore {
     }
 
     pub(crate) fn from_parts(
+        client: Client,
         conn: ConnectionManager,
         keys: KeyLayout,
         window: Duration,
         timeout: Duration,
     ) -> RedisStore {
         RedisStore {
+            client,
             conn,
             keys,
             window,
@@ -101,6 +105,19 @@ impl RedisStore {
         &self.keys
     }
 
+    /// A new pub/sub connection subscribed to `<prefix>events` (the
+    /// [`super::BatchEvent`] channel), with the store's URL, credentials and
+    /// TLS settings; bounded by the command timeout.
+    pub async fn subscribe_events(&self) -> Result<::redis::aio::PubSub, StoreError> {
+        let channel = self.keys.events();
+        let sub = async {
+            let mut ps = self.client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, RedisError>(ps)
+        };
+        self.run(sub).await
+    }
+
     /// How much history Redis keeps per machine.
     pub fn window(&self) -> Duration {
         self.window
@@ -111,16 +128,37 @@ impl RedisStore {
         &self,
         machine_ids: &[S],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
-        self.latest_many_json(machine_ids)
+        self.latest_many_raw(machine_ids)
             .await?
             .into_iter()
-            .map(|v| v.map(|b| decode_json(&b)).transpose())
+            .map(|v| v.map(|b| decode_latest(&b)).transpose())
             .collect()
     }
 
-    /// Like [`RedisStore::latest_many`], without decoding: each snapshot's
-    /// native JSON as stored, for an HTTP API that passes it through.
+    /// Like [`RedisStore::latest_many`], as each snapshot's native JSON (the
+    /// wire format, `docs/wire-format.md`), for an HTTP API that passes it on.
     pub async fn latest_many_json<S: AsRef<str>>(
+        &self,
+        machine_ids: &[S],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.latest_many_raw(machine_ids)
+            .await?
+            .into_iter()
+            .map(|v| {
+                v.map(|b| {
+                    if is_json(&b) {
+                        Ok(b)
+                    } else {
+                        decode_latest(&b).map(|s| encode_json(&s))
+                    }
+                })
+                .transpose()
+            })
+            .collect()
+    }
+
+    /// The stored values of `<p>latest:<id>`, in one `MGET`.
+    async fn latest_many_raw<S: AsRef<str>>(
         &self,
         machine_ids: &[S],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
@@ -134,19 +172,17 @@ impl RedisStore {
         self.run(cmd.query_async(&mut self.conn.clone())).await
     }
 
-    /// The newest top-process lists of `machine_id`.
+    /// The newest top-process lists of `machine_id` (from its latest snapshot).
     pub async fn top_processes(
         &self,
         machine_id: &str,
     ) -> Result<Option<TopProcesses>, StoreError> {
-        let mut cmd = ::redis::cmd("GET");
-        cmd.arg(self.keys.top(machine_id));
-        let v: Option<Vec<u8>> = self.run(cmd.query_async(&mut self.conn.clone())).await?;
-        v.map(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| backend(format!("damaged top-processes JSON: {e}")))
-        })
-        .transpose()
+        Ok(self.latest(machine_id).await?.map(|s| TopProcesses {
+            machine_id: s.machine_id,
+            timestamp: s.timestamp,
+            top_cpu_processes: s.top_cpu_processes,
+            top_mem_processes: s.top_mem_processes,
+        }))
     }
 
     /// The active alerts of `scope` (a machine id, or `fleet`) as written by the
@@ -207,8 +243,20 @@ fn backend(message: String) -> StoreError {
     }
 }
 
-fn decode_json(bytes: &[u8]) -> Result<Snapshot, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| backend(format!("damaged latest snapshot JSON: {e}")))
+/// Native JSON, as sysmon versions before the binary latest state wrote it.
+fn is_json(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&b'{')
+}
+
+/// A `<p>latest:<id>` value: binary (`SMB1`), or native JSON left by an older
+/// sysmon (read until the machine's next write replaces it).
+fn decode_latest(bytes: &[u8]) -> Result<Snapshot, StoreError> {
+    if is_json(bytes) {
+        serde_json::from_slice(bytes)
+            .map_err(|e| backend(format!("damaged latest snapshot JSON: {e}")))
+    } else {
+        binary::decode(bytes).map_err(|e| backend(format!("damaged latest snapshot: {e}")))
+    }
 }
 
 fn decode_members(values: Vec<Vec<u8>>, out: &mut Vec<Snapshot>) -> Result<(), StoreError> {

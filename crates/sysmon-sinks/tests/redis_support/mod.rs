@@ -37,6 +37,7 @@ pub fn redis_config(url: &str, prefix: &str, window: Duration) -> RedisConfig {
         url: Some(url.to_string()),
         prefix: prefix.to_string(),
         window,
+        ..RedisConfig::default()
     }
 }
 
