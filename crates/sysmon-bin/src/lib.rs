@@ -2,6 +2,7 @@
 //! and one module per subcommand under [`cmd`]. The binaries themselves
 //! (`src/bin/*.rs`) only parse arguments and dispatch.
 
+pub mod analytics;
 pub mod cli;
 pub mod cmd;
 pub mod stdout;

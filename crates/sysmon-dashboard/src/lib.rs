@@ -31,6 +31,7 @@ pub mod redis;
 pub mod seed;
 pub mod source;
 pub mod sqlite;
+pub mod stored_analytics;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub use analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView, NoAna
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};
 pub use source::{Buckets, DashboardSource};
+pub use stored_analytics::StoredAnalytics;
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch_secs() -> f64 {

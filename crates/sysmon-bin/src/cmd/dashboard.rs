@@ -81,6 +81,8 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
     warn_if_open(&listener, &config);
     let stop = crate::shutdown_on_signal();
 
+    // Alerts, anomalies and forecasts as the ingester's analytics stored them.
+    let analytics = Arc::new(sysmon_dashboard::StoredAnalytics::new((*sqlite).clone()));
     let dashboard = match &config.redis.url {
         Some(url) => {
             let store = RedisStore::connect(&config.redis)
@@ -98,7 +100,8 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
         }
         None => Dashboard::new(sqlite as Arc<dyn DashboardSource>),
     }
-    .with_auth_token(config.dashboard.auth_token.clone());
+    .with_auth_token(config.dashboard.auth_token.clone())
+    .with_analytics(analytics);
 
     println!(
         "sysmon dashboard: history in {}{}",

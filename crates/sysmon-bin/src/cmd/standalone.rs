@@ -54,6 +54,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     ingest.add_sink(sqlite.clone(), SinkRole::Required);
     let stats = ingest.stats();
     let events = ingest.events();
+    let analytics = crate::analytics::start(&config, &events, &sqlite, None)?;
     // The ingester ends by itself once the agent is gone and the channel is drained.
     let ingest_task = tokio::spawn(ingest.run(CancellationToken::new()));
 
@@ -64,6 +65,9 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         sysmon_dashboard::Dashboard::new(sqlite.clone())
             .with_live(events, "in-process")
             .with_ingest_stats(stats.clone())
+            .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
+                (*sqlite).clone(),
+            )))
             .with_auth_token(config.dashboard.auth_token.clone())
             .serve(listener, stop.clone()),
     );
@@ -85,6 +89,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         .await
         .context("ingest task failed")?
         .context("ingest failed")?;
+    analytics.finish().await?;
     dashboard_task
         .await
         .context("dashboard task failed")?

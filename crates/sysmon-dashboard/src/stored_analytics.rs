@@ -1,0 +1,191 @@
+//! [`AnalyticsSource`] over what the ingester's analytics stored in SQLite:
+//! the active alerts and the alert history, the anomaly scores, and forecasts
+//! fitted on demand to a machine's recent samples (exactly the
+//! [`Forecaster`] the engine uses). It works in any process that can read the
+//! database: `sysmon standalone`, `sysmon ingest --listen`, or a separate
+//! `sysmon dashboard`.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use sysmon_core::analytics::alerts::AlertState;
+use sysmon_core::analytics::forecast::ForecastParams;
+use sysmon_core::analytics::{Forecaster, FEATURE_NAMES};
+use sysmon_core::StoreError;
+use sysmon_sinks::sqlite::{state_name, SqliteSink};
+
+use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView};
+
+/// How far back resolved alerts are listed.
+const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
+/// Most resolved alerts listed.
+const RESOLVED_LIMIT: usize = 200;
+/// Most anomalies returned by one request.
+const ANOMALY_LIMIT: usize = 2_000;
+/// Recent history a forecast is fitted on.
+const FORECAST_WINDOW_SECS: f64 = 300.0;
+/// Points of the drawn forecast path (every 30 s up to 5 minutes).
+const FORECAST_STEPS: usize = 10;
+
+fn store_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend {
+        store: "sqlite".into(),
+        message: e.to_string(),
+    }
+}
+
+/// The dashboard's name of a forecast feature (`cpu_usage` -> `cpu`).
+fn api_metric(feature: &str) -> &str {
+    match feature {
+        "cpu_usage" => "cpu",
+        "memory_usage" => "memory",
+        other => other.strip_suffix("_rate").unwrap_or(other),
+    }
+}
+
+/// Alerts, anomalies and forecasts from a SQLite database the ingester's
+/// analytics writes to.
+#[derive(Clone)]
+pub struct StoredAnalytics {
+    db: SqliteSink,
+    forecast: ForecastParams,
+}
+
+impl StoredAnalytics {
+    /// Reads from `db`.
+    pub fn new(db: SqliteSink) -> Self {
+        StoredAnalytics {
+            db,
+            forecast: ForecastParams::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl AnalyticsSource for StoredAnalytics {
+    fn available(&self) -> bool {
+        true
+    }
+
+    async fn alerts(&self) -> Result<Vec<AlertView>, StoreError> {
+        let active = self.db.active_alerts().await.map_err(store_err)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let history = self
+            .db
+            .alert_history(now - RESOLVED_LOOKBACK_SECS, RESOLVED_LIMIT)
+            .await
+            .map_err(store_err)?;
+        let live: HashSet<(String, Option<String>, Option<String>)> = active
+            .iter()
+            .map(|a| (a.rule.clone(), a.machine_id.clone(), a.subject.clone()))
+            .collect();
+        let mut out: Vec<AlertView> = active
+            .into_iter()
+            .map(|a| AlertView {
+                machine_id: a.machine_id,
+                rule: a.rule,
+                severity: a.severity,
+                state: a.state,
+                since: a.since,
+                value: a.value,
+                message: a.message,
+            })
+            .collect();
+        // Recently resolved, newest first, unless the same alert is active again.
+        let mut seen = HashSet::new();
+        for e in history {
+            let key = (e.rule.clone(), e.machine_id.clone(), e.subject.clone());
+            if e.state != AlertState::Resolved || live.contains(&key) || !seen.insert(key) {
+                continue;
+            }
+            out.push(AlertView {
+                machine_id: e.machine_id,
+                rule: e.rule,
+                severity: e.severity.to_string(),
+                state: state_name(e.state).to_string(),
+                since: e.at,
+                value: e.value.is_finite().then_some(e.value),
+                message: e.message,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn anomalies(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+    ) -> Result<Vec<AnomalyView>, StoreError> {
+        let list = self
+            .db
+            .anomalies(machine_id, since, ANOMALY_LIMIT)
+            .await
+            .map_err(store_err)?;
+        Ok(list
+            .into_iter()
+            .map(|a| AnomalyView {
+                machine_id: a.machine_id,
+                timestamp: a.timestamp,
+                score: a.score,
+                cpu: a.cpu,
+                memory: a.memory,
+                message: a.reasons.join("; "),
+            })
+            .collect())
+    }
+
+    async fn forecast(&self, machine_id: &str) -> Result<Vec<ForecastView>, StoreError> {
+        let Some(latest) = self
+            .db
+            .latest_snapshot(machine_id)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(Vec::new());
+        };
+        let last = latest.timestamp;
+        let recent = self
+            .db
+            .snapshots(
+                Some(machine_id),
+                last - FORECAST_WINDOW_SECS,
+                last + 0.001,
+                self.forecast.window.max(3) * 2,
+            )
+            .await
+            .map_err(store_err)?;
+        let mut forecaster = Forecaster::new(self.forecast);
+        for s in &recent {
+            forecaster.observe(s);
+        }
+        let mut views: Vec<ForecastView> = FEATURE_NAMES
+            .iter()
+            .map(|f| ForecastView {
+                metric: api_metric(f).to_string(),
+                ts: Vec::new(),
+                value: Vec::new(),
+                lower: Vec::new(),
+                upper: Vec::new(),
+            })
+            .collect();
+        let step = self.forecast.horizon_secs / FORECAST_STEPS as f64;
+        for k in 1..=FORECAST_STEPS {
+            for fc in forecaster.forecast_ahead(machine_id, step * k as f64) {
+                if let Some(v) = views
+                    .iter_mut()
+                    .find(|v| v.metric == api_metric(&fc.metric))
+                {
+                    v.ts.push(fc.at);
+                    v.value.push(fc.value);
+                    v.lower.push(fc.lower);
+                    v.upper.push(fc.upper);
+                }
+            }
+        }
+        views.retain(|v| !v.ts.is_empty());
+        Ok(views)
+    }
+}
