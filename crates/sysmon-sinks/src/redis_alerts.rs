@@ -70,11 +70,7 @@ impl AnalyticsSink for RedisAlertSink {
             return Ok(());
         };
         let scopes = by_scope(active);
-        let previous: HashSet<String> = self
-            .written
-            .lock()
-            .map(|w| w.clone())
-            .unwrap_or_default();
+        let previous: HashSet<String> = self.written.lock().map(|w| w.clone()).unwrap_or_default();
         let mut first_error = None;
         let mut written = HashSet::new();
         for (scope, alerts) in &scopes {

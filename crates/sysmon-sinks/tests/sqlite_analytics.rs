@@ -112,7 +112,11 @@ async fn scores_events_and_the_active_set_round_trip() {
     assert_eq!(a.cpu, Some(99.0), "the sample's CPU is joined");
     assert_eq!(a.memory, Some(40.0));
     assert_eq!(a.reasons, vec!["cpu_usage z=9.1".to_string()]);
-    assert!(db.anomalies(Some("db-01"), 0.0, 100).await.unwrap().is_empty());
+    assert!(db
+        .anomalies(Some("db-01"), 0.0, 100)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(db.anomalies(None, T0 + 8.0, 100).await.unwrap().is_empty());
 
     let history = db.alert_history(0.0, 100).await.unwrap();
@@ -184,6 +188,10 @@ async fn retention_removes_scores_with_their_samples_and_old_alert_history() {
     assert_eq!(scores.len(), 1, "the old sample's score went with it");
     assert_eq!(scores[0].timestamp, new);
     let history = db.alert_history(0.0, 100).await.unwrap();
-    assert_eq!(history.len(), 1, "history older than the rollup retention is gone");
+    assert_eq!(
+        history.len(),
+        1,
+        "history older than the rollup retention is gone"
+    );
     assert_eq!(history[0].at, new);
 }

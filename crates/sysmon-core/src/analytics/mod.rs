@@ -35,5 +35,7 @@ pub use features::{FeatureExtractor, Features, FEATURE_NAMES};
 pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};
-pub use service::{AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats};
+pub use service::{
+    AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats,
+};
 pub use streaming::{StreamingDetector, StreamingParams};
