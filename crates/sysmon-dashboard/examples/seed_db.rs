@@ -10,14 +10,24 @@
 //! `--hostile` adds a machine whose id, host name, mount point and a process
 //! name carry HTML/JS. `--live N` then keeps every machine reporting once a
 //! second for N seconds (0 = until killed).
+//!
+//! The history goes through the analytics too (as `sysmon ingest` does), with
+//! two things to find: `worker-01` runs at 95 % CPU for its last 10 minutes
+//! (the `cpu_high` alert fires), and `worker-03` has a CPU spike 30 minutes
+//! ago (an anomaly).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use sysmon_core::analytics::{AnalyticsEngine, AnalyticsService};
+use sysmon_core::config::Config;
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::Sink;
-use sysmon_dashboard::seed::{hostile, ingest_synthetic, SeedPlan, HOSTILE_MACHINE_ID};
+use sysmon_core::Snapshot;
+use sysmon_dashboard::seed::{
+    hostile, ingest_synthetic, ingest_synthetic_analysed, SeedPlan, HOSTILE_MACHINE_ID,
+};
 use sysmon_sinks::sqlite::SqliteSink;
 
 struct Args {
@@ -65,6 +75,11 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// The sampling step a snapshot was made with (its interval, else 5 s).
+fn plan_step(s: &Snapshot) -> f64 {
+    s.interval_secs.filter(|i| *i > 0.0).unwrap_or(5.0)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse()?;
@@ -87,7 +102,20 @@ async fn main() -> anyhow::Result<()> {
         processes: 8,
     };
     let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
-    let stored = ingest_synthetic(sinks.clone(), &plan, hostile).await?;
+    let mut analytics = AnalyticsService::new(AnalyticsEngine::from_config(&Config::default())?);
+    analytics.add_sink(sink.clone());
+    let findings = move |s: &mut Snapshot| {
+        hostile(s);
+        if s.machine_id == "worker-01" && s.timestamp >= now - 600.0 {
+            s.cpu_usage = 95.0;
+        }
+        if s.machine_id == "worker-03"
+            && (now - 1800.0..now - 1800.0 + 2.0 * plan_step(s)).contains(&s.timestamp)
+        {
+            s.cpu_usage = 99.0;
+        }
+    };
+    let stored = ingest_synthetic_analysed(sinks.clone(), &plan, findings, Some(analytics)).await?;
     println!(
         "stored {stored} snapshots of {} machines in {}",
         machines.len(),

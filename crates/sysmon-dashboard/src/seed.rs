@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use sysmon_core::analytics::AnalyticsService;
 use sysmon_core::config::IngestConfig;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::synth::SyntheticMachine;
@@ -64,7 +65,19 @@ pub fn hostile(s: &mut Snapshot) {
 pub async fn ingest_synthetic(
     sinks: Vec<Arc<dyn Sink>>,
     plan: &SeedPlan,
+    tweak: impl FnMut(&mut Snapshot),
+) -> Result<u64, CoreError> {
+    ingest_synthetic_analysed(sinks, plan, tweak, None).await
+}
+
+/// [`ingest_synthetic`] with `analytics` (when given) scoring every stored
+/// batch from the ingester's broadcast, as `sysmon ingest` does; it has
+/// analysed everything when this returns.
+pub async fn ingest_synthetic_analysed(
+    sinks: Vec<Arc<dyn Sink>>,
+    plan: &SeedPlan,
     mut tweak: impl FnMut(&mut Snapshot),
+    analytics: Option<AnalyticsService>,
 ) -> Result<u64, CoreError> {
     let (tx, rx) = channel_transport(16);
     let mut ingest = Ingest::new(Box::new(rx), IngestConfig::default());
@@ -72,6 +85,9 @@ pub async fn ingest_synthetic(
         ingest.add_sink(s, SinkRole::Required);
     }
     let stats = ingest.stats();
+    let analysis_stop = CancellationToken::new();
+    let analysis =
+        analytics.map(|a| tokio::spawn(a.run(ingest.subscribe(), analysis_stop.clone())));
     let task = tokio::spawn(ingest.run(CancellationToken::new()));
     let mut gens: Vec<SyntheticMachine> = plan
         .machines
@@ -101,5 +117,12 @@ pub async fn ingest_synthetic(
         context: "the ingest task".into(),
         source: std::io::Error::other(e.to_string()),
     })??;
+    analysis_stop.cancel();
+    if let Some(a) = analysis {
+        a.await.map_err(|e| CoreError::Io {
+            context: "the analytics task".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+    }
     Ok(stats.stored.load(Ordering::Relaxed))
 }

@@ -1,29 +1,29 @@
 //! The active alerts in Redis: [`RedisAlertSink`] keeps `<prefix>alerts:<scope>`
 //! (one JSON array per machine, `fleet` for fleet-scoped rules) equal to the
-//! analytics engine's pending and firing set.
+//! analytics engine's pending and firing alerts of the scopes it owns.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde_json::json;
 use sysmon_core::analytics::alerts::ActiveAlert;
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink};
+use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::SinkError;
 
 use crate::redis::RedisSink;
 use crate::sqlite::state_name;
 
-/// The scope key of fleet-scoped alerts.
-pub const FLEET_SCOPE: &str = "fleet";
+pub use sysmon_core::analytics::FLEET_SCOPE;
 
 /// Writes the active alerts of each scope to Redis (through
-/// [`RedisSink::put_active_alerts`]) whenever the engine reports the set, and
-/// clears the scopes that no longer have any.
+/// [`RedisSink::put_active_alerts`]; an empty scope deletes its key). Only
+/// scopes whose alerts changed are written, except on the engine's periodic
+/// full re-send, which rewrites them all (a restarted Redis gets them back).
 pub struct RedisAlertSink {
     redis: RedisSink,
-    /// Scopes written non-empty last time (to clear when they empty).
-    written: Mutex<HashSet<String>>,
+    /// What each scope was last written as (`[]` for none).
+    written: Mutex<HashMap<String, String>>,
 }
 
 impl RedisAlertSink {
@@ -31,7 +31,7 @@ impl RedisAlertSink {
     pub fn new(redis: RedisSink) -> Self {
         RedisAlertSink {
             redis,
-            written: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -49,14 +49,18 @@ fn alert_json(a: &ActiveAlert) -> serde_json::Value {
     })
 }
 
-/// The active alerts grouped by scope.
-pub fn by_scope(active: &[ActiveAlert]) -> BTreeMap<String, Vec<serde_json::Value>> {
-    let mut out: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    for a in active {
-        let scope = a.machine_id.as_deref().unwrap_or(FLEET_SCOPE).to_string();
-        out.entry(scope).or_default().push(alert_json(a));
+/// Every scope of `set` with its alerts as a JSON array (`[]` for none).
+pub fn by_scope(set: &ActiveSet) -> BTreeMap<String, serde_json::Value> {
+    let mut out: BTreeMap<String, Vec<serde_json::Value>> =
+        set.scopes.iter().map(|s| (s.clone(), Vec::new())).collect();
+    for a in &set.alerts {
+        out.entry(ActiveSet::scope_of(a).to_string())
+            .or_default()
+            .push(alert_json(a));
     }
-    out
+    out.into_iter()
+        .map(|(k, v)| (k, serde_json::Value::Array(v)))
+        .collect()
 }
 
 #[async_trait]
@@ -66,39 +70,34 @@ impl AnalyticsSink for RedisAlertSink {
     }
 
     async fn record(&self, record: &AnalyticsRecord) -> Result<(), SinkError> {
-        let Some(active) = &record.active else {
+        let Some(set) = &record.active else {
             return Ok(());
         };
-        let scopes = by_scope(active);
-        let previous: HashSet<String> = self.written.lock().map(|w| w.clone()).unwrap_or_default();
+        let memo: HashMap<String, String> =
+            self.written.lock().map(|w| w.clone()).unwrap_or_default();
         let mut first_error = None;
-        let mut written = HashSet::new();
-        for (scope, alerts) in &scopes {
-            match self
-                .redis
-                .put_active_alerts(scope, &serde_json::Value::Array(alerts.clone()))
-                .await
-            {
-                Ok(()) => {
-                    written.insert(scope.clone());
-                }
+        let mut done = Vec::new();
+        for (scope, alerts) in by_scope(set) {
+            let text = alerts.to_string();
+            // An empty scope never written needs no DEL, except on a full re-send.
+            let unchanged = match memo.get(&scope) {
+                Some(old) => *old == text,
+                None => text == "[]",
+            };
+            if unchanged && !set.full {
+                continue;
+            }
+            match self.redis.put_active_alerts(&scope, &alerts).await {
+                Ok(()) => done.push((scope, text)),
                 Err(e) => {
-                    // Kept as written so that a later success or clear retries it.
-                    written.insert(scope.clone());
                     first_error.get_or_insert(e);
                 }
             }
         }
-        let gone: Vec<String> = previous.difference(&written).cloned().collect();
-        for scope in gone {
-            if let Err(e) = self.redis.put_active_alerts(&scope, &json!([])).await {
-                // Still to clear next time.
-                written.insert(scope);
-                first_error.get_or_insert(e);
-            }
-        }
         if let Ok(mut w) = self.written.lock() {
-            *w = written;
+            for (scope, text) in done {
+                w.insert(scope, text);
+            }
         }
         match first_error {
             Some(e) => Err(e),

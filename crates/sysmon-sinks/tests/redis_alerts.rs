@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sysmon_core::analytics::alerts::{ActiveAlert, AlertState, Severity};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink};
+use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::config::RedisConfig;
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
@@ -23,9 +23,14 @@ fn active(rule: &str, machine: Option<&str>, state: AlertState) -> ActiveAlert {
     }
 }
 
+/// The engine owns web-01, db-01 and the fleet scope.
 fn record(list: Vec<ActiveAlert>) -> AnalyticsRecord {
     AnalyticsRecord {
-        active: Some(list),
+        active: Some(ActiveSet {
+            scopes: vec!["db-01".into(), "web-01".into(), "fleet".into()],
+            alerts: list,
+            full: false,
+        }),
         ..AnalyticsRecord::default()
     }
 }
@@ -100,8 +105,46 @@ async fn active_alerts_follow_the_engine_per_scope() {
         1
     );
 
-    // Everything resolved: no alert keys at all.
+    // Another ingester's machine is not this engine's to clear.
+    let _: () = conn
+        .set("al:alerts:other-01", "[{\"rule\":\"x\"}]")
+        .await
+        .unwrap();
+
+    // Everything resolved: no alert keys of its scopes.
     alerts.record(&record(Vec::new())).await.unwrap();
     let keys: Vec<String> = conn.keys("al:alerts:*").await.unwrap();
-    assert!(keys.is_empty(), "{keys:?}");
+    assert_eq!(keys, vec!["al:alerts:other-01".to_string()]);
+
+    // A full re-send rewrites what Redis lost (a restart, a FLUSHALL).
+    alerts
+        .record(&record(vec![active(
+            "cpu_high",
+            Some("db-01"),
+            AlertState::Firing,
+        )]))
+        .await
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    alerts
+        .record(&record(vec![active(
+            "cpu_high",
+            Some("db-01"),
+            AlertState::Firing,
+        )]))
+        .await
+        .unwrap();
+    assert!(
+        get(&mut conn, "al:alerts:db-01").await.is_none(),
+        "unchanged: not rewritten"
+    );
+    let mut full = record(vec![active("cpu_high", Some("db-01"), AlertState::Firing)]);
+    if let Some(set) = full.active.as_mut() {
+        set.full = true;
+    }
+    alerts.record(&full).await.unwrap();
+    assert!(
+        get(&mut conn, "al:alerts:db-01").await.is_some(),
+        "restored by the re-send"
+    );
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{Batch, Sink, Snapshot};
 use sysmon_sinks::sqlite::{state_name, SqliteSink};
@@ -67,6 +67,15 @@ fn active(id: Option<&str>, state: AlertState) -> ActiveAlert {
     }
 }
 
+/// An engine owning web-01 and the fleet scope.
+fn set(alerts: Vec<ActiveAlert>) -> ActiveSet {
+    ActiveSet {
+        scopes: vec!["web-01".into(), "fleet".into()],
+        alerts,
+        full: false,
+    }
+}
+
 #[tokio::test]
 async fn scores_events_and_the_active_set_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,10 +92,10 @@ async fn scores_events_and_the_active_set_round_trip() {
             .chain([score("ghost", T0, 0.99)])
             .collect(),
         events: vec![event("web-01", T0 + 5.0, AlertState::Firing)],
-        active: Some(vec![
+        active: Some(set(vec![
             active(Some("web-01"), AlertState::Firing),
             active(None, AlertState::Pending),
-        ]),
+        ])),
     };
     db.record(&record).await.unwrap();
     // A replay stores each score once.
@@ -136,7 +145,7 @@ async fn scores_events_and_the_active_set_round_trip() {
     // Resolution: a new history row; the active set replaced by an empty one.
     db.record(&AnalyticsRecord {
         events: vec![event("web-01", T0 + 9.0, AlertState::Resolved)],
-        active: Some(Vec::new()),
+        active: Some(set(Vec::new())),
         ..AnalyticsRecord::default()
     })
     .await
@@ -152,13 +161,37 @@ async fn scores_events_and_the_active_set_round_trip() {
     assert_eq!(states, vec!["resolved", "firing"], "newest first");
     // No active set in a record leaves the stored one alone.
     db.record(&AnalyticsRecord {
-        active: Some(vec![active(Some("web-01"), AlertState::Pending)]),
+        active: Some(set(vec![active(Some("web-01"), AlertState::Pending)])),
         ..AnalyticsRecord::default()
     })
     .await
     .unwrap();
     db.record(&AnalyticsRecord::default()).await.unwrap();
     assert_eq!(db.active_alerts().await.unwrap().len(), 1);
+
+    // Another ingester's engine owns db-01: its set leaves web-01's alone.
+    db.record(&AnalyticsRecord {
+        active: Some(ActiveSet {
+            scopes: vec!["db-01".into()],
+            alerts: vec![active(Some("db-01"), AlertState::Firing)],
+            full: false,
+        }),
+        ..AnalyticsRecord::default()
+    })
+    .await
+    .unwrap();
+    let ids: Vec<Option<String>> = db
+        .active_alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.machine_id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec![Some("db-01".into()), Some("web-01".into())],
+        "firing first"
+    );
 }
 
 #[tokio::test]

@@ -1091,6 +1091,20 @@ impl AlertEngine {
         events
     }
 
+    /// The machines this engine has seen (and so owns the alert state of), sorted.
+    pub fn machine_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.machines.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// True when a rule is fleet-scoped.
+    pub fn has_fleet_rules(&self) -> bool {
+        self.rules.iter().any(|r| {
+            matches!(&r.condition, Condition::Threshold(t) if matches!(t.scope, Scope::Fleet(_)))
+        })
+    }
+
     /// The alerts pending or firing now, by rule order then machine.
     pub fn active(&self) -> Vec<ActiveAlert> {
         let mut out = Vec::new();

@@ -36,6 +36,7 @@ pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};
 pub use service::{
-    AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats,
+    ActiveSet, AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats,
+    FLEET_SCOPE,
 };
 pub use streaming::{StreamingDetector, StreamingParams};

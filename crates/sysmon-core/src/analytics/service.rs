@@ -41,10 +41,37 @@ pub struct AnalyticsRecord {
     pub scores: Vec<AnomalyScore>,
     /// Alerts that started firing or were resolved.
     pub events: Vec<AlertEvent>,
-    /// The complete set of pending and firing alerts, when it changed since the
-    /// last record or is due to be re-sent (so that a store that lost it, such as a
-    /// restarted Redis, gets it back); `None` when unchanged.
-    pub active: Option<Vec<ActiveAlert>>,
+    /// The pending and firing alerts, when they changed since the last record or
+    /// are due to be re-sent (so that a store that lost them, such as a restarted
+    /// Redis, gets them back); `None` when unchanged.
+    pub active: Option<ActiveSet>,
+}
+
+/// The scope of fleet-wide alerts in [`ActiveSet::scopes`] (and Redis keys).
+pub const FLEET_SCOPE: &str = "fleet";
+
+/// The active alerts of the scopes one engine owns.
+///
+/// An engine owns the machines it has seen (and [`FLEET_SCOPE`] when a rule is
+/// fleet-scoped): with several ingesters in one consumer group each owns the
+/// machines of its partitions, so a store replaces the alerts of `scopes` only
+/// and leaves the others' alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActiveSet {
+    /// Every scope (machine id, or [`FLEET_SCOPE`]) whose alerts `alerts` lists completely.
+    pub scopes: Vec<String>,
+    /// The pending and firing alerts of those scopes.
+    pub alerts: Vec<ActiveAlert>,
+    /// A periodic re-send of an unchanged set (stores that keep a memo of
+    /// what they wrote should write everything again).
+    pub full: bool,
+}
+
+impl ActiveSet {
+    /// The scope of an alert: its machine, or [`FLEET_SCOPE`].
+    pub fn scope_of(alert: &ActiveAlert) -> &str {
+        alert.machine_id.as_deref().unwrap_or(FLEET_SCOPE)
+    }
 }
 
 impl AnalyticsRecord {
@@ -59,7 +86,7 @@ impl AnalyticsRecord {
 pub struct AnalyticsEngine {
     detector: Option<AnomalyDetector>,
     alerts: AlertEngine,
-    last_active: Option<Vec<ActiveAlert>>,
+    last_active: Option<(usize, Vec<ActiveAlert>)>,
     last_full_send: f64,
     resend_every: f64,
 }
@@ -118,20 +145,34 @@ impl AnalyticsEngine {
     }
 
     /// The alerts pending or firing now.
-    pub fn active(&self) -> Vec<ActiveAlert> {
+    pub fn active_alerts(&self) -> Vec<ActiveAlert> {
         self.alerts.active()
     }
 
-    fn active_if_changed(&mut self, now: f64) -> Option<Vec<ActiveAlert>> {
+    fn active_if_changed(&mut self, now: f64) -> Option<ActiveSet> {
         let active = self.alerts.active();
+        let machines = self.alerts.machine_ids();
         let due = now - self.last_full_send >= self.resend_every;
-        if due || self.last_active.as_ref() != Some(&active) {
-            self.last_active = Some(active.clone());
-            self.last_full_send = now;
-            Some(active)
-        } else {
-            None
+        let changed = self
+            .last_active
+            .as_ref()
+            .is_none_or(|(n, a)| *n != machines.len() || a != &active);
+        if !due && !changed {
+            return None;
         }
+        self.last_active = Some((machines.len(), active.clone()));
+        if due {
+            self.last_full_send = now;
+        }
+        let mut scopes = machines;
+        if self.alerts.has_fleet_rules() {
+            scopes.push(FLEET_SCOPE.to_string());
+        }
+        Some(ActiveSet {
+            scopes,
+            alerts: active,
+            full: due,
+        })
     }
 }
 

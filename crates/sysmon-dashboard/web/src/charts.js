@@ -101,7 +101,12 @@ export function timeChart(el, { lines, unit, height = 200, yMin, yMax, onZoom })
       // For tests and debugging: how much the chart holds.
       el.dataset.points = String(d[0].length);
       el.dataset.first = d[0].length ? String(d[0][0]) : '';
-      el.dataset.last = d[0].length ? String(d[0][d[0].length - 1]) : '';
+      // The last observed point (a forecast continuing the line does not count).
+      let last = '';
+      for (let i = d[0].length - 1; i >= 0; i--) {
+        if (d.slice(1).some((col, k) => k < 3 && col[i] != null)) { last = String(d[0][i]); break; }
+      }
+      el.dataset.last = last;
     },
     destroy() { ro.disconnect(); u.destroy(); },
   };

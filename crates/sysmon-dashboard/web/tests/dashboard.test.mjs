@@ -284,14 +284,28 @@ test('hostile agent strings render as text, and nothing fires', async () => {
   await page.close();
 });
 
-test('alerts and anomalies page: scatter and honest empty states', async () => {
+test('alerts and anomalies page: the firing alert, the anomalies, marked on the scatter', async () => {
+  // seed_db ran the history through the analytics: worker-01 at 95 % CPU for its
+  // last 10 minutes (cpu_high fires), worker-03 with a CPU spike 30 minutes ago.
   const page = await newPage();
   await page.goto(base + '/#/alerts?range=1h');
   await page.waitForSelector('body[data-ready="alerts"]', { timeout: 20000 });
   assert.ok(Number(await page.getAttribute('[data-chart="scatter"]', 'data-points')) > 20);
   assert.ok(await colouredPixels(page, 'scatter', [91, 155, 255]) > 100, 'scatter points are drawn');
-  assert.ok((await page.textContent('main')).includes('not running on this server yet'));
+  assert.ok(await colouredPixels(page, 'scatter', [255, 107, 107]) > 10, 'anomalies are drawn in red');
+  const alertRows = await page.$$eval('[data-table="alerts"] tbody tr', (trs) => trs.map((t) => t.textContent));
+  assert.ok(alertRows.some((r) => r.includes('firing') && r.includes('worker-01') && r.includes('cpu_high')), alertRows.join('\n'));
+  const anomalyRows = await page.$$eval('[data-table="anomalies"] tbody tr', (trs) => trs.map((t) => t.textContent));
+  assert.ok(anomalyRows.some((r) => r.includes('worker-03')), anomalyRows.join('\n'));
+  assert.ok(!(await page.textContent('main')).includes('not running on this server yet'));
   await page.screenshot({ path: path.join(OUT, 'alerts.png'), fullPage: true });
+
+  // The machine page shows them too, and the dashed 5-minute forecast.
+  await page.goto(base + '/#/machine/worker-01?range=1h');
+  await page.waitForSelector('body[data-ready="machine"]', { timeout: 20000 });
+  await page.waitForFunction(() => document.querySelector('main').textContent.includes('cpu_high'), null, { timeout: 10000 });
+  assert.ok((await page.textContent('[data-chart="cpu"]')).includes('forecast (5 min)'), 'the CPU chart has its forecast series');
+  await page.screenshot({ path: path.join(OUT, 'machine-alerts-forecast.png'), fullPage: true });
   await page.close();
 });
 

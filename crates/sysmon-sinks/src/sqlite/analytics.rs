@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink};
+use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
 use sysmon_core::SinkError;
 
 use super::keys::{self, TS_BITS};
@@ -163,8 +163,20 @@ pub(crate) fn write_record(
             ])?;
         }
     }
-    if let Some(active) = &record.active {
-        tx.execute("DELETE FROM active_alerts", [])?;
+    if let Some(set) = &record.active {
+        // Only the scopes this engine owns are replaced (another ingester of the
+        // group owns the others).
+        {
+            let mut clear = tx.prepare_cached("DELETE FROM active_alerts WHERE machine_id = ?1")?;
+            for scope in &set.scopes {
+                let column = if scope == FLEET_SCOPE {
+                    ""
+                } else {
+                    scope.as_str()
+                };
+                clear.execute(params![column])?;
+            }
+        }
         let mut firing_message = tx.prepare_cached(
             "SELECT message FROM alert_events
              WHERE rule = ?1 AND machine_id IS ?2 AND subject IS ?3 AND state = 'firing'
@@ -175,7 +187,7 @@ pub(crate) fn write_record(
              (rule, machine_id, subject, severity, state, since, value, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
-        for a in active {
+        for a in &set.alerts {
             let message = if a.state == AlertState::Firing {
                 firing_message
                     .query_row(params![a.rule, a.machine_id, a.subject], |r| {

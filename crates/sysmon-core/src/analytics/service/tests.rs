@@ -30,7 +30,8 @@ fn a_sustained_breach_fires_once_and_the_active_set_is_reported_when_it_changes(
         assert_eq!(r.scores.len(), 1, "every snapshot is scored");
         events.extend(r.events);
         if let Some(a) = r.active {
-            active_reports.push(a);
+            assert_eq!(a.scopes, vec!["web-01".to_string()]);
+            active_reports.push(a.alerts);
         }
     }
     let firing: Vec<_> = events
@@ -53,7 +54,13 @@ fn a_sustained_breach_fires_once_and_the_active_set_is_reported_when_it_changes(
     let r = engine.observe_batch(&[snap("web-01", 40.0, 10.0, 40.0)], T0 + 40.0);
     assert_eq!(r.events.len(), 1);
     assert_eq!(r.events[0].state, AlertState::Resolved);
-    assert_eq!(r.active, Some(Vec::new()));
+    let set = r.active.unwrap();
+    assert!(set.alerts.is_empty());
+    assert_eq!(
+        set.scopes,
+        vec!["web-01".to_string()],
+        "web-01's alerts are now none"
+    );
 }
 
 #[test]

@@ -56,6 +56,8 @@ export function mount(root, ctx) {
   let destroyed = false;
   let charts = {};
   let seriesState = {};
+  let forecastAt = Date.now();
+  let forecastFetch = null;
   let latest = null;
   let clockOffset = 0;
   let refreshTimer = null;
@@ -182,7 +184,10 @@ export function mount(root, ctx) {
       fcol[n - 1] = cols[1][n - 1];
       lo[n - 1] = cols[1][n - 1];
       hi[n - 1] = cols[1][n - 1];
+      const lastObserved = cols[0][n - 1];
       f.ts.forEach((t, i) => {
+        // Live samples overtake an older forecast: only its future part is drawn.
+        if (t <= lastObserved) return;
         cols[0].push(t); cols[1].push(null); cols[2].push(null); cols[3].push(null);
         fcol.push(f.value[i]); lo.push(f.lower[i]); hi.push(f.upper[i]);
       });
@@ -200,6 +205,7 @@ export function mount(root, ctx) {
     if (destroyed) return;
     const by = Object.fromEntries(metrics.map((m, i) => [m, results[i]]));
     seriesState = { by, fc };
+    forecastAt = Date.now();
     const hasForecast = (metric) => !!(fc && (fc.forecasts || []).some((x) => x.metric === metric && x.ts.length));
     const pctLines = (label, color, metric) => [
       { label, color, band: true, fill: false },
@@ -296,6 +302,13 @@ export function mount(root, ctx) {
       if (s.timestamp <= last) continue;
       ser.ts.push(s.timestamp); ser.avg.push(v); ser.min.push(v); ser.max.push(v); ser.count.push(1);
       while (ser.ts.length && ser.ts[0] < cutoff) { ser.ts.shift(); ser.avg.shift(); ser.min.shift(); ser.max.shift(); ser.count.shift(); }
+    }
+    // The forecast follows the live data: refetched every 30 s.
+    if (!forecastFetch && Date.now() - forecastAt > 30000) {
+      forecastFetch = get(machinePath(id) + '/forecast')
+        .then((fc) => { if (seriesState.by) seriesState.fc = fc; })
+        .catch(() => {})
+        .finally(() => { forecastFetch = null; forecastAt = Date.now(); });
     }
     const by = seriesState.by;
     for (const m of ['cpu', 'memory']) {
