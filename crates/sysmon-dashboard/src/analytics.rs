@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
+pub use sysmon_core::analytics::forecast::FilesystemForecast;
 use sysmon_core::StoreError;
 
 /// One alert, active or recently resolved.
@@ -78,6 +79,14 @@ pub trait AnalyticsSource: Send + Sync {
 
     /// Forecasts of a machine's metrics over the next five minutes.
     async fn forecast(&self, machine_id: &str) -> Result<Vec<ForecastView>, StoreError>;
+
+    /// Time until each of a machine's filesystems is full (none by default).
+    async fn filesystem_forecast(
+        &self,
+        _machine_id: &str,
+    ) -> Result<Vec<FilesystemForecast>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// No analytics engine: every list is empty and `available` is false.

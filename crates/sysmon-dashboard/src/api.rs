@@ -556,9 +556,10 @@ pub(crate) async fn forecast(
     let id = machine_id(id)?;
     latest_or_404(&st, &id).await?;
     let list = st.analytics.forecast(&id).await?;
+    let filesystems = st.analytics.filesystem_forecast(&id).await?;
     Ok(Json(json!({
         "machine_id": id, "available": st.analytics.available(),
-        "horizon_secs": 300, "forecasts": list,
+        "horizon_secs": 300, "forecasts": list, "filesystems": filesystems,
     }))
     .into_response())
 }

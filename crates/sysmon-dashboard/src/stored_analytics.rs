@@ -14,7 +14,7 @@ use sysmon_core::analytics::{Forecaster, FEATURE_NAMES};
 use sysmon_core::StoreError;
 use sysmon_sinks::sqlite::{state_name, SqliteSink};
 
-use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView};
+use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, FilesystemForecast, ForecastView};
 
 /// How far back resolved alerts are listed.
 const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
@@ -138,29 +138,9 @@ impl AnalyticsSource for StoredAnalytics {
     }
 
     async fn forecast(&self, machine_id: &str) -> Result<Vec<ForecastView>, StoreError> {
-        let Some(latest) = self
-            .db
-            .latest_snapshot(machine_id)
-            .await
-            .map_err(store_err)?
-        else {
+        let Some(forecaster) = self.fitted(machine_id).await? else {
             return Ok(Vec::new());
         };
-        let last = latest.timestamp;
-        let recent = self
-            .db
-            .snapshots(
-                Some(machine_id),
-                last - FORECAST_WINDOW_SECS,
-                last + 0.001,
-                self.forecast.window.max(3) * 2,
-            )
-            .await
-            .map_err(store_err)?;
-        let mut forecaster = Forecaster::new(self.forecast);
-        for s in &recent {
-            forecaster.observe(s);
-        }
         let mut views: Vec<ForecastView> = FEATURE_NAMES
             .iter()
             .map(|f| ForecastView {
@@ -187,5 +167,46 @@ impl AnalyticsSource for StoredAnalytics {
         }
         views.retain(|v| !v.ts.is_empty());
         Ok(views)
+    }
+
+    async fn filesystem_forecast(
+        &self,
+        machine_id: &str,
+    ) -> Result<Vec<FilesystemForecast>, StoreError> {
+        Ok(match self.fitted(machine_id).await? {
+            Some(f) => f.filesystems(machine_id),
+            None => Vec::new(),
+        })
+    }
+}
+
+impl StoredAnalytics {
+    /// A [`Forecaster`] fed with the machine's last five minutes of samples
+    /// (`None` for a machine without samples).
+    async fn fitted(&self, machine_id: &str) -> Result<Option<Forecaster>, StoreError> {
+        let Some(latest) = self
+            .db
+            .latest_snapshot(machine_id)
+            .await
+            .map_err(store_err)?
+        else {
+            return Ok(None);
+        };
+        let last = latest.timestamp;
+        let recent = self
+            .db
+            .snapshots(
+                Some(machine_id),
+                last - FORECAST_WINDOW_SECS,
+                last + 0.001,
+                self.forecast.window.max(3) * 2,
+            )
+            .await
+            .map_err(store_err)?;
+        let mut forecaster = Forecaster::new(self.forecast);
+        for s in &recent {
+            forecaster.observe(s);
+        }
+        Ok(Some(forecaster))
     }
 }

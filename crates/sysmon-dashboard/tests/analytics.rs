@@ -15,7 +15,7 @@ use sysmon_core::analytics::tracegen::{generate, TraceConfig};
 use sysmon_core::analytics::{AnalyticsEngine, AnalyticsService, AnomalyDetector};
 use sysmon_core::config::{Config, IngestConfig, SqliteConfig};
 use sysmon_core::ingest::SinkRole;
-use sysmon_core::{channel_transport, Ingest, Snapshot, Transport};
+use sysmon_core::{channel_transport, Filesystem, Ingest, Snapshot, Transport};
 use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource, StoredAnalytics};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;
@@ -28,10 +28,20 @@ struct Fixture {
     now: f64,
 }
 
-fn hot(id: &str, t: f64, cpu: f64) -> Snapshot {
+/// A machine at `cpu` %, whose `/data` filesystem fills at 1 MB/s.
+fn hot(id: &str, t: f64, cpu: f64, now: f64) -> Snapshot {
     let mut s = Snapshot::new(id, t);
     s.cpu_usage = cpu;
     s.memory_usage = 30.0;
+    let total: u64 = 100_000_000_000;
+    let used = 40_000_000_000 + ((t - now + 100.0) * 1e6) as u64;
+    s.filesystems.push(Filesystem {
+        mount_point: "/data".into(),
+        fs_type: "ext4".into(),
+        total_bytes: total,
+        used_bytes: used,
+        available_bytes: total - used,
+    });
     s
 }
 
@@ -56,11 +66,11 @@ async fn fixture() -> Fixture {
     .snapshots;
     let mut all = trace.clone();
     for k in 0..60 {
-        all.push(hot("hot-01", now - 60.0 + k as f64, 95.0));
+        all.push(hot("hot-01", now - 60.0 + k as f64, 95.0, now));
     }
     for k in 0..80 {
         let cpu = if k < 60 { 95.0 } else { 10.0 };
-        all.push(hot("hot-02", now - 90.0 + k as f64, cpu));
+        all.push(hot("hot-02", now - 90.0 + k as f64, cpu, now));
     }
     all.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
 
