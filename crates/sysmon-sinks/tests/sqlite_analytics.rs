@@ -15,7 +15,6 @@ fn open(dir: &tempfile::TempDir) -> SqliteSink {
         path: dir.path().join("a.db"),
         raw_retention: Duration::from_secs(3600),
         rollup_retention: Duration::from_secs(2 * 86400),
-        ..SqliteConfig::default()
     })
     .unwrap()
 }
