@@ -2,8 +2,15 @@
 //! validate each message, write valid snapshots to the sinks, and only then
 //! commit (at-least-once; the sinks' idempotent keys make replays harmless).
 //!
+//! * The stages overlap: while batch N is written to the sinks, batch N+1 is
+//!   received and decoded (large batches in parallel chunks on the blocking
+//!   pool). At most one batch is being stored and one more waits decoded.
+//!   Each batch carries the transport's [`CommitMark`]; after batch N is
+//!   stored the ingester commits exactly up to N's mark, never a batch that is
+//!   only decoded. Batches are stored, broadcast and committed in order.
 //! * Bad messages never stop ingestion: each is counted by kind, logged once per
-//!   kind with its origin, and dead-lettered with the reason.
+//!   kind with its origin, and dead-lettered with the reason (before its batch
+//!   is committed).
 //! * A [`SinkRole::Required`] sink (SQLite) is retried with backoff until it
 //!   succeeds; nothing is committed before. A [`SinkRole::BestEffort`] sink
 //!   (Redis) is written once per batch; its failures are counted and logged,
@@ -17,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -24,9 +32,9 @@ use crate::codec::{decode_with, validate};
 use crate::config::IngestConfig;
 use crate::error::{CoreError, DecodeError};
 use crate::histogram::{LatencyHistogram, LatencySummary};
-use crate::sink::{Batch, Sink};
+use crate::sink::{Batch, Sink, SinkError};
 use crate::snapshot::Snapshot;
-use crate::transport::{Message, Payload, Received, TransportReceiver};
+use crate::transport::{CommitMark, Message, Payload, Received, TransportReceiver};
 
 /// Whether a sink's failure holds back the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +131,26 @@ pub struct Ingest {
     logged_kinds: HashSet<&'static str>,
 }
 
+/// A sink and its role, shared with the store task.
+type Sinks = Arc<[(Arc<dyn Sink>, SinkRole)]>;
+
+/// A received batch, decoded: what goes to the sinks (`None` when every
+/// message was rejected) and the mark that commits it.
+struct Decoded {
+    batch: Option<Batch>,
+    mark: CommitMark,
+}
+
+/// The batch being written to the sinks by its own task.
+struct Inflight {
+    task: JoinHandle<Result<Option<Batch>, CoreError>>,
+    mark: CommitMark,
+}
+
+/// Batches smaller than this are decoded on the ingest task itself; larger
+/// ones in parallel chunks on the blocking pool.
+const PARALLEL_DECODE_MIN: usize = 128;
+
 impl Ingest {
     /// An ingester reading from `receiver` with no sinks yet.
     pub fn new(receiver: Box<dyn TransportReceiver>, options: IngestConfig) -> Self {
@@ -160,54 +188,98 @@ impl Ingest {
     }
 
     /// Runs until the transport closes (everything received was stored) or
-    /// `shutdown` fires (the current batch is finished first).
+    /// `shutdown` fires (the batches already received are stored and
+    /// committed first).
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), CoreError> {
         info!(
             transport = %self.receiver.describe(),
             sinks = ?self.sinks.iter().map(|(s, r)| format!("{} ({r:?})", s.name())).collect::<Vec<_>>(),
             "ingest started"
         );
-        self.maintain().await;
+        let sinks: Sinks = std::mem::take(&mut self.sinks).into();
+        maintain(&sinks).await;
         let mut next_maintenance = Instant::now() + self.options.maintenance_interval;
         let mut receive_outage: Option<Instant> = None;
+        let mut retry_receive_at: Option<Instant> = None;
+        let mut inflight: Option<Inflight> = None;
+        let mut ready: Option<Decoded> = None;
+        let mut closed = false;
         loop {
-            if shutdown.is_cancelled() {
+            if inflight.is_none() {
+                if Instant::now() >= next_maintenance {
+                    maintain(&sinks).await;
+                    next_maintenance = Instant::now() + self.options.maintenance_interval;
+                }
+                if let Some(d) = ready.take() {
+                    inflight = self.start_store(&sinks, d, &shutdown);
+                }
+            }
+            if closed && inflight.is_none() && ready.is_none() {
+                info!("transport closed and drained");
                 break;
             }
-            let received = tokio::select! {
-                r = self.receiver.receive(self.options.batch_size, self.options.batch_wait) => r,
+            let can_receive = ready.is_none() && !closed;
+            let max = self.options.batch_size;
+            let wait = self.options.batch_wait;
+            tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => break,
-            };
-            let messages = match received {
-                Ok(Received::Closed) => {
-                    info!("transport closed and drained");
-                    break;
-                }
-                Ok(Received::Messages(m)) => {
-                    if let Some(since) = receive_outage.take() {
-                        info!(outage = ?since.elapsed(), "transport reachable again");
+                joined = async {
+                    match inflight.as_mut() {
+                        Some(f) => (&mut f.task).await,
+                        None => std::future::pending().await,
                     }
-                    m
-                }
-                Err(e) => {
-                    if receive_outage.is_none() {
-                        warn!(error = %e, "receiving failed; retrying");
-                        receive_outage = Some(Instant::now());
+                }, if inflight.is_some() => {
+                    let Some(done) = inflight.take() else { continue };
+                    let batch = joined_batch(joined)?;
+                    // Start writing the next batch before committing this one,
+                    // unless maintenance is due (it runs between writes).
+                    if Instant::now() < next_maintenance {
+                        if let Some(d) = ready.take() {
+                            inflight = self.start_store(&sinks, d, &shutdown);
+                        }
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    continue;
+                    self.finish(batch, done.mark).await;
                 }
-            };
-            if !messages.is_empty() {
-                self.process(messages, &shutdown).await?;
+                received = async {
+                    if let Some(at) = retry_receive_at {
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                    self.receiver.receive(max, wait).await
+                }, if can_receive => {
+                    retry_receive_at = None;
+                    match received {
+                        Ok(Received::Closed) => closed = true,
+                        Ok(Received::Messages(m)) => {
+                            if let Some(since) = receive_outage.take() {
+                                info!(outage = ?since.elapsed(), "transport reachable again");
+                            }
+                            if !m.is_empty() {
+                                let mark = self.receiver.mark();
+                                ready = Some(self.decode(m, mark, &shutdown).await?);
+                            }
+                        }
+                        Err(e) => {
+                            if receive_outage.is_none() {
+                                warn!(error = %e, "receiving failed; retrying");
+                                receive_outage = Some(Instant::now());
+                            }
+                            retry_receive_at = Some(Instant::now() + Duration::from_secs(1));
+                        }
+                    }
+                }
             }
-            if Instant::now() >= next_maintenance {
-                self.maintain().await;
-                next_maintenance = Instant::now() + self.options.maintenance_interval;
+        }
+        // Shutdown: store and commit what was already received, in order.
+        if let Some(done) = inflight.take() {
+            let batch = joined_batch(done.task.await)?;
+            self.finish(batch, done.mark).await;
+        }
+        if let Some(d) = ready.take() {
+            if let Some(batch) = &d.batch {
+                store(&sinks, &self.stats, batch, &shutdown).await?;
             }
+            self.finish(d.batch, d.mark).await;
         }
         info!(
             stored = self.stats.stored.load(Ordering::Relaxed),
@@ -217,47 +289,68 @@ impl Ingest {
         Ok(())
     }
 
-    async fn process(
-        &mut self,
-        messages: Vec<Message>,
+    /// Starts writing `d` to the sinks on its own task; a batch with nothing
+    /// to store is committed right away.
+    fn start_store(
+        &self,
+        sinks: &Sinks,
+        d: Decoded,
         shutdown: &CancellationToken,
-    ) -> Result<(), CoreError> {
-        self.stats.mark_received(Instant::now());
-        self.stats
-            .received
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let mut valid: Vec<Snapshot> = Vec::with_capacity(messages.len());
-        for m in messages {
-            let decoded = match &m.payload {
-                Payload::Snapshot(s) => validate(s).map(|()| (**s).clone()),
-                Payload::Encoded { bytes, format } => {
-                    decode_with(bytes, *format, self.options.max_message_bytes)
-                }
-            };
-            match decoded {
-                Ok(s) => valid.push(s),
-                Err(e) => self.reject(&m, e, shutdown).await?,
+    ) -> Option<Inflight> {
+        let (sinks, stats, shutdown) = (sinks.clone(), self.stats.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            if let Some(batch) = &d.batch {
+                store(&sinks, &stats, batch, &shutdown).await?;
             }
+            Ok(d.batch)
+        });
+        Some(Inflight { task, mark: d.mark })
+    }
+
+    /// After a batch is stored: broadcast it, commit up to its mark, record
+    /// the end-to-end latency of its snapshots.
+    async fn finish(&mut self, batch: Option<Batch>, mark: CommitMark) {
+        if let Some(b) = &batch {
+            let _ = self.events.send(b.clone());
         }
-        let mut stamps: Vec<f64> = Vec::new();
-        if !valid.is_empty() {
-            let batch: Batch = valid.into();
-            self.store(&batch, shutdown).await?;
-            stamps = batch.iter().map(|s| s.timestamp).collect();
-            let _ = self.events.send(batch);
-        }
-        if let Err(e) = self.receiver.commit().await {
+        if let Err(e) = self.receiver.commit(mark).await {
             // Not fatal: the batch is stored, and a replay is deduplicated by the sinks.
             self.stats.commit_errors.fetch_add(1, Ordering::Relaxed);
             warn!(error = %e, "commit failed; the batch may be delivered again (harmless)");
         }
         // Stored and committed: the end of each snapshot's journey.
         self.stats.mark_stored(Instant::now());
-        let now = crate::agent::now_epoch_secs();
-        for ts in stamps {
-            self.stats.latency.record_secs(now - ts);
+        if let Some(b) = batch {
+            let now = crate::agent::now_epoch_secs();
+            for s in b.iter() {
+                self.stats.latency.record_secs(now - s.timestamp);
+            }
         }
-        Ok(())
+    }
+
+    /// Decodes and validates `messages`; dead-letters the bad ones.
+    async fn decode(
+        &mut self,
+        messages: Vec<Message>,
+        mark: CommitMark,
+        shutdown: &CancellationToken,
+    ) -> Result<Decoded, CoreError> {
+        self.stats.mark_received(Instant::now());
+        self.stats
+            .received
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let (messages, results) = decode_all(messages, self.options.max_message_bytes).await;
+        let mut valid: Vec<Snapshot> = Vec::with_capacity(messages.len());
+        for (m, decoded) in messages.iter().zip(results) {
+            match decoded {
+                Ok(s) => valid.push(s),
+                Err(e) => self.reject(m, e, shutdown).await?,
+            }
+        }
+        Ok(Decoded {
+            batch: (!valid.is_empty()).then(|| valid.into()),
+            mark,
+        })
     }
 
     async fn reject(
@@ -295,60 +388,130 @@ impl Ingest {
             }
         }
     }
+}
 
-    async fn store(&self, batch: &Batch, shutdown: &CancellationToken) -> Result<(), CoreError> {
-        for (sink, role) in &self.sinks {
-            match role {
-                SinkRole::Required => {
-                    let mut backoff = Duration::from_millis(100);
-                    let mut failing_since: Option<Instant> = None;
-                    loop {
-                        match sink.write(batch.clone()).await {
-                            Ok(()) => {
-                                if let Some(since) = failing_since {
-                                    info!(sink = sink.name(), outage = ?since.elapsed(), "sink recovered");
-                                }
-                                break;
+/// The batch a finished store task returns, or why it has none.
+fn joined_batch(
+    joined: Result<Result<Option<Batch>, CoreError>, tokio::task::JoinError>,
+) -> Result<Option<Batch>, CoreError> {
+    match joined {
+        Ok(r) => r,
+        Err(e) => Err(CoreError::Sink(SinkError::Failed {
+            sink: "ingest".into(),
+            message: format!("the task writing a batch to the sinks failed: {e}"),
+        })),
+    }
+}
+
+fn decode_one(m: &Message, max_bytes: usize) -> Result<Snapshot, DecodeError> {
+    match &m.payload {
+        Payload::Snapshot(s) => validate(s).map(|()| (**s).clone()),
+        Payload::Encoded { bytes, format } => decode_with(bytes, *format, max_bytes),
+    }
+}
+
+/// Decodes every message, in order: small batches here, large ones in
+/// parallel chunks on the blocking pool (decoding JSON is most of the
+/// ingester's CPU time).
+async fn decode_all(
+    messages: Vec<Message>,
+    max_bytes: usize,
+) -> (Vec<Message>, Vec<Result<Snapshot, DecodeError>>) {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8);
+    if messages.len() < PARALLEL_DECODE_MIN {
+        let results = messages.iter().map(|m| decode_one(m, max_bytes)).collect();
+        return (messages, results);
+    }
+    let messages = Arc::new(messages);
+    let chunk = messages.len().div_ceil(threads);
+    let mut tasks = Vec::with_capacity(threads);
+    for start in (0..messages.len()).step_by(chunk) {
+        let end = (start + chunk).min(messages.len());
+        let ms = messages.clone();
+        tasks.push((
+            start..end,
+            tokio::task::spawn_blocking(move || {
+                ms[start..end]
+                    .iter()
+                    .map(|m| decode_one(m, max_bytes))
+                    .collect::<Vec<_>>()
+            }),
+        ));
+    }
+    let mut results = Vec::with_capacity(messages.len());
+    for (range, task) in tasks {
+        match task.await {
+            Ok(r) => results.extend(r),
+            // The blocking pool refused or the chunk panicked: decode it here.
+            Err(_) => results.extend(messages[range].iter().map(|m| decode_one(m, max_bytes))),
+        }
+    }
+    let messages = Arc::try_unwrap(messages).unwrap_or_else(|shared| (*shared).clone());
+    (messages, results)
+}
+
+/// Writes `batch` to every sink: required ones until they succeed (or
+/// shutdown while failing), best-effort ones once.
+async fn store(
+    sinks: &Sinks,
+    stats: &IngestStats,
+    batch: &Batch,
+    shutdown: &CancellationToken,
+) -> Result<(), CoreError> {
+    for (sink, role) in sinks.iter() {
+        match role {
+            SinkRole::Required => {
+                let mut backoff = Duration::from_millis(100);
+                let mut failing_since: Option<Instant> = None;
+                loop {
+                    match sink.write(batch.clone()).await {
+                        Ok(()) => {
+                            if let Some(since) = failing_since {
+                                info!(sink = sink.name(), outage = ?since.elapsed(), "sink recovered");
                             }
-                            Err(e) => {
-                                self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
-                                if failing_since.is_none() {
-                                    error!(sink = sink.name(), error = %e,
-                                           "sink write failed; retrying (nothing is committed until it succeeds)");
-                                    failing_since = Some(Instant::now());
-                                }
-                                if shutdown.is_cancelled() {
-                                    return Err(CoreError::Sink(e));
-                                }
-                                tokio::select! {
-                                    _ = tokio::time::sleep(backoff) => {}
-                                    _ = shutdown.cancelled() => return Err(CoreError::Sink(e)),
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            break;
+                        }
+                        Err(e) => {
+                            stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                            if failing_since.is_none() {
+                                error!(sink = sink.name(), error = %e,
+                                       "sink write failed; retrying (nothing is committed until it succeeds)");
+                                failing_since = Some(Instant::now());
                             }
+                            if shutdown.is_cancelled() {
+                                return Err(CoreError::Sink(e));
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = shutdown.cancelled() => return Err(CoreError::Sink(e)),
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
                         }
                     }
                 }
-                SinkRole::BestEffort => {
-                    if let Err(e) = sink.write(batch.clone()).await {
-                        self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
-                        debug!(sink = sink.name(), error = %e, "best-effort sink write failed");
-                    }
+            }
+            SinkRole::BestEffort => {
+                if let Err(e) = sink.write(batch.clone()).await {
+                    stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                    debug!(sink = sink.name(), error = %e, "best-effort sink write failed");
                 }
             }
         }
-        self.stats
-            .stored
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        Ok(())
     }
+    stats
+        .stored
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
 
-    async fn maintain(&self) {
-        for (sink, _) in &self.sinks {
-            if let Err(e) = sink.maintain().await {
-                warn!(sink = sink.name(), error = %e, "maintenance failed");
-            }
+async fn maintain(sinks: &Sinks) {
+    for (sink, _) in sinks.iter() {
+        if let Err(e) = sink.maintain().await {
+            warn!(sink = sink.name(), error = %e, "maintenance failed");
         }
     }
 }

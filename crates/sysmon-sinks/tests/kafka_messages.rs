@@ -96,7 +96,8 @@ async fn json_and_binary_round_trip_with_format_headers_and_machine_keys() {
             assert!(s.timestamp > prev, "{} out of order", s.machine_id);
         }
     }
-    rx.commit().await.expect("commit");
+    let mark = rx.mark();
+    rx.commit(mark).await.expect("commit");
 
     // On the wire: key = machine_id, both headers present.
     let raw = read_all(&broker.bootstrap(), "rt", 3, 60, Duration::from_secs(30)).await;

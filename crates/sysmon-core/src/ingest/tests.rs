@@ -2,7 +2,7 @@ use super::*;
 use crate::codec::{encode, Format};
 use crate::sink::SinkError;
 use crate::synth::SyntheticMachine;
-use crate::transport::TransportError;
+use crate::transport::{CommitMark, TransportError};
 use async_trait::async_trait;
 use std::sync::atomic::AtomicBool;
 
@@ -11,6 +11,7 @@ struct Scripted {
     batches: Vec<Vec<Message>>,
     commits: Arc<AtomicU64>,
     dead: Arc<Mutex<Vec<(String, String)>>>,
+    handed_out: u64,
 }
 #[async_trait]
 impl TransportReceiver for Scripted {
@@ -18,10 +19,14 @@ impl TransportReceiver for Scripted {
         if self.batches.is_empty() {
             Ok(Received::Closed)
         } else {
+            self.handed_out += 1;
             Ok(Received::Messages(self.batches.remove(0)))
         }
     }
-    async fn commit(&mut self) -> Result<(), TransportError> {
+    fn mark(&self) -> CommitMark {
+        CommitMark::new(self.handed_out)
+    }
+    async fn commit(&mut self, _mark: CommitMark) -> Result<(), TransportError> {
         self.commits.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -118,6 +123,7 @@ async fn poison_messages_are_dead_lettered_and_valid_ones_stored() {
         batches: vec![batch1, batch2],
         commits: commits.clone(),
         dead: dead.clone(),
+        handed_out: 0,
     };
     let sink = Arc::new(Memory::default());
     sink.fail_first.store(2, Ordering::SeqCst);
@@ -174,6 +180,7 @@ async fn best_effort_sink_failure_does_not_block_and_required_failure_blocks_com
         batches: vec![msgs.clone()],
         commits: commits.clone(),
         dead: Default::default(),
+        handed_out: 0,
     };
     let sink = Arc::new(Memory::default());
     let down = Arc::new(AlwaysDown(AtomicBool::new(false)));
@@ -191,6 +198,7 @@ async fn best_effort_sink_failure_does_not_block_and_required_failure_blocks_com
         batches: vec![msgs],
         commits: commits.clone(),
         dead: Default::default(),
+        handed_out: 0,
     };
     let mut ingest = Ingest::new(Box::new(recv), IngestConfig::default());
     ingest.add_sink(
@@ -210,4 +218,169 @@ async fn best_effort_sink_failure_does_not_block_and_required_failure_blocks_com
         0,
         "never commit what was not stored"
     );
+}
+
+/// What happened, in order, in the pipeline test.
+type Events = Arc<Mutex<Vec<String>>>;
+
+/// Hands out batch k (1, 2, 3) with one snapshot at timestamp `BASE + k`;
+/// logs receives and commits, and checks each commit against what is stored.
+struct Logged {
+    batches: Vec<Vec<Message>>,
+    handed_out: u64,
+    events: Events,
+    sink: Arc<FailsBatchTwo>,
+    /// Commits whose mark covered a batch the sink had not stored.
+    violations: Arc<Mutex<Vec<String>>>,
+}
+#[async_trait]
+impl TransportReceiver for Logged {
+    async fn receive(&mut self, _max: usize, _wait: Duration) -> Result<Received, TransportError> {
+        if self.batches.is_empty() {
+            // Stay open (as Kafka does) until the test has seen everything.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return Ok(Received::Messages(Vec::new()));
+        }
+        self.handed_out += 1;
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("received {}", self.handed_out));
+        Ok(Received::Messages(self.batches.remove(0)))
+    }
+    fn mark(&self) -> CommitMark {
+        CommitMark::new(self.handed_out)
+    }
+    async fn commit(&mut self, mark: CommitMark) -> Result<(), TransportError> {
+        let stored = self.sink.stored.lock().unwrap().clone();
+        for k in 1..=mark.seq() {
+            if !stored.contains(&k) {
+                self.violations
+                    .lock()
+                    .unwrap()
+                    .push(format!("commit {} covers unstored batch {k}", mark.seq()));
+            }
+        }
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("commit {}", mark.seq()));
+        Ok(())
+    }
+    async fn dead_letter(&mut self, _: &Message, _: &DecodeError) -> Result<(), TransportError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "logged".into()
+    }
+}
+
+const BASE: f64 = 1_764_086_400.0;
+
+/// Fails batch 2 until batch 3 has been received (so batch 3 is decoded and
+/// waiting while batch 2 is not stored), and at least 3 times.
+struct FailsBatchTwo {
+    events: Events,
+    stored: Mutex<Vec<u64>>,
+    failures: AtomicU64,
+}
+#[async_trait]
+impl Sink for FailsBatchTwo {
+    fn name(&self) -> &str {
+        "fails-batch-2"
+    }
+    async fn write(&self, batch: Batch) -> Result<(), SinkError> {
+        let k = (batch[0].timestamp - BASE).round() as u64;
+        let third_received = self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "received 3");
+        if k == 2 && (!third_received || self.failures.load(Ordering::SeqCst) < 3) {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            self.events.lock().unwrap().push("failed 2".into());
+            return Err(SinkError::Unavailable {
+                sink: "fails-batch-2".into(),
+                message: "disk busy".into(),
+            });
+        }
+        self.stored.lock().unwrap().push(k);
+        self.events.lock().unwrap().push(format!("stored {k}"));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn pipelined_commit_never_covers_an_unstored_batch() {
+    let mut m = SyntheticMachine::new("m1", 1);
+    let batches: Vec<Vec<Message>> = (1..=3)
+        .map(|k| {
+            vec![encoded(
+                encode(&m.next_snapshot(BASE + k as f64, 2), Format::Json),
+                &format!("t/0@{k}"),
+            )]
+        })
+        .collect();
+    let events: Events = Default::default();
+    let sink = Arc::new(FailsBatchTwo {
+        events: events.clone(),
+        stored: Mutex::new(Vec::new()),
+        failures: AtomicU64::new(0),
+    });
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let recv = Logged {
+        batches,
+        handed_out: 0,
+        events: events.clone(),
+        sink: sink.clone(),
+        violations: violations.clone(),
+    };
+    let mut ingest = Ingest::new(Box::new(recv), IngestConfig::default());
+    ingest.add_sink(sink.clone(), SinkRole::Required);
+    let mut stored_batches = ingest.subscribe();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(ingest.run(stop.clone()));
+    let mut broadcast = Vec::new();
+    for _ in 0..3 {
+        let b = tokio::time::timeout(Duration::from_secs(30), stored_batches.recv())
+            .await
+            .expect("three batches stored")
+            .unwrap();
+        broadcast.push((b[0].timestamp - BASE).round() as u64);
+    }
+    // Let the last commit happen, then stop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !events.lock().unwrap().iter().any(|e| e == "commit 3") {
+        assert!(Instant::now() < deadline, "{:?}", events.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let log = events.lock().unwrap().clone();
+    let at = |e: &str| {
+        log.iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("no {e:?} in {log:?}"))
+    };
+    assert!(
+        violations.lock().unwrap().is_empty(),
+        "{violations:?} in {log:?}"
+    );
+    assert_eq!(
+        broadcast,
+        vec![1, 2, 3],
+        "stored batches broadcast in order"
+    );
+    assert_eq!(*sink.stored.lock().unwrap(), vec![1, 2, 3]);
+    // Pipelined: batch 3 was received (and decoded) while batch 2 kept failing...
+    assert!(at("received 3") < at("stored 2"), "{log:?}");
+    assert!(sink.failures.load(Ordering::SeqCst) >= 3);
+    // ...and the commit stayed at batch 1 until batch 2 was stored.
+    assert!(at("commit 1") < at("stored 2"), "{log:?}");
+    assert!(at("stored 2") < at("commit 2"), "{log:?}");
+    assert!(at("stored 3") < at("commit 3"), "{log:?}");
+    let commits: Vec<&String> = log.iter().filter(|e| e.starts_with("commit")).collect();
+    assert_eq!(commits, ["commit 1", "commit 2", "commit 3"], "{log:?}");
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::{Message, Payload, Received, Transport, TransportError, TransportReceiver};
+use super::{CommitMark, Message, Payload, Received, Transport, TransportError, TransportReceiver};
 use crate::error::DecodeError;
 use crate::snapshot::Snapshot;
 
@@ -19,6 +19,7 @@ pub fn channel_transport(capacity: usize) -> (ChannelTransport, ChannelReceiver)
             rx,
             pending: Vec::new(),
             received: 0,
+            batches: 0,
             dead_letters: Vec::new(),
         },
     )
@@ -51,6 +52,7 @@ pub struct ChannelReceiver {
     rx: mpsc::Receiver<Vec<Snapshot>>,
     pending: Vec<Snapshot>,
     received: u64,
+    batches: u64,
     dead_letters: Vec<(String, String)>,
 }
 
@@ -104,10 +106,18 @@ impl TransportReceiver for ChannelReceiver {
                 Err(_) => break,
             }
         }
+        if !out.is_empty() {
+            self.batches += 1;
+        }
         Ok(Received::Messages(out))
     }
 
-    async fn commit(&mut self) -> Result<(), TransportError> {
+    fn mark(&self) -> CommitMark {
+        CommitMark::new(self.batches)
+    }
+
+    /// Nothing to do: an in-process channel has no offsets to keep.
+    async fn commit(&mut self, _mark: CommitMark) -> Result<(), TransportError> {
         Ok(())
     }
 

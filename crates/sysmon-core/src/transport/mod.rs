@@ -61,15 +61,46 @@ pub enum Received {
     Closed,
 }
 
+/// A position in what [`TransportReceiver::receive`] returned: taken with
+/// [`TransportReceiver::mark`] right after a `receive`, it covers the messages
+/// of that call and of every earlier one, and nothing returned later.
+///
+/// Marks let the ingester pipeline: it may receive and decode batch N+1 while
+/// batch N is written, and still commit exactly what is stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CommitMark(u64);
+
+impl CommitMark {
+    /// The mark with sequence number `seq` (receivers number the batches they
+    /// return 1, 2, 3, ...; 0 covers nothing).
+    pub fn new(seq: u64) -> Self {
+        CommitMark(seq)
+    }
+
+    /// The sequence number of the last batch the mark covers.
+    pub fn seq(self) -> u64 {
+        self.0
+    }
+}
+
 /// Consumes messages on the ingester's side with at-least-once semantics.
 #[async_trait]
 pub trait TransportReceiver: Send + Sync {
     /// Waits up to `wait` for up to `max` messages.
+    ///
+    /// Must be cancel-safe: when the future is dropped before it completes, no
+    /// message is lost; the next call returns what it had taken.
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Received, TransportError>;
 
-    /// Marks every message received so far as processed (Kafka: commits the
-    /// offsets). The ingester calls it only after the sinks stored the batch.
-    async fn commit(&mut self) -> Result<(), TransportError>;
+    /// A mark covering every message returned by [`receive`](Self::receive)
+    /// so far (and nothing returned later).
+    fn mark(&self) -> CommitMark;
+
+    /// Marks the messages `mark` covers as processed (Kafka: commits their
+    /// offsets), and nothing returned after it. The ingester calls it only
+    /// after the sinks stored every batch up to the mark, with marks in
+    /// increasing order.
+    async fn commit(&mut self, mark: CommitMark) -> Result<(), TransportError>;
 
     /// Sets aside a message that cannot be decoded (Kafka: the dead-letter topic,
     /// with the reason in a header).

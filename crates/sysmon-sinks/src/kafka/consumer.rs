@@ -11,9 +11,19 @@
 //!   collected are dropped, so the next owner reads them again from the last
 //!   commit (a duplicate at worst, which the sinks' keys absorb);
 //! * [`commit`](TransportReceiver::commit) commits only partitions that are
-//!   still assigned.
+//!   still assigned, and only the offsets of the batches its
+//!   [`CommitMark`] covers: the ingester may already hold later batches that are
+//!   not stored yet (it decodes batch N+1 while batch N is written).
+//!
+//! [`receive`](TransportReceiver::receive) is cancel-safe: messages taken from
+//! librdkafka are kept in the receiver until a call returns them, so a caller
+//! may drop a pending `receive` (to commit a batch that was just stored) and
+//! call it again without losing anything.
+//!
+//! The receiver also measures its consumer lag ([`KafkaReceiver::consumer_lag`],
+//! see [`super::lag`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,13 +35,16 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use sysmon_core::codec::encode_json;
 use sysmon_core::config::KafkaConfig;
+use sysmon_core::transport::CommitMark;
 use sysmon_core::{DecodeError, Message, Payload, Received, TransportError, TransportReceiver};
 use tracing::{debug, info, warn};
 
 use super::admin::ensure_topic;
+use super::lag::{spawn_monitor, ConsumerLag, HighWatermarks};
 use super::producer::{enqueue, is_permanent, ProducerHandle, PRODUCER_DEFAULTS};
 use super::{
     client_config, creation_error, header_format, origin_of, transport_error, ClientState,
@@ -53,6 +66,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // 0.10 s with 1,000 machines at 1 s (BENCHMARKS.md), for a few idle fetches
     // a second.
     ("fetch.wait.max.ms", "50"),
+    // The consumer lag's high watermarks come from librdkafka's statistics
+    // (see `lag.rs`); 0 turns them off and the lag reads as unknown.
+    ("statistics.interval.ms", "1000"),
 ];
 
 /// Settings that at-least-once delivery depends on; applied after the user's
@@ -88,6 +104,7 @@ struct GroupState {
 struct ReceiverContext {
     inner: SysmonContext,
     group: Arc<Mutex<GroupState>>,
+    high: HighWatermarks,
 }
 
 fn lock(m: &Mutex<GroupState>) -> MutexGuard<'_, GroupState> {
@@ -104,6 +121,10 @@ impl ClientContext for ReceiverContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         self.inner.error(error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.high.record(&statistics);
     }
 }
 
@@ -174,8 +195,15 @@ pub struct KafkaReceiver {
     consumer_state: Arc<ClientState>,
     group_state: Arc<Mutex<GroupState>>,
     dlq: ProducerHandle,
-    /// Next offsets of messages handed out and not yet committed.
-    returned: HashMap<TopicPartition, i64>,
+    /// Messages taken from librdkafka that no `receive` has returned yet (kept
+    /// here so that a cancelled `receive` loses nothing).
+    pending: Vec<(Message, TopicPartition, i64)>,
+    /// Per returned batch (oldest first, not committed yet): its sequence
+    /// number and the next offset of each of its partitions.
+    returned: VecDeque<(u64, HashMap<TopicPartition, i64>)>,
+    /// Sequence number of the last batch returned.
+    seq: u64,
+    lag: ConsumerLag,
     topic: String,
     dlq_topic: String,
     group: String,
@@ -219,14 +247,31 @@ impl KafkaReceiver {
         cc.set("group.id", &config.group);
         let (inner, consumer_state) = SysmonContext::new("consumer");
         let group_state = Arc::new(Mutex::new(GroupState::default()));
+        let high = HighWatermarks::default();
         let context = ReceiverContext {
             inner,
             group: group_state.clone(),
+            high: high.clone(),
         };
         let consumer: StreamConsumer<ReceiverContext> = cc
             .create_with_context(context)
             .map_err(|e| creation_error("creating the Kafka consumer", e))?;
         consumer.subscribe(&[&config.topic])?;
+        let consumer = Arc::new(consumer);
+        let lag = ConsumerLag::default();
+        let assigned = {
+            let group = group_state.clone();
+            Arc::new(move || {
+                let g = lock(&group);
+                (g.rebalances > 0).then(|| {
+                    let mut v: Vec<TopicPartition> = g.assigned.iter().cloned().collect();
+                    v.sort();
+                    v
+                })
+            })
+        };
+        spawn_monitor::<_, ReceiverContext>(Arc::downgrade(&consumer), assigned, high, lag.clone())
+            .map_err(|e| SinksError::Config(format!("starting the consumer-lag thread: {e}")))?;
 
         let pc = client_config(
             &config.brokers,
@@ -236,11 +281,14 @@ impl KafkaReceiver {
         let dlq = ProducerHandle::new(pc, "dead-letter producer")?;
 
         Ok(KafkaReceiver {
-            consumer: Arc::new(consumer),
+            consumer,
             consumer_state,
             group_state,
             dlq,
-            returned: HashMap::new(),
+            pending: Vec::new(),
+            returned: VecDeque::new(),
+            seq: 0,
+            lag,
             topic: config.topic.clone(),
             dlq_topic,
             group: config.group.clone(),
@@ -266,18 +314,27 @@ impl KafkaReceiver {
         &self.dlq_topic
     }
 
+    /// A handle on this member's consumer lag (messages of its assigned
+    /// partitions not yet committed), measured in the background once a
+    /// second; cheap to read, for `/metrics`.
+    pub fn consumer_lag(&self) -> ConsumerLag {
+        self.lag.clone()
+    }
+
     /// Drops what belongs to partitions revoked since the last call.
-    fn forget_revoked(&mut self, collected: &mut Vec<(Message, TopicPartition, i64)>) {
+    fn forget_revoked(&mut self) {
         let revoked = std::mem::take(&mut lock(&self.group_state).revoked);
         if revoked.is_empty() {
             return;
         }
-        let before = collected.len();
-        collected.retain(|(_, tp, _)| !revoked.contains(tp));
-        self.returned.retain(|tp, _| !revoked.contains(tp));
-        if before != collected.len() {
+        let before = self.pending.len();
+        self.pending.retain(|(_, tp, _)| !revoked.contains(tp));
+        for (_, batch) in self.returned.iter_mut() {
+            batch.retain(|tp, _| !revoked.contains(tp));
+        }
+        if before != self.pending.len() {
             debug!(
-                dropped = before - collected.len(),
+                dropped = before - self.pending.len(),
                 "dropped messages of revoked partitions; their next owner reads them again"
             );
         }
@@ -372,22 +429,22 @@ impl TransportReceiver for KafkaReceiver {
     async fn receive(&mut self, max: usize, wait: Duration) -> Result<Received, TransportError> {
         let max = max.max(1);
         let deadline = Instant::now() + wait;
-        let mut collected: Vec<(Message, TopicPartition, i64)> = Vec::new();
         let mut last_error: Option<KafkaError> = None;
         let consumer = self.consumer.clone();
-        while collected.len() < max {
+        // Cancel-safe: between awaits every message taken is in `self.pending`.
+        while self.pending.len() < max {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let this_wait = if collected.is_empty() {
+            let this_wait = if self.pending.is_empty() {
                 remaining
             } else {
                 remaining.min(IDLE_GAP)
             };
             match tokio::time::timeout(this_wait, consumer.recv()).await {
                 Err(_elapsed) => {
-                    if !collected.is_empty() {
+                    if !self.pending.is_empty() {
                         break;
                     }
                 }
@@ -395,7 +452,7 @@ impl TransportReceiver for KafkaReceiver {
                     let tp = (m.topic().to_string(), m.partition());
                     let offset = m.offset();
                     let message = self.convert(&m);
-                    collected.push((message, tp, offset));
+                    self.pending.push((message, tp, offset));
                 }
                 Ok(Err(e)) => {
                     // Error events (a refused connection, all brokers down) queue
@@ -406,34 +463,52 @@ impl TransportReceiver for KafkaReceiver {
                     last_error = Some(e);
                 }
             }
-            self.forget_revoked(&mut collected);
+            self.forget_revoked();
         }
-        self.forget_revoked(&mut collected);
-        if collected.is_empty() {
+        self.forget_revoked();
+        if self.pending.is_empty() {
             if let Some(e) = last_error {
                 return Err(transport_error(&e, &self.consumer_state));
             }
+            return Ok(Received::Messages(Vec::new()));
         }
-        let mut out = Vec::with_capacity(collected.len());
-        for (message, tp, offset) in collected {
+        let take = self.pending.len().min(max);
+        let mut next_offsets: HashMap<TopicPartition, i64> = HashMap::new();
+        let mut out = Vec::with_capacity(take);
+        for (message, tp, offset) in self.pending.drain(..take) {
             let next = offset + 1;
-            let slot = self.returned.entry(tp).or_insert(next);
+            let slot = next_offsets.entry(tp).or_insert(next);
             if next > *slot {
                 *slot = next;
             }
             out.push(message);
         }
+        self.seq += 1;
+        self.returned.push_back((self.seq, next_offsets));
         Ok(Received::Messages(out))
     }
 
-    async fn commit(&mut self) -> Result<(), TransportError> {
+    fn mark(&self) -> CommitMark {
+        CommitMark::new(self.seq)
+    }
+
+    async fn commit(&mut self, mark: CommitMark) -> Result<(), TransportError> {
         let mut offsets: HashMap<TopicPartition, i64> = {
             let mut g = lock(&self.group_state);
             let mut all = std::mem::take(&mut g.processed);
-            for (tp, o) in self.returned.drain() {
-                let slot = all.entry(tp).or_insert(o);
-                if o > *slot {
-                    *slot = o;
+            while self
+                .returned
+                .front()
+                .is_some_and(|(seq, _)| *seq <= mark.seq())
+            {
+                let Some((_, batch)) = self.returned.pop_front() else {
+                    break;
+                };
+                for (tp, o) in batch {
+                    let slot = all.entry(tp).or_insert(o);
+                    if o > *slot {
+                        *slot = o;
+                    }
                 }
             }
             let assigned = g.assigned.clone();

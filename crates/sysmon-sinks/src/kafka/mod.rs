@@ -7,6 +7,7 @@
 //!   the ingester commits a batch's offsets only after its sinks stored it
 //!   (at-least-once; the sinks' idempotent keys make storage exactly-once).
 //!   Bad messages go to the dead-letter topic with the reason in headers.
+//!   Its consumer lag is measured in the background ([`ConsumerLag`]).
 //! * [`ensure_topic`]: creates a topic if it is missing (tansu, like many
 //!   production clusters, does not auto-create topics).
 //! * [`doctor`]: the worker-setup check behind `sysmon doctor`.
@@ -23,6 +24,7 @@
 mod admin;
 mod consumer;
 mod doctor;
+pub mod lag;
 mod producer;
 
 use std::collections::BTreeMap;
@@ -42,6 +44,7 @@ use crate::error::SinksError;
 pub use admin::{ensure_topic, EnsuredTopic};
 pub use consumer::KafkaReceiver;
 pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
+pub use lag::ConsumerLag;
 pub use producer::KafkaTransport;
 
 /// Header naming the payload's encoding: `json` or `binary`.
