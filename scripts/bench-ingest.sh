@@ -11,6 +11,8 @@
 # Env: TP_MACHINES (1000) TP_INTERVAL (10ms) TP_DURATION (10s) LAT_DURATION (60s)
 #      FORMATS ("json binary") INGEST_FLAGS (extra flags for sysmon ingest)
 #      SKIP_BUILD=1 uses the release binary already built (when others hold the build lock)
+#      SYSMON_BIN=PATH runs that binary instead (no build), e.g. a build of an older
+#      commit for a before/after comparison
 # Figures only: nothing here asserts a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +24,13 @@ lat_duration="${LAT_DURATION:-60s}"
 formats="${FORMATS:-json binary}"
 read -r -a ingest_flags <<< "${INGEST_FLAGS:-}"
 
-[ "${SKIP_BUILD:-}" = 1 ] || cargo build --release --locked --quiet -p sysmon-bin --bin sysmon
-sysmon="${CARGO_TARGET_DIR:-target}/release/sysmon"
+if [ -n "${SYSMON_BIN:-}" ]; then
+  sysmon="$SYSMON_BIN"
+else
+  [ "${SKIP_BUILD:-}" = 1 ] || cargo build --release --locked --quiet -p sysmon-bin --bin sysmon
+  sysmon="${CARGO_TARGET_DIR:-target}/release/sysmon"
+fi
+[ -x "$sysmon" ] || { echo "no sysmon binary at $sysmon" >&2; exit 1; }
 tansu="$(command -v tansu || echo "$HOME/.cargo/bin/tansu")"
 [ -x "$tansu" ] || { echo "tansu not found: run scripts/setup.sh" >&2; exit 1; }
 

@@ -3,6 +3,10 @@
 //! and only then commits its offsets: at-least-once delivery, and exactly-once
 //! storage because SQLite and Redis are keyed by `(machine_id, timestamp)`.
 //! Several ingesters in one group split the topic's partitions.
+//!
+//! With `--listen` the ingester also serves the dashboard, its API and
+//! `/metrics` (with the ingester's counters and consumer lag), live from the
+//! stored-batch broadcast.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -56,6 +60,15 @@ pub struct IngestArgs {
     /// and benchmarks. The file is replaced atomically.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Also serve the dashboard, its API and `/metrics` (with the ingest counters and
+    /// `sysmon_ingest_consumer_lag`) on this address, e.g. 127.0.0.1:7861 [default: off].
+    /// 0.0.0.0:PORT opens it to the LAN (then set --auth-token).
+    #[arg(long, env = "SYSMON_INGEST_LISTEN", value_name = "ADDR")]
+    listen: Option<String>,
+    /// With --listen: require this token on every route but /healthz (bearer
+    /// header or login form), as `sysmon dashboard --auth-token` does.
+    #[arg(long, env = "SYSMON_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
 }
 
 impl IngestArgs {
@@ -81,6 +94,12 @@ impl IngestArgs {
         }
         if let Some(b) = self.batch_size {
             config.ingest.batch_size = b;
+        }
+        if let Some(l) = &self.listen {
+            config.dashboard.listen = l.clone();
+        }
+        if let Some(t) = &self.auth_token {
+            config.dashboard.auth_token = Some(t.clone());
         }
         config.check()?;
         Ok(())
@@ -156,19 +175,53 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         SqliteSink::open(&config.sqlite)
             .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
     );
+    // Bind before joining the group: a taken port is an error at once.
+    let listener = match &args.listen {
+        Some(_) => {
+            let l = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
+            crate::cmd::dashboard::warn_if_open(&l, &config);
+            Some(l)
+        }
+        None => None,
+    };
     let stop = crate::shutdown_on_signal();
     let receiver = connect(&config, &stop).await?;
+    let consumer_lag = receiver.consumer_lag();
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
     ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    let mut redis_for_alerts = None;
     if config.redis.url.is_some() {
         let cold: Arc<dyn SnapshotStore> = sqlite.clone();
         let redis = RedisSink::connect(&config.redis)
             .await
             .context("connecting to Redis")?
             .with_backfill(cold);
+        redis_for_alerts = Some(redis.clone());
         ingest.add_sink(Arc::new(redis), SinkRole::BestEffort);
     }
     let stats = ingest.stats();
+    // Alerts, anomaly scores and notifications from every stored batch.
+    let analytics = crate::analytics::start(&config, &ingest.events(), &sqlite, redis_for_alerts)?;
+
+    // `--listen`: the dashboard and /metrics, fed by this ingester.
+    let dashboard_task = listener.map(|listener| {
+        let lag = consumer_lag.clone();
+        println!(
+            "dashboard: {}",
+            crate::cmd::standalone::dashboard_url(&config.dashboard.listen)
+        );
+        tokio::spawn(
+            sysmon_dashboard::Dashboard::new(sqlite.clone())
+                .with_live(ingest.events(), "in-process")
+                .with_ingest_stats(stats.clone())
+                .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
+                    (*sqlite).clone(),
+                )))
+                .with_consumer_lag(Arc::new(move || lag.get()))
+                .with_auth_token(config.dashboard.auth_token.clone())
+                .serve(listener, stop.clone()),
+        )
+    });
     info!(
         brokers = %config.kafka.brokers,
         topic = %config.kafka.topic,
@@ -232,7 +285,18 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
 
     let result = ingest.run(stop.clone()).await;
     stop.cancel();
+    // What was stored before the stop is still analysed (and notified).
+    if let Err(e) = analytics.finish().await {
+        warn!(error = %e, "analytics stopped with an error");
+    }
     let _ = progress.await;
+    if let Some(d) = dashboard_task {
+        match d.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "dashboard failed"),
+            Err(e) => warn!(error = %e, "dashboard task failed"),
+        }
+    }
     if let Some(w) = stats_writer {
         let _ = w.await;
     }
