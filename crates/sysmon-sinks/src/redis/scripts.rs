@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 /// (binary, the same bytes as its series member) in a per-writer temporary key
 /// (with the final TTL) with plain commands; this script moves the staged key
 /// into place when it is not older than what is there (a `RENAME`, no copy,
-/// keeping the TTL), updates `last_seen` and, when needed, `hostnames`; when
+/// keeping the TTL), updates `last_seen` (one `ZMSCORE` and one `ZADD` for all
+/// the machines of the call: Redis 6.2 or newer) and, when needed, `hostnames`; when
 /// the machine's newest sample enters a new upkeep period (or the machine is
 /// new to `last_seen`) it trims the series by count and by time and refreshes
 /// its TTL, and it trims by count whenever the writer asks.
@@ -30,11 +31,19 @@ pub(crate) const COMMIT_MACHINES: &str = r#"
 local seen, hosts = KEYS[1], KEYS[2]
 local cutoff, maxlen, ttl = '(' .. ARGV[1], -(tonumber(ARGV[2]) + 1), ARGV[3]
 local period = tonumber(ARGV[4])
-local moved, k = 0, 3
+-- One ZMSCORE and one ZADD for all the machines of the call (each machine
+-- appears once per call).
+local ids = {}
+for a = 5, #ARGV, 5 do
+  ids[#ids + 1] = ARGV[a]
+end
+local scores = redis.call('ZMSCORE', seen, unpack(ids))
+local newer = {}
+local moved, k, i = 0, 3, 1
 for a = 5, #ARGV, 5 do
   local series, latest, staged = KEYS[k], KEYS[k + 1], KEYS[k + 2]
   local id, newest_ms, flags = ARGV[a], tonumber(ARGV[a + 2]), ARGV[a + 4]
-  local cur = redis.call('ZSCORE', seen, id)
+  local cur = scores[i]
   local cur_ms = cur and math.floor(tonumber(cur) * 1000 + 0.5)
   local upkeep = (not cur_ms) or math.floor(cur_ms / period) ~= math.floor(newest_ms / period)
   if upkeep or string.byte(flags, 3) == 49 then
@@ -50,13 +59,17 @@ for a = 5, #ARGV, 5 do
       redis.call('PEXPIRE', series, ttl)
     end
     redis.call('RENAME', staged, latest)
-    redis.call('ZADD', seen, ARGV[a + 1], id)
+    newer[#newer + 1] = ARGV[a + 1]
+    newer[#newer + 1] = id
     if string.byte(flags, 1) == 49 and ((not cur_ms) or string.byte(flags, 2) == 49) then
       redis.call('HSET', hosts, id, ARGV[a + 3])
     end
     moved = moved + 1
   end
-  k = k + 3
+  k, i = k + 3, i + 1
+end
+if #newer > 0 then
+  redis.call('ZADD', seen, unpack(newer))
 end
 return moved
 "#;

@@ -16,6 +16,11 @@ use super::{
 };
 use crate::error::SinksError;
 
+/// Keys per `MGET` of [`RedisStore::latest_many`]: large enough that a
+/// 1,000-machine fleet needs only a few, small enough that decoding the first
+/// chunk overlaps Redis answering the next.
+pub(crate) const LATEST_CHUNK: usize = 100;
+
 /// Read access to the hot window in Redis.
 ///
 /// * `machines`: the `last_seen` index (machines seen within the window) with
@@ -123,16 +128,14 @@ impl RedisStore {
         self.window
     }
 
-    /// The newest snapshot of each of `machine_ids`, in order, in one `MGET`.
+    /// The newest snapshot of each of `machine_ids`, in order: `MGET`s of up
+    /// to 100 keys sent back to back (one round trip), each
+    /// chunk decoded as soon as it arrives while Redis still answers the next.
     pub async fn latest_many<S: AsRef<str>>(
         &self,
         machine_ids: &[S],
     ) -> Result<Vec<Option<Snapshot>>, StoreError> {
-        self.latest_many_raw(machine_ids)
-            .await?
-            .into_iter()
-            .map(|v| v.map(|b| decode_latest(&b)).transpose())
-            .collect()
+        self.latest_chunks(machine_ids, |b| decode_latest(&b)).await
     }
 
     /// Like [`RedisStore::latest_many`], as each snapshot's native JSON (the
@@ -141,35 +144,50 @@ impl RedisStore {
         &self,
         machine_ids: &[S],
     ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        self.latest_many_raw(machine_ids)
-            .await?
-            .into_iter()
-            .map(|v| {
-                v.map(|b| {
-                    if is_json(&b) {
-                        Ok(b)
-                    } else {
-                        decode_latest(&b).map(|s| encode_json(&s))
-                    }
-                })
-                .transpose()
-            })
-            .collect()
+        self.latest_chunks(machine_ids, |b| {
+            if is_json(&b) {
+                Ok(b)
+            } else {
+                decode_latest(&b).map(|s| encode_json(&s))
+            }
+        })
+        .await
     }
 
-    /// The stored values of `<p>latest:<id>`, in one `MGET`.
-    async fn latest_many_raw<S: AsRef<str>>(
+    /// `MGET`s `<p>latest:<id>` in chunks sent back to back and converts each
+    /// value with `f` as its chunk arrives, bounded by the timeout.
+    async fn latest_chunks<S: AsRef<str>, T>(
         &self,
         machine_ids: &[S],
-    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        f: impl Fn(Vec<u8>) -> Result<T, StoreError>,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        use futures::stream::{FuturesOrdered, StreamExt};
         if machine_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut cmd = ::redis::cmd("MGET");
-        for id in machine_ids {
-            cmd.arg(self.keys.latest(id.as_ref()));
+        let mut chunks = FuturesOrdered::new();
+        for ids in machine_ids.chunks(LATEST_CHUNK) {
+            let mut cmd = ::redis::cmd("MGET");
+            for id in ids {
+                cmd.arg(self.keys.latest(id.as_ref()));
+            }
+            let mut conn = self.conn.clone();
+            chunks
+                .push_back(async move { cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn).await });
         }
-        self.run(cmd.query_async(&mut self.conn.clone())).await
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut out = Vec::with_capacity(machine_ids.len());
+        loop {
+            let next = match tokio::time::timeout_at(deadline, chunks.next()).await {
+                Ok(Some(r)) => r.map_err(|e| backend(e.to_string()))?,
+                Ok(None) => break,
+                Err(_) => return Err(backend(timeout_error(self.timeout).to_string())),
+            };
+            for v in next {
+                out.push(v.map(&f).transpose()?);
+            }
+        }
+        Ok(out)
     }
 
     /// The newest top-process lists of `machine_id` (from its latest snapshot).
