@@ -4,7 +4,10 @@
 //!
 //! `cargo bench --bench redis_sink` (add `-- --measurement-time 5` for a short run).
 //! Besides criterion's medians it prints p50/p99 of the latest query, measured
-//! over 1,000 sequential queries.
+//! over 1,000 sequential queries, and for each write shape where the time goes:
+//! redis-server CPU and this process's CPU per batch (`INFO cpu`,
+//! `/proc/self/stat`) and Redis' calls per machine by command
+//! (`INFO commandstats`, needs `redis-cli`), over 300 batches.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +42,7 @@ fn connect(rt: &tokio::runtime::Runtime, server: &RedisServer, prefix: &str) -> 
         url: Some(server.url()),
         prefix: prefix.into(),
         window: Duration::from_secs(3600),
+        ..RedisConfig::default()
     };
     // A bounded series keeps the server's memory flat however long criterion runs.
     let options = RedisOptions {
@@ -98,6 +102,9 @@ fn writes(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        if std::env::args().any(|a| a == "--bench") {
+            profile(&rt, &server, &sink, &mut feed, name, machines);
+        }
         let sample = feed.next_batch();
         let json = sysmon_core::encode_json(&sample[0]).len();
         let bin = sysmon_core::codec::binary::encode(&sample[0]).len();
@@ -106,6 +113,103 @@ fn writes(c: &mut Criterion) {
         );
     }
     group.finish();
+}
+
+/// CPU of this process so far (user + system), from `/proc/self/stat`.
+fn own_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the
+    // 12th, stime the 13th; in clock ticks (100 per second on Linux).
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// `redis-cli INFO <section>` of the bench server, as `key:value` lines.
+fn info(server: &RedisServer, section: &str) -> Vec<(String, String)> {
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "INFO", section])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn server_cpu(server: &RedisServer) -> Duration {
+    let secs: f64 = info(server, "cpu")
+        .iter()
+        .filter(|(k, _)| k == "used_cpu_user" || k == "used_cpu_sys")
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum();
+    Duration::from_secs_f64(secs)
+}
+
+/// Writes 300 batches and prints wall time, redis-server and own CPU per
+/// batch and the commands Redis ran per machine.
+fn profile(
+    rt: &tokio::runtime::Runtime,
+    server: &RedisServer,
+    sink: &RedisSink,
+    feed: &mut Feed,
+    name: &str,
+    machines: usize,
+) {
+    const N: u32 = 300;
+    let batches: Vec<Batch> = (0..N).map(|_| feed.next_batch()).collect();
+    let _ = std::process::Command::new("redis-cli")
+        .args(["-p", &server.port().to_string(), "CONFIG", "RESETSTAT"])
+        .output();
+    let (s0, c0, t0) = (server_cpu(server), own_cpu(), Instant::now());
+    for b in batches {
+        rt.block_on(sink.write(b)).expect("redis write");
+    }
+    let (wall, s1, c1) = (t0.elapsed(), server_cpu(server), own_cpu());
+    eprintln!(
+        "redis_sink/{name} profile over {N} batches: wall {:.2} ms/batch ({:.0} snapshots/s), \
+         redis-server CPU {:.2} ms/batch, sink process CPU {:.2} ms/batch",
+        wall.as_secs_f64() * 1e3 / f64::from(N),
+        f64::from(N) * BATCH as f64 / wall.as_secs_f64(),
+        (s1.saturating_sub(s0)).as_secs_f64() * 1e3 / f64::from(N),
+        (c1.saturating_sub(c0)).as_secs_f64() * 1e3 / f64::from(N),
+    );
+    // Each batch writes every machine once (with BATCH / machines samples).
+    let per_machine = f64::from(N) * machines as f64;
+    let mut total = 0.0;
+    let mut lines = Vec::new();
+    for (k, v) in info(server, "commandstats") {
+        let Some(cmd) = k.strip_prefix("cmdstat_") else {
+            continue;
+        };
+        let field = |name: &str| {
+            v.split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .and_then(|x| x.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (calls, usec) = (field("calls"), field("usec"));
+        if cmd == "info" || cmd == "config" {
+            continue;
+        }
+        if cmd != "evalsha" {
+            total += calls / per_machine;
+        }
+        lines.push(format!(
+            "{cmd} {:.2}/machine {:.2} us/call",
+            calls / per_machine,
+            usec / calls.max(1.0)
+        ));
+    }
+    eprintln!(
+        "redis_sink/{name} commands per machine (incl. inside scripts, excl. EVALSHA): {total:.2}; {}",
+        lines.join(", ")
+    );
 }
 
 fn latest(c: &mut Criterion) {
