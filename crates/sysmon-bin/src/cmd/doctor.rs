@@ -44,9 +44,11 @@ fn check(name: &str, status: CheckStatus, detail: String, fix: Option<&str>) -> 
 }
 
 async fn check_redis(config: &Config) -> DoctorCheck {
-    let Some(url) = config.redis.url.clone() else {
+    let Some(url) = config.redis.url.as_deref() else {
         return check("redis", CheckStatus::Skipped, "no --redis".into(), None);
     };
+    // A password in the URL is never printed.
+    let url = sysmon_core::config::redact_url_password(url);
     let store = match RedisStore::connect(&config.redis).await {
         Ok(s) => s,
         Err(e) => {
