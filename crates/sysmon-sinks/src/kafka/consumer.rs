@@ -44,7 +44,7 @@ use sysmon_core::{DecodeError, Message, Payload, Received, TransportError, Trans
 use tracing::{debug, info, warn};
 
 use super::admin::ensure_topic;
-use super::lag::{spawn_monitor, ConsumerLag, HighWatermarks};
+use super::lag::{measure, ConsumerLag, PartitionStats};
 use super::producer::{enqueue, is_permanent, ProducerHandle, PRODUCER_DEFAULTS};
 use super::{
     client_config, creation_error, header_format, origin_of, transport_error, ClientState,
@@ -66,8 +66,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // 0.10 s with 1,000 machines at 1 s (BENCHMARKS.md), for a few idle fetches
     // a second.
     ("fetch.wait.max.ms", "50"),
-    // The consumer lag's high watermarks come from librdkafka's statistics
-    // (see `lag.rs`); 0 turns them off and the lag reads as unknown.
+    // The consumer lag is computed from librdkafka's statistics (see
+    // `lag.rs`); 0 turns them off and the lag reads as unknown.
     ("statistics.interval.ms", "1000"),
 ];
 
@@ -104,7 +104,8 @@ struct GroupState {
 struct ReceiverContext {
     inner: SysmonContext,
     group: Arc<Mutex<GroupState>>,
-    high: HighWatermarks,
+    partitions: PartitionStats,
+    lag: ConsumerLag,
 }
 
 fn lock(m: &Mutex<GroupState>) -> MutexGuard<'_, GroupState> {
@@ -124,7 +125,13 @@ impl ClientContext for ReceiverContext {
     }
 
     fn stats(&self, statistics: Statistics) {
-        self.high.record(&statistics);
+        self.partitions.record(&statistics);
+        let assigned: Option<Vec<TopicPartition>> = {
+            let g = lock(&self.group);
+            (g.rebalances > 0).then(|| g.assigned.iter().cloned().collect())
+        };
+        self.lag
+            .set(assigned.and_then(|parts| measure(&parts, &self.partitions)));
     }
 }
 
@@ -247,31 +254,18 @@ impl KafkaReceiver {
         cc.set("group.id", &config.group);
         let (inner, consumer_state) = SysmonContext::new("consumer");
         let group_state = Arc::new(Mutex::new(GroupState::default()));
-        let high = HighWatermarks::default();
+        let lag = ConsumerLag::default();
         let context = ReceiverContext {
             inner,
             group: group_state.clone(),
-            high: high.clone(),
+            partitions: PartitionStats::default(),
+            lag: lag.clone(),
         };
         let consumer: StreamConsumer<ReceiverContext> = cc
             .create_with_context(context)
             .map_err(|e| creation_error("creating the Kafka consumer", e))?;
         consumer.subscribe(&[&config.topic])?;
         let consumer = Arc::new(consumer);
-        let lag = ConsumerLag::default();
-        let assigned = {
-            let group = group_state.clone();
-            Arc::new(move || {
-                let g = lock(&group);
-                (g.rebalances > 0).then(|| {
-                    let mut v: Vec<TopicPartition> = g.assigned.iter().cloned().collect();
-                    v.sort();
-                    v
-                })
-            })
-        };
-        spawn_monitor::<_, ReceiverContext>(Arc::downgrade(&consumer), assigned, high, lag.clone())
-            .map_err(|e| SinksError::Config(format!("starting the consumer-lag thread: {e}")))?;
 
         let pc = client_config(
             &config.brokers,
@@ -315,8 +309,8 @@ impl KafkaReceiver {
     }
 
     /// A handle on this member's consumer lag (messages of its assigned
-    /// partitions not yet committed), measured in the background once a
-    /// second; cheap to read, for `/metrics`.
+    /// partitions not yet committed), updated with librdkafka's statistics
+    /// once a second while the receiver is polled; cheap to read, for `/metrics`.
     pub fn consumer_lag(&self) -> ConsumerLag {
         self.lag.clone()
     }

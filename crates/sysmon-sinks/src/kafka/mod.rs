@@ -7,7 +7,7 @@
 //!   the ingester commits a batch's offsets only after its sinks stored it
 //!   (at-least-once; the sinks' idempotent keys make storage exactly-once).
 //!   Bad messages go to the dead-letter topic with the reason in headers.
-//!   Its consumer lag is measured in the background ([`ConsumerLag`]).
+//!   Its consumer lag comes from librdkafka statistics ([`ConsumerLag`]).
 //! * [`ensure_topic`]: creates a topic if it is missing (tansu, like many
 //!   production clusters, does not auto-create topics).
 //! * [`doctor`]: the worker-setup check behind `sysmon doctor`.
