@@ -557,3 +557,57 @@ async fn host_names_series_ttls_and_replaces_survive_what_the_sink_remembers() {
         Some(5.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_latest_write_never_wins_over_a_newer_one_from_another_writer() {
+    // Two ingesters' sinks (a consumer-group rebalance): each writes the latest
+    // state directly when its samples are newer than anything it wrote itself.
+    let server = RedisServer::start();
+    let config = redis_config(&server.url(), "t11:", HOUR);
+    let a = RedisSink::connect_with(&config, quick_options())
+        .await
+        .unwrap();
+    let b = RedisSink::connect_with(&config, quick_options())
+        .await
+        .unwrap();
+    let store = a.store();
+    let t0 = now().floor();
+    let snap = |t: f64, cpu: f64| {
+        let mut s = Snapshot::new("m1", t);
+        s.cpu_usage = cpu;
+        s
+    };
+    a.write(vec![snap(t0, 1.0)].into()).await.unwrap();
+    a.write(vec![snap(t0 + 1.0, 2.0)].into()).await.unwrap();
+    b.write(vec![snap(t0 + 3.0, 3.0)].into()).await.unwrap();
+    // a's sample is newer than a's own but older than b's: latest stays b's.
+    a.write(vec![snap(t0 + 2.0, 9.0)].into()).await.unwrap();
+    let latest = store.latest("m1").await.unwrap().unwrap();
+    assert_eq!((latest.timestamp, latest.cpu_usage), (t0 + 3.0, 3.0));
+    let machines = store.machines().await.unwrap();
+    assert_eq!(machines[0].last_seen, t0 + 3.0);
+    // Every sample is in the series.
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+        .arg(store.keys().series("m1"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let cpus: Vec<f64> = members
+        .iter()
+        .map(|m| sysmon_core::codec::binary::decode(m).unwrap().cpu_usage)
+        .collect();
+    assert_eq!(cpus, vec![1.0, 2.0, 9.0, 3.0]);
+    // And a's next newer sample moves it forward again.
+    a.write(vec![snap(t0 + 4.0, 4.0)].into()).await.unwrap();
+    assert_eq!(
+        store.latest("m1").await.unwrap().map(|s| s.cpu_usage),
+        Some(4.0)
+    );
+}

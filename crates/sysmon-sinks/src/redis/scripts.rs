@@ -19,9 +19,12 @@ use std::sync::LazyLock;
 /// KEYS: 1 last_seen, 2 hostnames, then per machine: series, latest, staged latest.
 /// ARGV: 1 time cutoff in ms (older samples are trimmed), 2 series length
 /// bound, 3 TTL in ms, 4 upkeep period in ms, then per machine: machine id,
-/// newest timestamp (s), newest timestamp (ms), host name, and three flag
+/// newest timestamp (s), newest timestamp (ms), host name, and four flag
 /// characters (`1`/`0`): a host name is given, the writer has not written this
-/// host name before, trim by count now.
+/// host name before, trim by count now, the latest state was `SET` directly
+/// (nothing staged: the writer knew its samples to be newer than anything it
+/// wrote; if another writer stored a newer one meanwhile, the latest state is
+/// restored from the series' newest member).
 ///
 /// latest/last_seen only move forward in time (compared by millisecond, a
 /// tie replaces, as SQLite keeps the last write of a millisecond), so replays
@@ -49,16 +52,27 @@ for a = 5, #ARGV, 5 do
   if upkeep or string.byte(flags, 3) == 49 then
     redis.call('ZREMRANGEBYRANK', series, 0, maxlen)
   end
+  local direct = string.byte(flags, 4) == 49
   if cur_ms and cur_ms > newest_ms then
     -- An older batch (replay, backfill): its samples are in; the latest state stays.
-    redis.call('DEL', staged)
+    if direct then
+      -- Written directly over a newer one: the series' newest member is the truth.
+      local top = redis.call('ZRANGE', series, -1, -1)
+      if top[1] then
+        redis.call('SET', latest, top[1], 'PX', ttl)
+      end
+    else
+      redis.call('DEL', staged)
+    end
     redis.call('PEXPIRE', series, ttl, 'NX')
   else
     if upkeep then
       redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
       redis.call('PEXPIRE', series, ttl)
     end
-    redis.call('RENAME', staged, latest)
+    if not direct then
+      redis.call('RENAME', staged, latest)
+    end
     newer[#newer + 1] = ARGV[a + 1]
     newer[#newer + 1] = id
     if string.byte(flags, 1) == 49 and ((not cur_ms) or string.byte(flags, 2) == 49) then

@@ -156,6 +156,11 @@ struct MachinePlan {
     /// Write the host name (also written by the script when the machine is
     /// new to `last_seen`).
     hostname: bool,
+    /// Every sample is newer than anything this sink wrote for the machine:
+    /// the newest one is `SET` as the latest state directly instead of being
+    /// staged and renamed into place by the script (which repairs it from the
+    /// series should another writer have stored a newer one meanwhile).
+    direct_latest: bool,
 }
 
 /// What the sink knows about Redis' reachability and what it owes it.
@@ -447,6 +452,7 @@ impl Inner {
                 match memo.get_mut(*machine) {
                     Some(m) => {
                         let replace = !may_skip || oldest_ms.is_none_or(|o| o <= m.newest_ms);
+                        let direct_latest = may_skip && oldest_ms.is_some_and(|o| o > m.newest_ms);
                         m.since_trim = m.since_trim.saturating_add(added);
                         let trim = m.since_trim >= self.trim_every;
                         if trim {
@@ -461,6 +467,7 @@ impl Inner {
                             replace,
                             trim,
                             hostname: write_host,
+                            direct_latest,
                         }
                     }
                     None => {
@@ -476,6 +483,7 @@ impl Inner {
                             replace: true,
                             trim: true,
                             hostname: hostname.is_some(),
+                            direct_latest: false,
                         }
                     }
                 }
@@ -706,8 +714,13 @@ impl ScriptChunk {
         let latest = latest.unwrap_or_else(|| binary::encode(newest));
         self.bytes += latest.len();
         let staged = keys.staged(writer, "latest", machine);
+        let target = if plan.direct_latest {
+            keys.latest(machine)
+        } else {
+            staged.clone()
+        };
         pipe.cmd("SET")
-            .arg(&staged)
+            .arg(&target)
             .arg(latest)
             .arg("PX")
             .arg(self.ttl_ms())
@@ -726,6 +739,7 @@ impl ScriptChunk {
             flag(hostname.is_some()),
             flag(plan.hostname),
             flag(plan.trim),
+            flag(plan.direct_latest),
         ]);
         self.machines += 1;
     }
