@@ -174,6 +174,29 @@ timeout = "2s"
     });
     assert_eq!(forecast["ts"].as_array().unwrap().len(), 10);
 
+    // The analytics' counters at /metrics.
+    let metrics = {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let counter = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{metrics}"))
+    };
+    assert!(counter("sysmon_analytics_scored_total") >= 3);
+    assert!(counter("sysmon_analytics_alert_events_total") >= 1);
+    assert_eq!(counter("sysmon_analytics_skipped_batches_total"), 0);
+
     // Stop; everything collected is stored, and analysed.
     let status = Command::new("kill")
         .args(["-TERM", &run.0.id().to_string()])

@@ -578,6 +578,9 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response,
         text.push_str("# HELP sysmon_ingest_consumer_lag Messages behind the end of the topic, summed over partitions.\n# TYPE sysmon_ingest_consumer_lag gauge\n");
         text.push_str(&format!("sysmon_ingest_consumer_lag {lag}\n"));
     }
+    if let Some(a) = &st.analytics_stats {
+        text.push_str(&crate::prometheus::render_analytics(a));
+    }
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

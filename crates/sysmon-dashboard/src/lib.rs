@@ -43,6 +43,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use sysmon_core::analytics::AnalyticsStats;
 use sysmon_core::{Batch, IngestStats};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -102,6 +103,7 @@ pub(crate) struct AppState {
     pub(crate) live_kind: &'static str,
     pub(crate) ingest_stats: Option<Arc<IngestStats>>,
     pub(crate) consumer_lag: Option<LagFn>,
+    pub(crate) analytics_stats: Option<Arc<AnalyticsStats>>,
     pub(crate) auth_token: Option<String>,
     pub(crate) options: DashboardOptions,
     pub(crate) live_clients: AtomicU64,
@@ -115,6 +117,7 @@ pub struct Dashboard {
     live: Option<(broadcast::Sender<Batch>, &'static str)>,
     ingest_stats: Option<Arc<IngestStats>>,
     consumer_lag: Option<LagFn>,
+    analytics_stats: Option<Arc<AnalyticsStats>>,
     auth_token: Option<String>,
     options: DashboardOptions,
 }
@@ -129,6 +132,7 @@ impl Dashboard {
             live: None,
             ingest_stats: None,
             consumer_lag: None,
+            analytics_stats: None,
             auth_token: None,
             options: DashboardOptions::default(),
         }
@@ -151,6 +155,12 @@ impl Dashboard {
     /// Exports the consumer lag at `/metrics`.
     pub fn with_consumer_lag(mut self, lag: LagFn) -> Self {
         self.consumer_lag = Some(lag);
+        self
+    }
+
+    /// Exports the analytics' counters at `/metrics` (same process only).
+    pub fn with_analytics_stats(mut self, stats: Arc<AnalyticsStats>) -> Self {
+        self.analytics_stats = Some(stats);
         self
     }
 
@@ -187,6 +197,7 @@ impl Dashboard {
             live_kind,
             ingest_stats: self.ingest_stats,
             consumer_lag: self.consumer_lag,
+            analytics_stats: self.analytics_stats,
             auth_token: self.auth_token,
             options: self.options.clone(),
             live_clients: AtomicU64::new(0),

@@ -222,6 +222,44 @@ fn fmt_f64(v: f64) -> String {
     }
 }
 
+/// The analytics' counters in the text exposition format.
+pub fn render_analytics(stats: &sysmon_core::analytics::AnalyticsStats) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = String::new();
+    for (name, help, v) in [
+        (
+            "sysmon_analytics_scored_total",
+            "Snapshots scored by the anomaly detector.",
+            stats.scored.load(Relaxed),
+        ),
+        (
+            "sysmon_analytics_anomalies_total",
+            "Snapshots flagged as anomalous.",
+            stats.anomalies.load(Relaxed),
+        ),
+        (
+            "sysmon_analytics_alert_events_total",
+            "Alert transitions (firing or resolved).",
+            stats.alert_events.load(Relaxed),
+        ),
+        (
+            "sysmon_analytics_skipped_batches_total",
+            "Stored batches not analysed because analytics fell behind.",
+            stats.skipped_batches.load(Relaxed),
+        ),
+        (
+            "sysmon_analytics_sink_errors_total",
+            "Failed writes of analytics results (SQLite, Redis).",
+            stats.sink_errors.load(Relaxed),
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

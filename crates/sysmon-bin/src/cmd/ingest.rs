@@ -214,6 +214,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
             sysmon_dashboard::Dashboard::new(sqlite.clone())
                 .with_live(ingest.events(), "in-process")
                 .with_ingest_stats(stats.clone())
+                .with_analytics_stats(analytics.stats.clone())
                 .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
                     (*sqlite).clone(),
                 )))
