@@ -199,6 +199,9 @@ impl Ingest {
         let sinks: Sinks = std::mem::take(&mut self.sinks).into();
         maintain(&sinks).await;
         let mut next_maintenance = Instant::now() + self.options.maintenance_interval;
+        // Later passes run beside ingestion (a large rollup must not hold up
+        // the batches behind it); one at a time.
+        let mut maintenance: Option<tokio::task::JoinHandle<()>> = None;
         let mut receive_outage: Option<Instant> = None;
         let mut retry_receive_at: Option<Instant> = None;
         let mut inflight: Option<Inflight> = None;
@@ -207,7 +210,10 @@ impl Ingest {
         loop {
             if inflight.is_none() {
                 if Instant::now() >= next_maintenance {
-                    maintain(&sinks).await;
+                    if maintenance.as_ref().is_none_or(|m| m.is_finished()) {
+                        let sinks = sinks.clone();
+                        maintenance = Some(tokio::spawn(async move { maintain(&sinks).await }));
+                    }
                     next_maintenance = Instant::now() + self.options.maintenance_interval;
                 }
                 if let Some(d) = ready.take() {
@@ -280,6 +286,10 @@ impl Ingest {
                 store(&sinks, &self.stats, batch, &shutdown).await?;
             }
             self.finish(d.batch, d.mark).await;
+        }
+        if let Some(m) = maintenance.take() {
+            // A pass in progress finishes (its transactions are short).
+            let _ = m.await;
         }
         info!(
             stored = self.stats.stored.load(Ordering::Relaxed),

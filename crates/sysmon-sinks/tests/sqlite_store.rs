@@ -700,3 +700,35 @@ async fn in_memory_sink_works_for_tests() {
         .unwrap();
     assert_eq!(rolled.iter().map(|b| b.count).sum::<u64>(), 2);
 }
+
+#[tokio::test]
+async fn a_fleet_larger_than_one_rollup_chunk_is_rolled_up_completely() {
+    // 250 machines x 2 minutes: maintenance works through them a hundred
+    // machines per transaction (so writes interleave) and misses none.
+    let dir = TempDir::new().unwrap();
+    let sink = open(&dir);
+    let conn = raw_conn(&dir);
+    let mut all = Vec::new();
+    for m in 0..250 {
+        for k in 0..4 {
+            let mut s = Snapshot::new(format!("fleet-{m:03}"), T0 + 30.0 * k as f64);
+            s.cpu_usage = (m % 100) as f64;
+            s.memory_usage = 40.0;
+            all.push(s);
+        }
+    }
+    sink.write(batch(all)).await.unwrap();
+    let report = sink.maintain_at(T0 + 300.0).await.unwrap();
+    assert_eq!(report.minutes_rolled_up, 500);
+    assert_eq!(count(&conn, "rollups"), 500);
+    assert_eq!(count(&conn, "dirty_minutes"), 0);
+    let wrong: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM rollups r JOIN machines m ON m.id = r.machine
+             WHERE r.n != 2 OR r.cpu_avg != CAST(substr(m.machine_id, 7) AS INTEGER) % 100",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(wrong, 0, "every machine-minute holds its own two samples");
+}

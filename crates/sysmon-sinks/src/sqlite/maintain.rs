@@ -64,6 +64,41 @@ fn rollup_sql(verb: &str, cmp: &str) -> String {
     )
 }
 
+/// Machines whose dirty minutes one [`rollup_chunk`] recomputes.
+pub(crate) const ROLLUP_CHUNK_MACHINES: i64 = 100;
+
+/// Recomputes the dirty minutes of the next `max_machines` machines (by id) in
+/// one short transaction, so that writes interleave with a large rollup
+/// instead of waiting for all of it. Returns the machine-minutes rolled up and
+/// whether no dirty minute is left.
+pub(crate) fn rollup_chunk(
+    conn: &mut Connection,
+    max_machines: i64,
+) -> Result<(u64, bool), SinksError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let ids: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT DISTINCT machine FROM dirty_minutes ORDER BY machine LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![max_machines], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let (Some(&lo), Some(&hi)) = (ids.first(), ids.last()) else {
+        return Ok((0, true));
+    };
+    let horizon = super::series::raw_horizon(&tx)?;
+    let only = " AND d.machine BETWEEN ?2 AND ?3 GROUP BY";
+    tx.prepare_cached(&rollup_sql("INSERT OR REPLACE", ">=").replace(" GROUP BY", only))?
+        .execute(params![horizon, lo, hi])?;
+    tx.prepare_cached(&rollup_sql("INSERT OR IGNORE", "<").replace(" GROUP BY", only))?
+        .execute(params![horizon, lo, hi])?;
+    let n = tx
+        .prepare_cached("DELETE FROM dirty_minutes WHERE machine BETWEEN ?1 AND ?2")?
+        .execute(params![lo, hi])? as u64;
+    tx.commit()?;
+    Ok((n, (ids.len() as i64) < max_machines))
+}
+
 fn machine_ids(conn: &Connection) -> Result<Vec<i64>, SinksError> {
     let mut stmt = conn.prepare_cached("SELECT id FROM machines ORDER BY id")?;
     let ids = stmt.query_map([], |r| r.get(0))?;

@@ -315,9 +315,23 @@ impl SqliteSink {
         }
         let now_ms = (now_secs * 1000.0).round() as i64;
         self.blocking(move |inner| {
-            inner.with_writer(|c| {
+            // Rollups first, a hundred machines per transaction: writes get the
+            // lock between chunks instead of waiting for a whole fleet's minutes.
+            let mut rolled = 0;
+            loop {
+                let (n, done) = inner
+                    .with_writer(|c| maintain::rollup_chunk(c, maintain::ROLLUP_CHUNK_MACHINES))?;
+                rolled += n;
+                if done {
+                    break;
+                }
+            }
+            // Then retention, with whatever was written meanwhile rolled up first.
+            let mut report = inner.with_writer(|c| {
                 maintain::maintain(c, now_ms, inner.raw_retention_ms, inner.rollup_retention_ms)
-            })
+            })?;
+            report.minutes_rolled_up += rolled;
+            Ok(report)
         })
         .await
     }
