@@ -18,7 +18,7 @@
 //! on with the newest.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -207,7 +207,8 @@ pub struct AnalyticsStats {
 
 /// Runs an [`AnalyticsEngine`] on the ingester's stored batches.
 pub struct AnalyticsService {
-    engine: AnalyticsEngine,
+    /// Shared with the blocking-pool task that runs each step.
+    engine: Arc<Mutex<AnalyticsEngine>>,
     sinks: Vec<Arc<dyn AnalyticsSink>>,
     notifiers: Vec<Arc<dyn AlertNotifier>>,
     tick_every: Duration,
@@ -218,7 +219,7 @@ impl AnalyticsService {
     /// A service around `engine`, with no sinks or notifiers yet.
     pub fn new(engine: AnalyticsEngine) -> AnalyticsService {
         AnalyticsService {
-            engine,
+            engine: Arc::new(Mutex::new(engine)),
             sinks: Vec::new(),
             notifiers: Vec::new(),
             tick_every: Duration::from_secs(1),
@@ -256,7 +257,7 @@ impl AnalyticsService {
         mut batches: broadcast::Receiver<Batch>,
         stop: CancellationToken,
     ) -> Result<(), CoreError> {
-        if self.engine.is_idle() {
+        if lock(&self.engine).is_idle() {
             info!("analytics: anomaly detection and alert rules are disabled");
         }
         let mut tick = tokio::time::interval(self.tick_every);
@@ -298,19 +299,17 @@ impl AnalyticsService {
     /// One step: a batch, or a tick when `batch` is `None`.
     async fn analyse(&mut self, batch: Option<Batch>) -> Result<(), CoreError> {
         let now = now_secs();
-        let engine = std::mem::replace(&mut self.engine, placeholder_engine());
+        let engine = self.engine.clone();
         // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
-        let (engine, record) = tokio::task::spawn_blocking(move || {
-            let mut engine = engine;
-            let record = match &batch {
+        let record = tokio::task::spawn_blocking(move || {
+            let mut engine = lock(&engine);
+            match &batch {
                 Some(b) => engine.observe_batch(b, now),
                 None => engine.tick(now),
-            };
-            (engine, record)
+            }
         })
         .await
         .map_err(|e| CoreError::Config(format!("analytics task failed: {e}")))?;
-        self.engine = engine;
         self.deliver(record).await;
         Ok(())
     }
@@ -352,15 +351,10 @@ impl AnalyticsService {
     }
 }
 
-/// Stands in for the engine while it is on the blocking pool.
-fn placeholder_engine() -> AnalyticsEngine {
-    AnalyticsEngine {
-        detector: None,
-        alerts: AlertEngine::new(Vec::new()),
-        last_active: None,
-        last_full_send: f64::NEG_INFINITY,
-        resend_every: 30.0,
-    }
+/// The engine's state stays consistent across a panic in a step (each step
+/// only adds to it), so a poisoned lock is taken over.
+fn lock(engine: &Mutex<AnalyticsEngine>) -> MutexGuard<'_, AnalyticsEngine> {
+    engine.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn now_secs() -> f64 {
