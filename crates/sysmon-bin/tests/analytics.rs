@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sysmon_core::config::SqliteConfig;
-use sysmon_sinks::sqlite::{state_name, SqliteSink};
+use sysmon_sinks::sqlite::SqliteSink;
 
 struct Running(Child);
 
@@ -235,7 +235,7 @@ timeout = "2s"
         let fired: Vec<_> = history
             .iter()
             .filter(|e| e.rule == "cpu_any")
-            .map(|e| state_name(e.state))
+            .map(|e| e.state.name())
             .collect();
         assert_eq!(fired, vec!["firing"], "fired once, never resolved");
         let samples = sink

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sysmon_core::config::{KafkaConfig, SqliteConfig};
 use sysmon_core::{Snapshot, Transport};
 use sysmon_sinks::kafka::KafkaTransport;
-use sysmon_sinks::sqlite::{state_name, SqliteSink};
+use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::redis_server::RedisServer;
 use sysmon_testkit::tansu::TansuBroker;
 
@@ -159,7 +159,7 @@ fn ingest_alerts_reach_redis_and_sqlite() {
         let hot: Vec<_> = history
             .iter()
             .filter(|e| e.machine_id.as_deref() == Some("hot-01"))
-            .map(|e| (e.rule.as_str(), state_name(e.state)))
+            .map(|e| (e.rule.as_str(), e.state.name()))
             .collect();
         assert_eq!(hot, vec![("cpu_high", "firing")]);
         assert!(history

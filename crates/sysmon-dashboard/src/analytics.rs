@@ -61,6 +61,16 @@ pub struct ForecastView {
     pub upper: Vec<f64>,
 }
 
+/// A machine's forecasts: its metrics over the next five minutes and the time
+/// until each filesystem is full.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MachineForecast {
+    /// One entry per metric with enough recent samples.
+    pub metrics: Vec<ForecastView>,
+    /// One entry per filesystem.
+    pub filesystems: Vec<FilesystemForecast>,
+}
+
 /// The analytics the dashboard can show.
 #[async_trait]
 pub trait AnalyticsSource: Send + Sync {
@@ -77,16 +87,9 @@ pub trait AnalyticsSource: Send + Sync {
         since: f64,
     ) -> Result<Vec<AnomalyView>, StoreError>;
 
-    /// Forecasts of a machine's metrics over the next five minutes.
-    async fn forecast(&self, machine_id: &str) -> Result<Vec<ForecastView>, StoreError>;
-
-    /// Time until each of a machine's filesystems is full (none by default).
-    async fn filesystem_forecast(
-        &self,
-        _machine_id: &str,
-    ) -> Result<Vec<FilesystemForecast>, StoreError> {
-        Ok(Vec::new())
-    }
+    /// Forecasts of a machine's metrics over the next five minutes, and of
+    /// its filesystems' time until full.
+    async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError>;
 }
 
 /// No analytics engine: every list is empty and `available` is false.
@@ -104,7 +107,7 @@ impl AnalyticsSource for NoAnalytics {
     async fn anomalies(&self, _: Option<&str>, _: f64) -> Result<Vec<AnomalyView>, StoreError> {
         Ok(Vec::new())
     }
-    async fn forecast(&self, _: &str) -> Result<Vec<ForecastView>, StoreError> {
-        Ok(Vec::new())
+    async fn forecast(&self, _: &str) -> Result<MachineForecast, StoreError> {
+        Ok(MachineForecast::default())
     }
 }

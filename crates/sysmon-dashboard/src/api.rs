@@ -555,11 +555,11 @@ pub(crate) async fn forecast(
 ) -> Result<Response, ApiError> {
     let id = machine_id(id)?;
     latest_or_404(&st, &id).await?;
-    let list = st.analytics.forecast(&id).await?;
-    let filesystems = st.analytics.filesystem_forecast(&id).await?;
+    let forecast = st.analytics.forecast(&id).await?;
     Ok(Json(json!({
         "machine_id": id, "available": st.analytics.available(),
-        "horizon_secs": 300, "forecasts": list, "filesystems": filesystems,
+        "horizon_secs": 300, "forecasts": forecast.metrics,
+        "filesystems": forecast.filesystems,
     }))
     .into_response())
 }

@@ -54,7 +54,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::info;
 
-pub use analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView, NoAnalytics};
+pub use analytics::{
+    AlertView, AnalyticsSource, AnomalyView, ForecastView, MachineForecast, NoAnalytics,
+};
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};
 pub use source::{Buckets, DashboardSource};

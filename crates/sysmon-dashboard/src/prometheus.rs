@@ -186,11 +186,7 @@ pub fn render(
                 st.commit_errors.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, v) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            let _ = writeln!(out, "{name} {v}");
-        }
+        write_counters(&mut out, &counters);
         let by_kind = st.rejected_by_kind();
         let _ = writeln!(
             out,
@@ -222,41 +218,48 @@ fn fmt_f64(v: f64) -> String {
     }
 }
 
+/// Unlabelled counters `(name, help, value)` in the text exposition format.
+fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(out, "{name} {v}");
+    }
+}
+
 /// The analytics' counters in the text exposition format.
 pub fn render_analytics(stats: &sysmon_core::analytics::AnalyticsStats) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
-    for (name, help, v) in [
-        (
-            "sysmon_analytics_scored_total",
-            "Snapshots scored by the anomaly detector.",
-            stats.scored.load(Relaxed),
-        ),
-        (
-            "sysmon_analytics_anomalies_total",
-            "Snapshots flagged as anomalous.",
-            stats.anomalies.load(Relaxed),
-        ),
-        (
-            "sysmon_analytics_alert_events_total",
-            "Alert transitions (firing or resolved).",
-            stats.alert_events.load(Relaxed),
-        ),
-        (
-            "sysmon_analytics_skipped_batches_total",
-            "Stored batches not analysed because analytics fell behind.",
-            stats.skipped_batches.load(Relaxed),
-        ),
-        (
-            "sysmon_analytics_sink_errors_total",
-            "Failed writes of analytics results (SQLite, Redis).",
-            stats.sink_errors.load(Relaxed),
-        ),
-    ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-        ));
-    }
+    write_counters(
+        &mut out,
+        &[
+            (
+                "sysmon_analytics_scored_total",
+                "Snapshots scored by the anomaly detector.",
+                stats.scored.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_analytics_anomalies_total",
+                "Snapshots flagged as anomalous.",
+                stats.anomalies.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_analytics_alert_events_total",
+                "Alert transitions (firing or resolved).",
+                stats.alert_events.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_analytics_skipped_batches_total",
+                "Stored batches not analysed because analytics fell behind.",
+                stats.skipped_batches.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_analytics_sink_errors_total",
+                "Failed writes of analytics results (SQLite, Redis).",
+                stats.sink_errors.load(Ordering::Relaxed),
+            ),
+        ],
+    );
     out
 }
 

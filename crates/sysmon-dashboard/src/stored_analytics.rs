@@ -12,9 +12,9 @@ use sysmon_core::analytics::alerts::AlertState;
 use sysmon_core::analytics::forecast::ForecastParams;
 use sysmon_core::analytics::{Forecaster, FEATURE_NAMES};
 use sysmon_core::StoreError;
-use sysmon_sinks::sqlite::{state_name, SqliteSink};
+use sysmon_sinks::sqlite::SqliteSink;
 
-use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, FilesystemForecast, ForecastView};
+use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView, MachineForecast};
 
 /// How far back resolved alerts are listed.
 const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
@@ -105,7 +105,7 @@ impl AnalyticsSource for StoredAnalytics {
                 machine_id: e.machine_id,
                 rule: e.rule,
                 severity: e.severity.to_string(),
-                state: state_name(e.state).to_string(),
+                state: e.state.name().to_string(),
                 since: e.at,
                 value: e.value.is_finite().then_some(e.value),
                 message: e.message,
@@ -137,9 +137,10 @@ impl AnalyticsSource for StoredAnalytics {
             .collect())
     }
 
-    async fn forecast(&self, machine_id: &str) -> Result<Vec<ForecastView>, StoreError> {
+    async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError> {
+        // One read of the recent samples serves both the metrics and the filesystems.
         let Some(forecaster) = self.fitted(machine_id).await? else {
-            return Ok(Vec::new());
+            return Ok(MachineForecast::default());
         };
         let mut views: Vec<ForecastView> = FEATURE_NAMES
             .iter()
@@ -166,16 +167,9 @@ impl AnalyticsSource for StoredAnalytics {
             }
         }
         views.retain(|v| !v.ts.is_empty());
-        Ok(views)
-    }
-
-    async fn filesystem_forecast(
-        &self,
-        machine_id: &str,
-    ) -> Result<Vec<FilesystemForecast>, StoreError> {
-        Ok(match self.fitted(machine_id).await? {
-            Some(f) => f.filesystems(machine_id),
-            None => Vec::new(),
+        Ok(MachineForecast {
+            metrics: views,
+            filesystems: forecaster.filesystems(machine_id),
         })
     }
 }

@@ -211,7 +211,7 @@ async fn alerts_fire_after_their_duration_and_resolved_ones_are_listed() {
     let hot2: Vec<_> = history
         .iter()
         .filter(|e| e.machine_id.as_deref() == Some("hot-02") && e.rule == "cpu_high")
-        .map(|e| sysmon_sinks::sqlite::state_name(e.state))
+        .map(|e| e.state.name())
         .collect();
     assert_eq!(hot2, vec!["resolved", "firing"], "newest first");
 }

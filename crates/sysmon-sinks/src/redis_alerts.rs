@@ -12,7 +12,6 @@ use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::SinkError;
 
 use crate::redis::RedisSink;
-use crate::sqlite::state_name;
 
 pub use sysmon_core::analytics::FLEET_SCOPE;
 
@@ -43,7 +42,7 @@ fn alert_json(a: &ActiveAlert) -> serde_json::Value {
         "severity": a.severity.to_string(),
         "machine_id": a.machine_id,
         "subject": a.subject,
-        "state": state_name(a.state),
+        "state": a.state.name(),
         "since": a.since,
         "value": if a.value.is_finite() { Some(a.value) } else { None },
     })

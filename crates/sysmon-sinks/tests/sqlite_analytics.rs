@@ -6,7 +6,7 @@ use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severi
 use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{Batch, Sink, Snapshot};
-use sysmon_sinks::sqlite::{state_name, SqliteSink};
+use sysmon_sinks::sqlite::SqliteSink;
 
 const T0: f64 = 1_764_086_400.0;
 
@@ -155,7 +155,7 @@ async fn scores_events_and_the_active_set_round_trip() {
         .await
         .unwrap()
         .iter()
-        .map(|e| state_name(e.state))
+        .map(|e| e.state.name())
         .collect();
     assert_eq!(states, vec!["resolved", "firing"], "newest first");
     // No active set in a record leaves the stored one alone.

@@ -641,6 +641,18 @@ pub enum AlertState {
     Resolved,
 }
 
+impl AlertState {
+    /// The state's name in JSON, logs and storage (`firing`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
 /// An alert started firing or was resolved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {

@@ -46,26 +46,15 @@ impl AlertNotifier for LogNotifier {
                 "alert firing: {}",
                 event.message
             ),
-            AlertState::Resolved => info!(
+            state => info!(
                 rule = %event.rule,
                 severity = %event.severity,
                 machine = %machine,
                 subject = %subject,
                 value = event.value,
                 at = event.at,
-                "alert resolved: {}",
-                event.message
-            ),
-            other => info!(
-                rule = %event.rule,
-                severity = %event.severity,
-                machine = %machine,
-                subject = %subject,
-                value = event.value,
-                at = event.at,
-                state = ?other,
-                "alert {:?}: {}",
-                other,
+                "alert {}: {}",
+                state.name(),
                 event.message
             ),
         }

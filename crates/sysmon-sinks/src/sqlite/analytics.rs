@@ -64,16 +64,6 @@ pub struct StoredActiveAlert {
     pub message: String,
 }
 
-/// The JSON name of a state (`firing`, ...).
-pub fn state_name(s: AlertState) -> &'static str {
-    match s {
-        AlertState::Inactive => "inactive",
-        AlertState::Pending => "pending",
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
-    }
-}
-
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
@@ -95,7 +85,7 @@ fn describe_pending(a: &ActiveAlert) -> String {
     format!(
         "{} {} on {on}{what}: value {:.1}",
         a.rule,
-        state_name(a.state),
+        a.state.name(),
         a.value
     )
 }
@@ -157,7 +147,7 @@ pub(crate) fn write_record(
                 e.severity.to_string(),
                 e.machine_id,
                 e.subject,
-                state_name(e.state),
+                e.state.name(),
                 finite(e.value),
                 e.message
             ])?;
@@ -203,7 +193,7 @@ pub(crate) fn write_record(
                 a.machine_id.as_deref().unwrap_or(""),
                 a.subject.as_deref().unwrap_or(""),
                 a.severity.to_string(),
-                state_name(a.state),
+                a.state.name(),
                 a.since,
                 finite(a.value),
                 message
