@@ -20,9 +20,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{is_rate, FeatureExtractor, FEATURE_COUNT};
+use super::features::{is_rate, FeatureExtractor, FEATURE_COUNT, FEATURE_NAMES};
 use super::isolation_forest::{quantile, Contamination, ForestParams, IsolationForest};
-use super::streaming::{StreamingDetector, StreamingOutcome, StreamingParams};
+use super::streaming::{Deviation, StreamingDetector, StreamingOutcome, StreamingParams};
 use crate::error::CoreError;
 use crate::snapshot::Snapshot;
 
@@ -39,6 +39,31 @@ pub enum ForestInput {
     /// insensitive to slow drift, so the forest judges how the features deviate together.
     #[default]
     Deviations,
+}
+
+/// How readily the detector flags: scales every test's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    /// Only clear anomalies: every limit × 1.4.
+    Low,
+    /// The calibrated default.
+    #[default]
+    Normal,
+    /// Smaller anomalies too, with more false alarms: every limit × 0.75.
+    High,
+}
+
+impl Sensitivity {
+    /// The factor applied to the tests' limits (z thresholds, minimum changes,
+    /// the ramp's rise).
+    pub fn factor(self) -> f64 {
+        match self {
+            Sensitivity::Low => 1.4,
+            Sensitivity::Normal => 1.0,
+            Sensitivity::High => 0.75,
+        }
+    }
 }
 
 /// `[anomaly]`: the anomaly detector's parameters. Windows are counted in samples
@@ -86,7 +111,7 @@ pub struct DetectorConfig {
     pub sustained_samples: usize,
     /// Streaming: robust z each of those samples needs (with the minimum change).
     pub sustained_z: f64,
-    /// Streaming: also flag drops (by default only rises are anomalies).
+    /// Streaming: flag drops as well as rises (default; `false`: only rises).
     pub two_sided: bool,
     /// Memory ramp test: samples in the window (0 disables it).
     pub trend_window: usize,
@@ -96,6 +121,31 @@ pub struct DetectorConfig {
     pub max_gap_factor: f64,
     /// Seed of the forests (mixed with each machine id): same input, same output.
     pub seed: u64,
+    /// `"low"`, `"normal"` (the calibrated default) or `"high"`: multiplies every
+    /// test's limits (z thresholds, minimum changes, the ramp's rise) by 1.4, 1
+    /// or 0.75.
+    pub sensitivity: Sensitivity,
+    /// Streaming: after this many consecutive flagged samples of a feature its
+    /// baseline moves to the new level (0 disables it): a level shift is flagged
+    /// at its onset, then learned.
+    pub relearn_after: usize,
+    /// Isolation Forest: it flags only when at least two features also deviate
+    /// from their baselines by this robust z (or more) in the anomalous direction;
+    /// its score alone is never evidence enough.
+    pub forest_corroboration_z: f64,
+    /// Streaming: keep a daily profile per feature (24 hourly levels); a value
+    /// usual at this hour of the day is not a deviation.
+    pub daily_profile: bool,
+    /// Streaming: raise the z limits by how heavy the series' own tail of robust
+    /// z-scores is compared with a Gaussian's (a streaming 99th percentile).
+    pub calibrate_tails: bool,
+    /// Streaming: the new-extreme test's memory, a time constant in seconds
+    /// (0 disables the test): a value beyond the range the feature reached
+    /// recently (the range decays towards the baseline at this pace) is flagged.
+    pub extreme_horizon_secs: f64,
+    /// Streaming: how far beyond that range, as a share of its width, flags
+    /// (with the minimum change from the baseline).
+    pub extreme_margin: f64,
 }
 
 impl Default for DetectorConfig {
@@ -119,38 +169,51 @@ impl Default for DetectorConfig {
             min_change_disk: s.min_change[2],
             min_change_network: s.min_change[4],
             rate_log_offset: s.rate_offset,
-            two_sided: s.two_sided,
+            two_sided: true,
             sustained_samples: s.sustained_samples,
             sustained_z: s.sustained_z,
             trend_window: s.trend_window,
             trend_min_rise: s.trend_min_rise,
             max_gap_factor: super::features::DEFAULT_MAX_GAP_FACTOR,
             seed: 0,
+            sensitivity: Sensitivity::Normal,
+            relearn_after: s.relearn_after,
+            forest_corroboration_z: 3.0,
+            daily_profile: s.daily_profile,
+            calibrate_tails: s.calibrate_tails,
+            extreme_horizon_secs: s.extreme_horizon,
+            extreme_margin: s.extreme_margin,
         }
     }
 }
 
 impl DetectorConfig {
-    /// The streaming detector's parameters.
+    /// The streaming detector's parameters (limits scaled by the sensitivity).
     pub fn streaming_params(&self) -> StreamingParams {
+        let k = self.sensitivity.factor();
         StreamingParams {
             window: self.z_window,
             warmup: self.z_warmup,
-            z_threshold: self.z_threshold,
+            z_threshold: self.z_threshold * k,
             min_change: [
-                self.min_change_cpu,
-                self.min_change_memory,
-                self.min_change_disk,
-                self.min_change_disk,
-                self.min_change_network,
-                self.min_change_network,
+                self.min_change_cpu * k,
+                self.min_change_memory * k,
+                self.min_change_disk * k,
+                self.min_change_disk * k,
+                self.min_change_network * k,
+                self.min_change_network * k,
             ],
             rate_offset: self.rate_log_offset,
             two_sided: self.two_sided,
             sustained_samples: self.sustained_samples,
-            sustained_z: self.sustained_z,
+            sustained_z: self.sustained_z * k,
             trend_window: self.trend_window,
-            trend_min_rise: self.trend_min_rise,
+            trend_min_rise: self.trend_min_rise * k,
+            relearn_after: self.relearn_after,
+            daily_profile: self.daily_profile,
+            calibrate_tails: self.calibrate_tails,
+            extreme_horizon: self.extreme_horizon_secs,
+            extreme_margin: self.extreme_margin * k,
             ..StreamingParams::default()
         }
     }
@@ -216,6 +279,7 @@ impl DetectorConfig {
             ("min_change_network", self.min_change_network),
             ("rate_log_offset", self.rate_log_offset),
             ("trend_min_rise", self.trend_min_rise),
+            ("forest_corroboration_z", self.forest_corroboration_z),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number, not {v}"));
@@ -264,6 +328,9 @@ pub struct Verdict {
     pub streaming: StreamingOutcome,
     /// The forest's score and threshold, when it scored the sample.
     pub forest: Option<(f64, f64)>,
+    /// True when the forest's score was at or above its threshold and
+    /// corroborated by deviating features (so the forest flagged).
+    pub forest_agreed: bool,
 }
 
 impl Verdict {
@@ -274,7 +341,7 @@ impl Verdict {
 
     /// True when the forest flagged.
     pub fn forest_flagged(&self) -> bool {
-        self.forest.is_some_and(|(s, t)| s >= t)
+        self.forest_agreed
     }
 }
 
@@ -392,6 +459,7 @@ impl AnomalyDetector {
         let mut verdict = Verdict {
             streaming,
             forest: None,
+            forest_agreed: false,
         };
         let row = match cfg.forest_input {
             ForestInput::Levels => features.complete().map(|values| {
@@ -452,11 +520,35 @@ impl AnomalyDetector {
             reasons.push(t.describe(cfg.trend_window));
         }
         if let Some((s, t)) = verdict.forest {
-            ratio = ratio.max(s / t.max(f64::MIN_POSITIVE));
-            if s >= t {
+            // The forest's score is evidence only with deviations to show for it:
+            // at least two features off their baselines by the corroboration z.
+            let limit = cfg.forest_corroboration_z * cfg.sensitivity.factor();
+            let mut off: Vec<&Deviation> = verdict
+                .streaming
+                .deviations
+                .iter()
+                .flatten()
+                .filter(|d| {
+                    let z = if cfg.two_sided { d.z.abs() } else { d.z };
+                    z >= limit
+                })
+                .collect();
+            if s >= t && off.len() >= 2 {
+                ratio = ratio.max(s / t.max(f64::MIN_POSITIVE));
+                off.sort_by(|a, b| b.z.abs().total_cmp(&a.z.abs()));
+                let what: Vec<String> = off
+                    .iter()
+                    .take(3)
+                    .map(|d| format!("{} robust z = {:.1}", FEATURE_NAMES[d.feature], d.z))
+                    .collect();
                 reasons.push(format!(
-                    "isolation forest score {s:.3} at or above its threshold {t:.3}"
+                    "isolation forest score {s:.3} at or above its threshold {t:.3}: {} features deviate together ({})",
+                    off.len(),
+                    what.join(", ")
                 ));
+                verdict.forest_agreed = true;
+            } else {
+                ratio = ratio.max((s / t.max(f64::MIN_POSITIVE)).min(0.999));
             }
         }
         let anomaly = !reasons.is_empty();

@@ -8,6 +8,8 @@
 //! * [`isolation_forest`]: an Isolation Forest (Liu et al. 2008);
 //! * [`streaming`]: rolling median/MAD robust z-scores and a memory ramp test;
 //! * [`detector`]: [`AnomalyDetector`], combining both per machine;
+//! * [`episodes`]: [`EpisodeTracker`], a persisting flag as one anomaly episode;
+//! * [`score_windows`]: flags scored against labelled windows (NAB's scoring);
 //! * [`forecast`]: values in 5 minutes with a prediction band, time until a
 //!   filesystem is full;
 //! * [`alerts`]: alert rules and their pending → firing → resolved state machine;
@@ -19,18 +21,22 @@
 //! The method and its measured quality are described in `docs/anomaly-detection.md`.
 
 pub mod alerts;
+pub mod baseline;
 pub mod detector;
+pub mod episodes;
 pub mod eval;
 pub mod features;
 pub mod forecast;
 pub mod isolation_forest;
 pub mod notify;
+pub mod score_windows;
 pub mod service;
 pub mod streaming;
 pub mod tracegen;
 
 pub use alerts::{AlertEngine, AlertEvent, AlertRule, AlertState, AlertsConfig, Severity};
-pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig};
+pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig, Sensitivity};
+pub use episodes::{Episode, EpisodeTracker};
 pub use features::{FeatureExtractor, Features, FEATURE_NAMES};
 pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};

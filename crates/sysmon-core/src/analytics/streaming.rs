@@ -20,6 +20,7 @@
 
 use std::collections::VecDeque;
 
+use super::baseline::{DailyProfile, Envelope, TailQuantile};
 use super::features::{is_rate, Features, FEATURE_COUNT, FEATURE_NAMES, MEMORY};
 
 /// In the sustained-shift test each sample counts for at most this many times
@@ -74,6 +75,16 @@ impl RollingMedian {
         self.ring.push_back(value);
         let at = self.sorted.partition_point(|v| *v < value);
         self.sorted.insert(at, value);
+    }
+
+    /// Adds `delta` to every value in the window (order, and so the spread, kept).
+    pub fn shift(&mut self, delta: f64) {
+        if !delta.is_finite() {
+            return;
+        }
+        for v in self.ring.iter_mut().chain(self.sorted.iter_mut()) {
+            *v += delta;
+        }
     }
 
     /// The median of the window.
@@ -156,6 +167,22 @@ pub struct StreamingParams {
     pub trend_window: usize,
     /// Rise over the trend window, in points, that flags a ramp.
     pub trend_min_rise: f64,
+    /// Level-shift re-learning: after this many consecutive flagged samples of a
+    /// feature (0 disables it), its baseline moves to the new level (the window
+    /// is shifted by the run's mean deviation, keeping its spread), so a new normal
+    /// is flagged at its onset and then learned instead of flagged until half the
+    /// window has turned over.
+    pub relearn_after: usize,
+    /// Keep a daily profile per feature: a level usual at this hour of the day
+    /// is not a deviation.
+    pub daily_profile: bool,
+    /// Scale the z limits by how heavy the series' own tail of robust z-scores
+    /// is (see [`TailQuantile`]).
+    pub calibrate_tails: bool,
+    /// New-extreme test: time constant of the envelope, seconds (0 disables it).
+    pub extreme_horizon: f64,
+    /// New-extreme test: how far beyond the envelope, as a share of its width.
+    pub extreme_margin: f64,
 }
 
 impl Default for StreamingParams {
@@ -173,6 +200,11 @@ impl Default for StreamingParams {
             sustained_z: 3.0,
             trend_window: 120,
             trend_min_rise: 3.0,
+            relearn_after: 3,
+            daily_profile: true,
+            calibrate_tails: true,
+            extreme_horizon: 86_400.0,
+            extreme_margin: 0.1,
         }
     }
 }
@@ -195,24 +227,39 @@ pub struct Deviation {
     pub ratio: f64,
     /// True when the sustained-shift test gave the ratio.
     pub sustained: bool,
+    /// The expected range, in the feature's unit: values between these two are
+    /// not anomalous (the baseline ± the spike test's limits, the larger of
+    /// `z_threshold` robust scales and `min_change`).
+    pub expected: (f64, f64),
 }
 
 impl Deviation {
-    /// A human-readable reason, e.g. `cpu_usage 95.0 % vs median 31.2 % (z = 14.1)`.
+    /// A human-readable reason naming the metric, the observed value, the
+    /// expected range and the deviation, e.g.
+    /// `cpu_usage 95.0 % vs median 31.2 %, expected 11.2..51.2 % (+63.8 points, robust z = 14.1)`.
     pub fn describe(&self) -> String {
         let name = FEATURE_NAMES[self.feature];
         let how = if self.sustained { ", sustained" } else { "" };
+        let (lo, hi) = self.expected;
         if is_rate(self.feature) {
             format!(
-                "{name} {} vs median {} (robust z = {:.1}{how})",
+                "{name} {} vs median {}, expected {}..{} ({:+.1}x, robust z = {:.1}{how})",
                 human_rate(self.value),
                 human_rate(self.baseline),
+                human_rate(lo),
+                human_rate(hi),
+                (self.value + 1.0) / (self.baseline + 1.0),
                 self.z
             )
         } else {
             format!(
-                "{name} {:.1} % vs median {:.1} % (robust z = {:.1}{how})",
-                self.value, self.baseline, self.z
+                "{name} {:.1} % vs median {:.1} %, expected {:.1}..{:.1} % ({:+.1} points, robust z = {:.1}{how})",
+                self.value,
+                self.baseline,
+                lo,
+                hi,
+                self.value - self.baseline,
+                self.z
             )
         }
     }
@@ -278,6 +325,17 @@ pub struct StreamingDetector {
     /// Per feature, (z, change) of the last samples, newest last, clipped at 0
     /// unless two-sided.
     recent: Vec<VecDeque<(f64, f64)>>,
+    /// Per feature, the consecutive flagged samples and the sum of their
+    /// deviations from the baseline (transformed space), for re-learning.
+    runs: [(u32, f64); FEATURE_COUNT],
+    /// Per feature, the baseline before the last re-learning (NaN: none).
+    previous: [f64; FEATURE_COUNT],
+    /// Per feature, the usual level by hour of day.
+    profiles: Vec<DailyProfile>,
+    /// Per feature, the calibration of the robust z's tail.
+    tails: [TailQuantile; FEATURE_COUNT],
+    /// Per feature, the recent range.
+    envelopes: [Envelope; FEATURE_COUNT],
     trend: VecDeque<f64>,
 }
 
@@ -291,6 +349,15 @@ impl StreamingDetector {
             recent: (0..FEATURE_COUNT)
                 .map(|_| VecDeque::with_capacity(params.sustained_samples))
                 .collect(),
+            runs: [(0, 0.0); FEATURE_COUNT],
+            previous: [f64::NAN; FEATURE_COUNT],
+            profiles: if params.daily_profile {
+                vec![DailyProfile::default(); FEATURE_COUNT]
+            } else {
+                Vec::new()
+            },
+            tails: [TailQuantile::default(); FEATURE_COUNT],
+            envelopes: [Envelope::default(); FEATURE_COUNT],
             trend: VecDeque::with_capacity(params.trend_window),
             params,
         }
@@ -321,62 +388,42 @@ impl StreamingDetector {
     pub fn observe(&mut self, features: &Features) -> StreamingOutcome {
         let mut out = StreamingOutcome::default();
         let p = self.params;
+        let ts = features.timestamp;
         for (f, value) in features.values.iter().enumerate() {
             let Some(x) = *value else { continue };
             let y = self.transform(f, x);
             let w = &self.windows[f];
             if w.len() >= p.warmup.max(1) {
                 if let (Some(med), Some(mad)) = (w.median(), w.mad()) {
-                    let min_scale = if is_rate(f) {
-                        p.min_scale_log
-                    } else {
-                        p.min_scale_percent
-                    };
-                    let scale = (MAD_TO_SIGMA * mad).max(min_scale).max(f64::MIN_POSITIVE);
-                    let z = (y - med) / scale;
-                    let baseline = self.inverse(f, med);
-                    let change = x - baseline;
-                    let (z_eff, change_eff) = if p.two_sided {
-                        (z.abs(), change.abs())
-                    } else {
-                        (z.max(0.0), change.max(0.0))
-                    };
-                    let change_ratio = change_eff / p.min_change[f].max(f64::MIN_POSITIVE);
-                    let spike = (z_eff / p.z_threshold).min(change_ratio);
-                    let mut sustained = 0.0;
-                    if p.sustained_samples > 0 {
-                        let recent = &mut self.recent[f];
-                        if recent.len() == p.sustained_samples {
-                            recent.pop_front();
+                    let d = self.deviation(f, x, y, med, mad, ts);
+                    out.deviations[f] = Some(d);
+                    let run = &mut self.runs[f];
+                    if d.ratio >= 1.0 {
+                        run.0 += 1;
+                        run.1 += y - med;
+                        if p.relearn_after > 0 && run.0 as usize >= p.relearn_after {
+                            // A new normal: move the baseline to the run's level,
+                            // remembering the old one (a return to it is no anomaly).
+                            let delta = run.1 / run.0 as f64;
+                            self.previous[f] = med;
+                            self.windows[f].shift(delta);
+                            self.recent[f].clear();
+                            *run = (0, 0.0);
                         }
-                        // Clipped, so that one huge spike cannot carry the mean
-                        // over the next samples on its own.
-                        recent.push_back((
-                            z_eff.min(SUSTAINED_CLIP * p.sustained_z),
-                            change_eff.min(SUSTAINED_CLIP * p.min_change[f]),
-                        ));
-                        if recent.len() == p.sustained_samples {
-                            let k = recent.len() as f64;
-                            let (sz, sc) = recent
-                                .iter()
-                                .fold((0.0, 0.0), |(a, b), (z, c)| (a + z, b + c));
-                            sustained = (sz / k / p.sustained_z)
-                                .min(sc / k / p.min_change[f].max(f64::MIN_POSITIVE));
-                        }
+                    } else {
+                        *run = (0, 0.0);
                     }
-                    out.deviations[f] = Some(Deviation {
-                        feature: f,
-                        value: x,
-                        baseline,
-                        z,
-                        ratio: spike.max(sustained),
-                        sustained: sustained > spike,
-                    });
                 }
             } else {
                 self.recent[f].clear();
+                self.runs[f] = (0, 0.0);
             }
             self.windows[f].push(y);
+            if p.daily_profile {
+                if let Some(m) = self.windows[f].median() {
+                    self.profiles[f].push(ts, m);
+                }
+            }
         }
         if p.trend_window >= 4 {
             if let Some(m) = features.values[MEMORY] {
@@ -390,6 +437,119 @@ impl StreamingDetector {
             }
         }
         out
+    }
+
+    /// The deviation of `x` (`y` transformed) from the references: the rolling
+    /// median, the daily profile's range for this hour, the level before the
+    /// last re-learning. The nearest one counts.
+    fn deviation(&mut self, f: usize, x: f64, y: f64, med: f64, mad: f64, ts: f64) -> Deviation {
+        let p = self.params;
+        let min_scale = if is_rate(f) {
+            p.min_scale_log
+        } else {
+            p.min_scale_percent
+        };
+        let scale = (MAD_TO_SIGMA * mad).max(min_scale).max(f64::MIN_POSITIVE);
+        let (mut lo_ref, mut hi_ref) = (med, med);
+        let mut dev = y - med;
+        let mut consider = |a: f64, b: f64, lo_ref: &mut f64, hi_ref: &mut f64| {
+            let d = if y > b {
+                y - b
+            } else if y < a {
+                y - a
+            } else {
+                0.0
+            };
+            if d.abs() < dev.abs() {
+                dev = d;
+            }
+            *lo_ref = lo_ref.min(a);
+            *hi_ref = hi_ref.max(b);
+        };
+        if p.daily_profile {
+            if let Some((a, b)) = self.profiles[f].range(ts) {
+                consider(a, b, &mut lo_ref, &mut hi_ref);
+            }
+        }
+        let prev = self.previous[f];
+        if prev.is_finite() {
+            consider(prev, prev, &mut lo_ref, &mut hi_ref);
+        }
+        let raw_z = (y - med) / scale;
+        let z = dev / scale;
+        let anchor = self.inverse(f, y - dev);
+        let change = x - anchor;
+        let k = if p.calibrate_tails {
+            self.tails[f].factor(p.two_sided)
+        } else {
+            1.0
+        };
+        let (z_limit, sustained_limit) = (p.z_threshold * k, p.sustained_z * k);
+        let (z_eff, change_eff) = if p.two_sided {
+            (z.abs(), change.abs())
+        } else {
+            (z.max(0.0), change.max(0.0))
+        };
+        let change_ratio = change_eff / p.min_change[f].max(f64::MIN_POSITIVE);
+        let spike = (z_eff / z_limit).min(change_ratio);
+        let mut sustained: f64 = 0.0;
+        if p.sustained_samples > 0 {
+            let recent = &mut self.recent[f];
+            if recent.len() == p.sustained_samples {
+                recent.pop_front();
+            }
+            // Clipped, so that one huge spike cannot carry the mean over the
+            // next samples on its own.
+            recent.push_back((
+                (z_eff / k).min(SUSTAINED_CLIP * p.sustained_z),
+                change_eff.min(SUSTAINED_CLIP * p.min_change[f]),
+            ));
+            if recent.len() == p.sustained_samples {
+                let n = recent.len() as f64;
+                let (sz, sc) = recent
+                    .iter()
+                    .fold((0.0, 0.0), |(a, b), (z, c)| (a + z, b + c));
+                // The sample itself must also pass the sustained limits: a shift
+                // is flagged on samples that show it, never on one back at the
+                // baseline.
+                sustained = (sz / n / p.sustained_z)
+                    .min(sc / n / p.min_change[f].max(f64::MIN_POSITIVE))
+                    .min(z_eff / sustained_limit)
+                    .min(change_ratio);
+            }
+        }
+        let mut extreme = 0.0;
+        if p.extreme_horizon > 0.0 {
+            if let Some(e) = self.envelopes[f].observe(ts, y, med, p.extreme_horizon) {
+                let e = if p.two_sided { e.abs() } else { e.max(0.0) };
+                // Beyond the recent range, and off every reference by the
+                // sustained test's z and the minimum change.
+                extreme = (e / p.extreme_margin.max(f64::MIN_POSITIVE))
+                    .min(z_eff / sustained_limit)
+                    .min(change_ratio);
+            }
+        }
+        // The tail is calibrated on the samples the spike test does not flag:
+        // anomalies do not raise the limits that should catch the next ones.
+        if spike < 1.0 {
+            self.tails[f].push(raw_z, p.two_sided);
+        }
+        let reach = z_limit * scale;
+        let lo = self
+            .inverse(f, lo_ref - reach)
+            .min(self.inverse(f, lo_ref) - p.min_change[f]);
+        let hi = self
+            .inverse(f, hi_ref + reach)
+            .max(self.inverse(f, hi_ref) + p.min_change[f]);
+        Deviation {
+            feature: f,
+            value: x,
+            baseline: self.inverse(f, med),
+            z,
+            ratio: spike.max(sustained).max(extreme),
+            sustained: sustained > spike.max(extreme),
+            expected: (lo.max(0.0), if is_rate(f) { hi } else { hi.min(100.0) }),
+        }
     }
 
     fn trend_of_window(&self) -> Trend {
