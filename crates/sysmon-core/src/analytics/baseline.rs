@@ -107,6 +107,9 @@ const GAUSS_Q_ONE_SIDED: f64 = 2.326;
 const GAUSS_Q_TWO_SIDED: f64 = 2.576;
 /// Step of the tracker in log space.
 const TAIL_STEP: f64 = 0.05;
+/// A tail up to this much heavier than a Gaussian's is taken as Gaussian
+/// (short harmless bumps make most real series slightly heavy-tailed).
+const TAIL_SLACK: f64 = 1.3;
 /// Samples before the calibration counts.
 const TAIL_MIN_SAMPLES: u32 = 200;
 
@@ -152,7 +155,7 @@ impl TailQuantile {
         } else {
             GAUSS_Q_ONE_SIDED
         };
-        ((self.log_q as f64).exp() / gauss).max(1.0).powf(0.75)
+        ((self.log_q as f64).exp() / gauss / TAIL_SLACK).max(1.0).powf(0.75)
     }
 }
 

@@ -200,7 +200,7 @@ impl Default for StreamingParams {
             sustained_z: 3.0,
             trend_window: 120,
             trend_min_rise: 3.0,
-            relearn_after: 3,
+            relearn_after: 1,
             daily_profile: true,
             calibrate_tails: true,
             extreme_horizon: 86_400.0,
