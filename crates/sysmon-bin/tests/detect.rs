@@ -389,3 +389,102 @@ fn help_explains_the_output_with_an_example() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+/// `shared/datasets/nab-dev` beside the clone (`../shared/datasets/nab-dev` from
+/// the workspace root), found from this crate upwards.
+fn nab_dev() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/datasets/nab-dev"))
+        .find(|p| p.join("windows.json").is_file())
+        .expect("the NAB subset shared/datasets/nab-dev beside the clone (../shared from the workspace root)")
+}
+
+/// Quality (not timing): real labelled series (NAB, values min-max scaled into
+/// `cpu_usage` as legacy snapshots) through the real binary with `--windows`,
+/// scored as NAB scores detectors, within the targets; the binary's
+/// figures equal the in-process detector's.
+#[test]
+fn windows_scoring_on_real_labelled_series_meets_the_targets() {
+    use sysmon_core::analytics::score_windows::{
+        parse_windows, score_series, series_from_csv, WindowScore, DEFAULT_PROBATION,
+    };
+    let dir = nab_dev();
+    let files = [
+        "realKnownCause/ec2_request_latency_system_failure.csv",
+        "realTraffic/occupancy_t4013.csv",
+        "realAdExchange/exchange-3_cpc_results.csv",
+        "artificialNoAnomaly/art_noisy.csv",
+    ];
+    let windows_path = dir.join("windows.json");
+    let windows = parse_windows(&std::fs::read_to_string(&windows_path).unwrap()).unwrap();
+    let mut input = Vec::new();
+    let mut expected = WindowScore::default();
+    for f in files {
+        let snaps = series_from_csv(&std::fs::read_to_string(dir.join(f)).unwrap(), f).unwrap();
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        let flags: Vec<(f64, bool)> = snaps
+            .iter()
+            .filter_map(|s| d.observe(s))
+            .map(|a| (a.timestamp, a.anomaly))
+            .collect();
+        expected.merge(&score_series(
+            &flags,
+            &windows.for_series(f).unwrap(),
+            DEFAULT_PROBATION,
+        ));
+        input.extend(snaps.iter().map(legacy_line));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_lines(tmp.path(), "nab.jsonl", &input);
+    let out = detect_file(
+        &path,
+        &["--windows", windows_path.to_str().expect("a UTF-8 path")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = lines(&out);
+    assert_eq!(lines.len(), files.len() + 1, "{lines:?}");
+    let total = lines.last().unwrap();
+    assert!(total["machine_id"].is_null(), "{total}");
+    let get = |k: &str| total[k].as_u64().unwrap() as usize;
+    assert_eq!(
+        (get("windows"), get("found"), get("outside"), get("false_flags")),
+        (
+            expected.windows,
+            expected.found,
+            expected.outside,
+            expected.false_flags
+        ),
+        "the binary and the in-process detector agree"
+    );
+    println!("{}", expected.summary());
+    assert_eq!(expected.windows, 8);
+    assert!(expected.found >= 6, "{}", expected.summary());
+    assert!(expected.fpr() <= 0.003, "{}", expected.summary());
+    assert!(stderr(&out).contains("windows found"), "{}", stderr(&out));
+}
+
+#[test]
+fn episodes_mode_prints_one_line_per_episode() {
+    let trace = generate(&TraceConfig {
+        machines: 2,
+        samples: 1500,
+        seed: 4,
+        ..TraceConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write_lines(tmp.path(), "t.jsonl", &native_lines(&trace));
+    let samples = lines(&detect_file(&path, &[]));
+    let flags = samples.iter().filter(|l| l["anomaly"] == true).count();
+    let out = detect_file(&path, &["--episodes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let episodes = lines(&out);
+    assert!(!episodes.is_empty() && episodes.len() <= flags, "{} episodes, {flags} flags", episodes.len());
+    let in_episodes: u64 = episodes.iter().map(|e| e["samples"].as_u64().unwrap()).sum();
+    assert_eq!(in_episodes as usize, flags);
+    for e in &episodes {
+        assert!(e["start"].as_f64() <= e["end"].as_f64(), "{e}");
+        assert!(!e["metrics"].as_array().unwrap().is_empty(), "{e}");
+        assert!(!e["reasons"].as_array().unwrap().is_empty(), "{e}");
+    }
+}

@@ -9,9 +9,14 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 
+use std::collections::BTreeMap;
+
 use anyhow::{bail, Context};
 use clap::Args;
-use sysmon_core::analytics::{AnomalyDetector, AnomalyScore};
+use sysmon_core::analytics::score_windows::{
+    parse_windows, score_series, WindowScore, WindowsFile, DEFAULT_PROBATION,
+};
+use sysmon_core::analytics::{AnomalyDetector, AnomalyScore, EpisodeTracker};
 use sysmon_core::codec::{decode_with, Format};
 
 use crate::cli::CommonArgs;
@@ -34,8 +39,22 @@ that machine's previous one) gives `\"score\":null,\"anomaly\":false,\"skipped\"
 A line that does not decode gives {\"line\":N,\"error\":\"...\"} (N counts from 1, \
 empty lines included); the rest is still scored, and the exit status is 1 with the \
 count on stderr. Empty (or blank) lines are ignored: no output line, not an error.\n\n\
+With --episodes, the output is one JSON line per anomaly episode instead (a \
+persisting flag is one episode: machine_id, start, end, peak_at, peak_score, samples, \
+metrics, reasons of the peak), in the order they close.\n\n\
+With --windows WINDOWS.json, the flags are scored against labelled anomaly windows the \
+way the Numenta Anomaly Benchmark scores detectors, and the output is one JSON line per \
+machine and a last line with \"machine_id\":null for all of them: windows, found, \
+samples scored, samples outside windows, false_flags, fpr, false_flags_per_day. The \
+first 15 % of each machine's samples is probation (not scored); a window is found when a \
+sample inside it is flagged; FPR = flags outside every window / samples outside windows. \
+WINDOWS.json is a list of [start, end] pairs (seconds since the epoch or \
+\"YYYY-MM-DD HH:MM:SS\" UTC), used for every machine, or an object mapping a machine id \
+or the input's file name (NAB's windows.json) to such a list. A summary goes to stderr.\n\n\
 Examples:\n  \
 sysmon detect --input trace.jsonl > scores.jsonl\n  \
+sysmon detect --input trace.jsonl --episodes\n  \
+sysmon detect --input incidents.jsonl --windows incidents-windows.json\n  \
 sysmon query --since 24h | sysmon detect --input - | grep '\"anomaly\":true'\n  \
 sysmon detect --input legacy.jsonl --config sysmon.toml   # [anomaly] tuning";
 
@@ -45,6 +64,22 @@ pub struct DetectArgs {
     /// File of snapshots, one JSON object per line; `-` reads standard input.
     #[arg(long, short = 'i', value_name = "FILE")]
     input: PathBuf,
+    /// Score the flags against these labelled anomaly windows (see --help).
+    #[arg(long, value_name = "WINDOWS.json", conflicts_with = "episodes")]
+    windows: Option<PathBuf>,
+    /// Print anomaly episodes instead of a line per snapshot.
+    #[arg(long)]
+    episodes: bool,
+}
+
+/// What `sysmon detect` prints.
+enum Mode {
+    /// One line per input line.
+    Samples,
+    /// One line per episode.
+    Episodes(EpisodeTracker),
+    /// Per machine, the flags (timestamp, flagged), scored at the end.
+    Windows(WindowsFile, BTreeMap<String, Vec<(f64, bool)>>),
 }
 
 /// What a run saw.
@@ -68,18 +103,33 @@ pub fn run(args: DetectArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut detector = AnomalyDetector::new(config.anomaly.clone())
         .context("the [anomaly] section of the configuration")?;
     let max_bytes = config.ingest.max_message_bytes;
+    let mut mode = match &args.windows {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the windows file {}", path.display()))?;
+            let windows = parse_windows(&text)
+                .with_context(|| format!("in the windows file {}", path.display()))?;
+            Mode::Windows(windows, BTreeMap::new())
+        }
+        None if args.episodes => Mode::Episodes(EpisodeTracker::default()),
+        None => Mode::Samples,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = if args.input.as_os_str() == "-" {
         let stdin = io::stdin();
         let mut input = stdin.lock();
-        score_lines(&mut input, &mut out, &mut detector, max_bytes)
+        score_lines(&mut input, &mut out, &mut detector, max_bytes, &mut mode)
     } else {
         let file = File::open(&args.input)
             .with_context(|| format!("cannot open input file {}", args.input.display()))?;
         let mut input = BufReader::with_capacity(1 << 16, file);
-        score_lines(&mut input, &mut out, &mut detector, max_bytes)
+        score_lines(&mut input, &mut out, &mut detector, max_bytes, &mut mode)
     };
+    let result = result.and_then(|s| {
+        finish(&mut out, mode, &args.input.to_string_lossy())?;
+        Ok(s)
+    });
     let summary = match result.and_then(|s| out.flush().map(|()| s).map_err(Failure::Write)) {
         Ok(s) => s,
         // A reader that stopped early (`sysmon detect ... | head`) is not an error.
@@ -128,6 +178,7 @@ fn score_lines(
     out: &mut impl Write,
     detector: &mut AnomalyDetector,
     max_bytes: usize,
+    mode: &mut Mode,
 ) -> Result<DetectSummary, Failure> {
     let mut summary = DetectSummary::default();
     let mut buf = Vec::with_capacity(4096);
@@ -143,27 +194,101 @@ fn score_lines(
             summary.empty += 1;
             continue;
         }
-        match decode_with(line, Some(Format::Json), max_bytes) {
-            Ok(snapshot) => match detector.observe(&snapshot) {
-                Some(s) => {
-                    summary.scored += 1;
-                    summary.anomalies += s.anomaly as u64;
-                    write_score(out, &s)?;
-                }
-                None => {
-                    summary.skipped += 1;
-                    write_skipped(out, &snapshot.machine_id, snapshot.timestamp)?;
-                }
-            },
-            Err(e) => {
-                summary.errors += 1;
+        let decoded = decode_with(line, Some(Format::Json), max_bytes);
+        let scored = decoded
+            .as_ref()
+            .ok()
+            .map(|snapshot| (snapshot, detector.observe_detailed(snapshot)));
+        match &scored {
+            Some((_, Some((s, _)))) => {
+                summary.scored += 1;
+                summary.anomalies += s.anomaly as u64;
+            }
+            Some((_, None)) => summary.skipped += 1,
+            None => summary.errors += 1,
+        }
+        match (&mut *mode, scored, &decoded) {
+            (Mode::Samples, Some((_, Some((s, _)))), _) => write_score(out, &s)?,
+            (Mode::Samples, Some((snapshot, None)), _) => {
+                write_skipped(out, &snapshot.machine_id, snapshot.timestamp)?;
+            }
+            (Mode::Samples, None, Err(e)) => {
                 write!(out, "{{\"line\":{line_no},\"error\":")?;
                 json!(out, &e.to_string())?;
                 out.write_all(b"}")?;
             }
+            (Mode::Episodes(tracker), Some((_, Some((s, v)))), _) => {
+                if let Some(e) = tracker.observe(&s, &v) {
+                    json!(out, &e)?;
+                    out.write_all(b"\n")?;
+                }
+                continue;
+            }
+            (Mode::Windows(_, flags), Some((_, Some((s, _)))), _) => {
+                flags
+                    .entry(s.machine_id)
+                    .or_default()
+                    .push((s.timestamp, s.anomaly));
+                continue;
+            }
+            (Mode::Episodes(_) | Mode::Windows(..), _, Err(e)) => {
+                write!(out, "{{\"line\":{line_no},\"error\":")?;
+                json!(out, &e.to_string())?;
+                out.write_all(b"}")?;
+            }
+            _ => continue,
         }
         out.write_all(b"\n")?;
     }
+}
+
+/// The end of the input: the episodes still open, or the window scores.
+fn finish(out: &mut impl Write, mode: Mode, input_name: &str) -> Result<(), Failure> {
+    match mode {
+        Mode::Samples => {}
+        Mode::Episodes(mut tracker) => {
+            for e in tracker.finish() {
+                json!(out, &e)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        Mode::Windows(windows, flags) => {
+            let mut total = WindowScore::default();
+            for (machine, flags) in &flags {
+                let w = match &windows {
+                    WindowsFile::Map(m) if m.contains_key(machine) => m[machine].clone(),
+                    _ => windows.for_series(input_name).map_err(|e| {
+                        Failure::Read(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+                    })?,
+                };
+                let s = score_series(flags, &w, DEFAULT_PROBATION);
+                write_window_score(out, Some(machine), &s)?;
+                total.merge(&s);
+            }
+            write_window_score(out, None, &total)?;
+            eprintln!("{}", total.summary());
+        }
+    }
+    Ok(())
+}
+
+/// One machine's (or, for `None`, every machine's) window scores.
+fn write_window_score(
+    out: &mut impl Write,
+    machine: Option<&str>,
+    s: &WindowScore,
+) -> io::Result<()> {
+    out.write_all(b"{\"machine_id\":")?;
+    json!(out, &machine)?;
+    write!(
+        out,
+        ",\"windows\":{},\"found\":{},\"scored\":{},\"outside\":{},\"false_flags\":{},\"fpr\":",
+        s.windows, s.found, s.scored, s.outside, s.false_flags
+    )?;
+    json!(out, &s.fpr())?;
+    out.write_all(b",\"false_flags_per_day\":")?;
+    json!(out, &s.false_per_day())?;
+    out.write_all(b"}\n")
 }
 
 /// `{"machine_id":…,"timestamp":…,"score":…,"anomaly":…[,"reasons":[…]]}`
