@@ -887,6 +887,89 @@ mod tests {
         assert!(toml::from_str::<DetectorConfig>("tress = 10").is_err());
     }
 
+    /// Flags of a CPU-only series sampled every `interval` seconds.
+    fn cpu_flags(interval: f64, cpu: impl Fn(usize, &mut Rng) -> f64, n: usize) -> Vec<AnomalyScore> {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        let mut r = Rng::new(11);
+        (0..n)
+            .map(|i| {
+                let mut s = Snapshot::new("m", T0 + i as f64 * interval);
+                s.cpu_usage = cpu(i, &mut r).clamp(0.0, 100.0);
+                s.memory_usage = 50.0;
+                d.observe(&s).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_level_shift_is_flagged_at_its_onset_then_learned_at_any_interval() {
+        for interval in [1.0, 10.0, 60.0, 300.0] {
+            let a = cpu_flags(
+                interval,
+                |i, r| if i < 800 { 30.0 } else { 75.0 } + 2.0 * r.normal(),
+                1600,
+            );
+            let before = a[..800].iter().filter(|a| a.anomaly).count();
+            let flagged: Vec<usize> = (800..1600).filter(|i| a[*i].anomaly).collect();
+            assert!(before <= 2, "interval {interval}: {before} flags before the shift");
+            assert_eq!(flagged.first(), Some(&800), "interval {interval}: {flagged:?}");
+            assert!(flagged.len() <= 3, "interval {interval}: {flagged:?}");
+            let r = &a[800].reasons[0];
+            assert!(
+                r.starts_with("cpu_usage") && r.contains("expected") && r.contains("points"),
+                "{r}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flat_series_is_not_flagged_on_tiny_wiggles() {
+        for interval in [1.0, 300.0] {
+            let a = cpu_flags(
+                interval,
+                |i, _| if i % 97 == 0 { 2.3 } else { 2.0 },
+                3000,
+            );
+            assert!(a.iter().all(|a| !a.anomaly), "interval {interval}");
+        }
+    }
+
+    #[test]
+    fn heavy_tailed_noise_is_calibrated_and_every_flag_shows_a_deviation() {
+        // Cauchy-like noise around 30 %: big excursions are normal for this series.
+        let a = cpu_flags(
+            60.0,
+            |_, r| 30.0 + 2.0 * r.normal() / (0.1 + r.normal().abs()),
+            5000,
+        );
+        let flags: Vec<&AnomalyScore> = a[500..].iter().filter(|a| a.anomaly).collect();
+        assert!(flags.len() <= 25, "{} flags in 4500 samples", flags.len());
+        for f in flags {
+            assert!(
+                !f.reasons.iter().any(|r| r.contains("robust z = 0.0") || r.contains("robust z = -0.0")),
+                "{f:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sensitivity_scales_the_limits() {
+        let low = DetectorConfig {
+            sensitivity: Sensitivity::Low,
+            ..DetectorConfig::default()
+        };
+        let high = DetectorConfig {
+            sensitivity: Sensitivity::High,
+            ..DetectorConfig::default()
+        };
+        let normal = DetectorConfig::default().streaming_params();
+        assert!(low.streaming_params().z_threshold > normal.z_threshold);
+        assert!(high.streaming_params().min_change[0] < normal.min_change[0]);
+        let c: DetectorConfig = toml::from_str("sensitivity = \"high\"").unwrap();
+        assert_eq!(c.sensitivity, Sensitivity::High);
+        assert!(toml::from_str::<DetectorConfig>("sensitivity = \"max\"").is_err());
+    }
+
     #[test]
     fn levels_mode_scores_the_raw_features() {
         let cfg = DetectorConfig {
