@@ -95,6 +95,7 @@ async fn scores_events_and_the_active_set_round_trip() {
             active(Some("web-01"), AlertState::Firing),
             active(None, AlertState::Pending),
         ])),
+        ..AnalyticsRecord::default()
     };
     db.record(&record).await.unwrap();
     // A replay stores each score once.

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::alerts::{ActiveAlert, AlertEngine, AlertEvent};
 use super::detector::{AnomalyDetector, AnomalyScore};
+use super::episodes::{Episode, EpisodeTracker};
 use super::notify::AlertNotifier;
 use crate::config::Config;
 use crate::error::CoreError;
@@ -39,6 +40,9 @@ use crate::snapshot::Snapshot;
 pub struct AnalyticsRecord {
     /// The anomaly score of every snapshot that could be scored.
     pub scores: Vec<AnomalyScore>,
+    /// Anomaly episodes that opened (`open`: their first flagged sample) or
+    /// closed in this step; a store keys them by machine and start.
+    pub episodes: Vec<Episode>,
     /// Alerts that started firing or were resolved.
     pub events: Vec<AlertEvent>,
     /// The pending and firing alerts, when they changed since the last record or
@@ -77,7 +81,10 @@ impl ActiveSet {
 impl AnalyticsRecord {
     /// True when there is nothing to store.
     pub fn is_empty(&self) -> bool {
-        self.scores.is_empty() && self.events.is_empty() && self.active.is_none()
+        self.scores.is_empty()
+            && self.episodes.is_empty()
+            && self.events.is_empty()
+            && self.active.is_none()
     }
 }
 
@@ -85,6 +92,7 @@ impl AnalyticsRecord {
 #[derive(Debug)]
 pub struct AnalyticsEngine {
     detector: Option<AnomalyDetector>,
+    episodes: EpisodeTracker,
     alerts: AlertEngine,
     last_active: Option<(usize, Vec<ActiveAlert>)>,
     last_full_send: f64,
@@ -101,6 +109,7 @@ impl AnalyticsEngine {
         };
         Ok(AnalyticsEngine {
             detector,
+            episodes: EpisodeTracker::default(),
             alerts: AlertEngine::from_config(&config.alerts)?,
             last_active: None,
             last_full_send: f64::NEG_INFINITY,
@@ -124,7 +133,17 @@ impl AnalyticsEngine {
         let mut record = AnalyticsRecord::default();
         for s in batch {
             if let Some(d) = self.detector.as_mut() {
-                if let Some(score) = d.observe(s) {
+                if let Some((score, verdict)) = d.observe_detailed(s) {
+                    record
+                        .episodes
+                        .extend(self.episodes.observe(&score, &verdict));
+                    if let Some(e) = self
+                        .episodes
+                        .current(&score.machine_id)
+                        .filter(|e| score.anomaly && e.samples == 1)
+                    {
+                        record.episodes.push(e.clone());
+                    }
                     record.scores.push(score);
                 }
             }
@@ -139,6 +158,7 @@ impl AnalyticsEngine {
     pub fn tick(&mut self, now: f64) -> AnalyticsRecord {
         AnalyticsRecord {
             scores: Vec::new(),
+            episodes: Vec::new(),
             events: self.alerts.tick(now),
             active: self.active_if_changed(now),
         }

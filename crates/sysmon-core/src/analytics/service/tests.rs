@@ -209,3 +209,21 @@ async fn falling_behind_is_counted_not_fatal() {
     assert_eq!(stats.skipped_batches.load(Ordering::Relaxed), 8);
     assert_eq!(stats.scored.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn a_cpu_jump_is_one_episode_reported_when_it_opens_and_when_it_closes() {
+    let mut engine = AnalyticsEngine::from_config(&Config::default()).unwrap();
+    let mut episodes = Vec::new();
+    for t in 0..200 {
+        let cpu = if (120..125).contains(&t) { 95.0 } else { 20.0 + (t % 3) as f64 };
+        let r = engine.observe_batch(&[snap("web-01", t as f64, cpu, 40.0)], T0 + t as f64);
+        episodes.extend(r.episodes);
+    }
+    assert_eq!(episodes.len(), 2, "{episodes:#?}");
+    let (opened, closed) = (&episodes[0], &episodes[1]);
+    assert!(opened.open && !closed.open);
+    assert_eq!(opened.start, T0 + 120.0);
+    assert_eq!(closed.start, opened.start);
+    assert!(closed.end >= closed.start && closed.end < T0 + 130.0, "{closed:?}");
+    assert_eq!(closed.metrics, vec!["cpu_usage".to_string()]);
+}
