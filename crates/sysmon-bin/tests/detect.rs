@@ -448,7 +448,12 @@ fn windows_scoring_on_real_labelled_series_meets_the_targets() {
     assert!(total["machine_id"].is_null(), "{total}");
     let get = |k: &str| total[k].as_u64().unwrap() as usize;
     assert_eq!(
-        (get("windows"), get("found"), get("outside"), get("false_flags")),
+        (
+            get("windows"),
+            get("found"),
+            get("outside"),
+            get("false_flags")
+        ),
         (
             expected.windows,
             expected.found,
@@ -479,8 +484,15 @@ fn episodes_mode_prints_one_line_per_episode() {
     let out = detect_file(&path, &["--episodes"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let episodes = lines(&out);
-    assert!(!episodes.is_empty() && episodes.len() <= flags, "{} episodes, {flags} flags", episodes.len());
-    let in_episodes: u64 = episodes.iter().map(|e| e["samples"].as_u64().unwrap()).sum();
+    assert!(
+        !episodes.is_empty() && episodes.len() <= flags,
+        "{} episodes, {flags} flags",
+        episodes.len()
+    );
+    let in_episodes: u64 = episodes
+        .iter()
+        .map(|e| e["samples"].as_u64().unwrap())
+        .sum();
     assert_eq!(in_episodes as usize, flags);
     for e in &episodes {
         assert!(e["start"].as_f64() <= e["end"].as_f64(), "{e}");

@@ -69,7 +69,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some("b") if i % 2 == 0 => continue,
             _ => {}
         }
-        let name = path.strip_prefix(&dir)?.to_string_lossy().replace('\\', "/");
+        let name = path
+            .strip_prefix(&dir)?
+            .to_string_lossy()
+            .replace('\\', "/");
         let snaps = series_from_csv(&std::fs::read_to_string(path)?, &name)?;
         let w = windows.for_series(&name)?;
         let mut d = AnomalyDetector::new(cfg.clone())?;
@@ -96,7 +99,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if flag("--misses") {
             for (i, b) in best.iter().enumerate() {
                 if b.0 < 1.0 {
-                    println!("  MISSED {name} window {i}: best streaming ratio {:.3} at {}", b.0, b.1);
+                    println!(
+                        "  MISSED {name} window {i}: best streaming ratio {:.3} at {}",
+                        b.0, b.1
+                    );
                 }
             }
         }
@@ -107,7 +113,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("ALL: {}", total.summary());
     if !flag("--no-generator") {
         let t = TraceConfig::default();
-        for (label, seeds) in [("tuning", &TUNING_SEEDS[..]), ("held-out", &HELD_OUT_SEEDS[..])] {
+        for (label, seeds) in [
+            ("tuning", &TUNING_SEEDS[..]),
+            ("held-out", &HELD_OUT_SEEDS[..]),
+        ] {
             let r = evaluate_seeds(seeds, &t, &cfg, DEFAULT_GRACE)?;
             println!(
                 "generator {label} seeds: TPR {:.1} %, FPR {:.3} %",

@@ -155,7 +155,9 @@ impl TailQuantile {
         } else {
             GAUSS_Q_ONE_SIDED
         };
-        ((self.log_q as f64).exp() / gauss / TAIL_SLACK).max(1.0).powf(0.75)
+        ((self.log_q as f64).exp() / gauss / TAIL_SLACK)
+            .max(1.0)
+            .powf(0.75)
     }
 }
 

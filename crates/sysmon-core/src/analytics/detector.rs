@@ -280,6 +280,7 @@ impl DetectorConfig {
             ("rate_log_offset", self.rate_log_offset),
             ("trend_min_rise", self.trend_min_rise),
             ("forest_corroboration_z", self.forest_corroboration_z),
+            ("extreme_margin", self.extreme_margin),
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return bad(format!("{name} must be a positive number, not {v}"));
@@ -289,6 +290,18 @@ impl DetectorConfig {
             return bad(format!(
                 "forest_min_score must be in [0, 1), not {}",
                 self.forest_min_score
+            ));
+        }
+        if !(self.extreme_horizon_secs.is_finite() && self.extreme_horizon_secs >= 0.0) {
+            return bad(format!(
+                "extreme_horizon_secs must be 0 (off) or a positive number of seconds, not {}",
+                self.extreme_horizon_secs
+            ));
+        }
+        if self.relearn_after > 1000 {
+            return bad(format!(
+                "relearn_after must be in 0..=1000, not {}",
+                self.relearn_after
             ));
         }
         if !(self.max_gap_factor.is_finite() && self.max_gap_factor >= 1.5) {
@@ -888,7 +901,11 @@ mod tests {
     }
 
     /// Flags of a CPU-only series sampled every `interval` seconds.
-    fn cpu_flags(interval: f64, cpu: impl Fn(usize, &mut Rng) -> f64, n: usize) -> Vec<AnomalyScore> {
+    fn cpu_flags(
+        interval: f64,
+        cpu: impl Fn(usize, &mut Rng) -> f64,
+        n: usize,
+    ) -> Vec<AnomalyScore> {
         let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
         let mut r = Rng::new(11);
         (0..n)
@@ -911,8 +928,15 @@ mod tests {
             );
             let before = a[..800].iter().filter(|a| a.anomaly).count();
             let flagged: Vec<usize> = (800..1600).filter(|i| a[*i].anomaly).collect();
-            assert!(before <= 2, "interval {interval}: {before} flags before the shift");
-            assert_eq!(flagged.first(), Some(&800), "interval {interval}: {flagged:?}");
+            assert!(
+                before <= 2,
+                "interval {interval}: {before} flags before the shift"
+            );
+            assert_eq!(
+                flagged.first(),
+                Some(&800),
+                "interval {interval}: {flagged:?}"
+            );
             assert!(flagged.len() <= 3, "interval {interval}: {flagged:?}");
             let r = &a[800].reasons[0];
             assert!(
@@ -925,11 +949,7 @@ mod tests {
     #[test]
     fn a_flat_series_is_not_flagged_on_tiny_wiggles() {
         for interval in [1.0, 300.0] {
-            let a = cpu_flags(
-                interval,
-                |i, _| if i % 97 == 0 { 2.3 } else { 2.0 },
-                3000,
-            );
+            let a = cpu_flags(interval, |i, _| if i % 97 == 0 { 2.3 } else { 2.0 }, 3000);
             assert!(a.iter().all(|a| !a.anomaly), "interval {interval}");
         }
     }
@@ -946,7 +966,9 @@ mod tests {
         assert!(flags.len() <= 25, "{} flags in 4500 samples", flags.len());
         for f in flags {
             assert!(
-                !f.reasons.iter().any(|r| r.contains("robust z = 0.0") || r.contains("robust z = -0.0")),
+                !f.reasons
+                    .iter()
+                    .any(|r| r.contains("robust z = 0.0") || r.contains("robust z = -0.0")),
                 "{f:?}"
             );
         }

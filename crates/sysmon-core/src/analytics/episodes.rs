@@ -132,10 +132,12 @@ impl EpisodeTracker {
         if open.quiet < self.quiet_samples {
             return None;
         }
-        self.open.remove(score.machine_id.as_str()).map(|o| Episode {
-            open: false,
-            ..o.episode
-        })
+        self.open
+            .remove(score.machine_id.as_str())
+            .map(|o| Episode {
+                open: false,
+                ..o.episode
+            })
     }
 
     /// The open episode of `machine_id`, if any.
@@ -213,7 +215,10 @@ mod tests {
             closed.extend(t.observe(&s(i as f64, *f), &v));
         }
         assert_eq!(closed.len(), 1);
-        assert_eq!((closed[0].start, closed[0].end, closed[0].samples), (0.0, 2.0, 2));
+        assert_eq!(
+            (closed[0].start, closed[0].end, closed[0].samples),
+            (0.0, 2.0, 2)
+        );
         assert_eq!(t.current("m").map(|e| e.start), Some(5.0));
         let rest = t.finish();
         assert_eq!(rest.len(), 1);

@@ -228,9 +228,9 @@ pub fn series_from_csv(text: &str, machine_id: &str) -> Result<Vec<Snapshot>, Co
         if line.is_empty() {
             continue;
         }
-        let (ts, value) = line
-            .split_once(',')
-            .ok_or_else(|| CoreError::Config(format!("line {}: expected timestamp,value", i + 1)))?;
+        let (ts, value) = line.split_once(',').ok_or_else(|| {
+            CoreError::Config(format!("line {}: expected timestamp,value", i + 1))
+        })?;
         let Ok(v) = value.trim().parse::<f64>() else {
             if i == 0 {
                 continue; // the header
@@ -240,7 +240,8 @@ pub fn series_from_csv(text: &str, machine_id: &str) -> Result<Vec<Snapshot>, Co
                 i + 1
             )));
         };
-        let t = parse_time_str(ts).map_err(|e| CoreError::Config(format!("line {}: {e}", i + 1)))?;
+        let t =
+            parse_time_str(ts).map_err(|e| CoreError::Config(format!("line {}: {e}", i + 1)))?;
         rows.push((t, v));
     }
     let (lo, hi) = rows

@@ -215,7 +215,11 @@ fn a_cpu_jump_is_one_episode_reported_when_it_opens_and_when_it_closes() {
     let mut engine = AnalyticsEngine::from_config(&Config::default()).unwrap();
     let mut episodes = Vec::new();
     for t in 0..200 {
-        let cpu = if (120..125).contains(&t) { 95.0 } else { 20.0 + (t % 3) as f64 };
+        let cpu = if (120..125).contains(&t) {
+            95.0
+        } else {
+            20.0 + (t % 3) as f64
+        };
         let r = engine.observe_batch(&[snap("web-01", t as f64, cpu, 40.0)], T0 + t as f64);
         episodes.extend(r.episodes);
     }
@@ -224,6 +228,9 @@ fn a_cpu_jump_is_one_episode_reported_when_it_opens_and_when_it_closes() {
     assert!(opened.open && !closed.open);
     assert_eq!(opened.start, T0 + 120.0);
     assert_eq!(closed.start, opened.start);
-    assert!(closed.end >= closed.start && closed.end < T0 + 130.0, "{closed:?}");
+    assert!(
+        closed.end >= closed.start && closed.end < T0 + 130.0,
+        "{closed:?}"
+    );
     assert_eq!(closed.metrics, vec!["cpu_usage".to_string()]);
 }
