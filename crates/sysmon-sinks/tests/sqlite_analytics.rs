@@ -212,7 +212,7 @@ async fn retention_removes_scores_with_their_samples_and_old_alert_history() {
             event("web-01", old, AlertState::Firing),
             event("web-01", new, AlertState::Firing),
         ],
-        active: None,
+        ..AnalyticsRecord::default()
     })
     .await
     .unwrap();

@@ -328,8 +328,9 @@ pub struct AnomalyScore {
     pub anomaly: bool,
     /// Why, one line per test that flagged (empty for a normal sample).
     pub reasons: Vec<String>,
-    /// The raw Isolation Forest score `2^(-E[h]/c(ψ))`, once a forest exists and
-    /// the sample has all six features.
+    /// The raw Isolation Forest score `2^(-E[h]/c(ψ))`, when the forest was
+    /// consulted: a forest exists, the sample has all six features, and (with
+    /// `forest_input = "deviations"`) two features deviate by the corroboration z.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forest_score: Option<f64>,
 }
@@ -498,8 +499,24 @@ impl AnomalyDetector {
                 complete.then_some(row)
             }
         };
+        // On deviations the forest can only flag with two features off by the
+        // corroboration z (below): without them it is not consulted at all,
+        // which saves scoring a cold forest on almost every sample.
+        let limit = cfg.forest_corroboration_z * cfg.sensitivity.factor();
+        let corroborated = cfg.forest_input == ForestInput::Levels
+            || verdict
+                .streaming
+                .deviations
+                .iter()
+                .flatten()
+                .filter(|d| {
+                    let z = if cfg.two_sided { d.z.abs() } else { d.z };
+                    z >= limit
+                })
+                .count()
+                >= 2;
         if let Some(row) = row {
-            if let Some(forest) = &state.forest {
+            if let Some(forest) = state.forest.as_ref().filter(|_| corroborated) {
                 verdict.forest = Some((forest.score_f32(&row), forest.threshold()));
             }
             if state.history.len() < cfg.window {
@@ -699,7 +716,6 @@ mod tests {
         );
         assert_eq!(a.machine_id, "web-01");
         assert_eq!(a.timestamp, T0 + 600.0);
-        assert!(a.forest_score.is_some());
     }
 
     #[test]
@@ -741,7 +757,8 @@ mod tests {
         let mut first_forest = None;
         for i in 0..1000 {
             let a = d.observe(&sim.next("m", [0.0; 6])).unwrap();
-            if a.forest_score.is_some() && first_forest.is_none() {
+            let _ = a;
+            if d.machine("m").is_some_and(|m| m.trains() > 0) && first_forest.is_none() {
                 first_forest = Some(i);
             }
         }
@@ -806,12 +823,14 @@ mod tests {
         let replay: Vec<AnomalyScore> = sa.iter().map(|s| again.observe(s).unwrap()).collect();
         assert_eq!(only_a, replay);
         let mut other = AnomalyDetector::new(DetectorConfig { seed: 99, ..cfg }).unwrap();
-        let reseeded: Vec<Option<f64>> = sa
-            .iter()
-            .map(|s| other.observe(s).unwrap().forest_score)
-            .collect();
-        let base: Vec<Option<f64>> = only_a.iter().map(|s| s.forest_score).collect();
-        assert_ne!(base, reseeded);
+        for s in &sa {
+            other.observe(s);
+        }
+        let probe = [1.0f32, -1.0, 0.5, 2.0, 0.0, -0.5];
+        let score =
+            |d: &AnomalyDetector| d.machine("a").unwrap().forest().unwrap().score_f32(&probe);
+        assert_ne!(score(&alone), score(&other));
+        assert_eq!(score(&alone), score(&again));
         assert!(mixed.forget("a"));
         assert!(!mixed.forget("a"));
         assert_eq!(mixed.machine_count(), 1);
