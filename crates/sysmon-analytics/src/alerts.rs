@@ -29,9 +29,9 @@ use serde::{Deserialize, Serialize};
 use super::features::{FeatureExtractor, DISK_READ, DISK_WRITE, NET_RECV, NET_SENT};
 use super::forecast::time_until_full;
 use super::streaming::human_rate;
-use crate::duration::{format as fmt_duration, serde_duration};
-use crate::error::CoreError;
-use crate::snapshot::Snapshot;
+use sysmon_core::duration::{format as fmt_duration, serde_duration};
+use sysmon_core::error::CoreError;
+use sysmon_core::snapshot::Snapshot;
 
 /// How urgent an alert is.
 #[derive(
@@ -1227,7 +1227,7 @@ fn human_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Filesystem;
+    use sysmon_core::snapshot::Filesystem;
 
     const T0: f64 = 1_764_086_400.0;
 
