@@ -17,6 +17,7 @@ pub mod buffer;
 pub mod codec;
 pub mod collector;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod histogram;
