@@ -160,11 +160,9 @@ impl Sampler {
                               "collector failing; snapshots carry the error and the other collectors go on");
                     }
                     // Within the ingester's limit, so the snapshot is never rejected for it.
-                    let message = crate::text::truncate(
-                        &message,
-                        crate::codec::MAX_COLLECTOR_MESSAGE_BYTES,
-                    )
-                    .to_string();
+                    let message =
+                        crate::text::truncate(&message, crate::codec::MAX_COLLECTOR_MESSAGE_BYTES)
+                            .to_string();
                     s.collector_errors.push(CollectorFailure {
                         collector: name,
                         message,

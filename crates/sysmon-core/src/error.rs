@@ -64,7 +64,9 @@ pub enum DecodeError {
         detail: String,
     },
     /// The sample is dated further in the future than the allowed clock skew.
-    #[error("timestamp {timestamp} is {ahead_secs:.0} s in the future (allowed skew: {skew_secs} s)")]
+    #[error(
+        "timestamp {timestamp} is {ahead_secs:.0} s in the future (allowed skew: {skew_secs} s)"
+    )]
     FutureTimestamp {
         /// The sample's timestamp.
         timestamp: f64,

@@ -43,9 +43,7 @@ use crate::error::{CoreError, DecodeError};
 use crate::histogram::{LatencyHistogram, LatencySummary};
 use crate::sink::{Batch, Sink, SinkError};
 use crate::snapshot::Snapshot;
-use crate::transport::{
-    CommitMark, Message, Payload, Received, TransportError, TransportReceiver,
-};
+use crate::transport::{CommitMark, Message, Payload, Received, TransportError, TransportReceiver};
 
 /// Whether a sink's failure holds back the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,8 +477,13 @@ impl Ingest {
                 }
                 // Refused for good, or failing in a way retrying has not
                 // cured: count it, say so once per kind, and go on.
-                Err(err) if matches!(err, TransportError::Rejected(_)) || attempts >= DEAD_LETTER_ATTEMPTS => {
-                    self.stats.dead_letter_failures.fetch_add(1, Ordering::Relaxed);
+                Err(err)
+                    if matches!(err, TransportError::Rejected(_))
+                        || attempts >= DEAD_LETTER_ATTEMPTS =>
+                {
+                    self.stats
+                        .dead_letter_failures
+                        .fetch_add(1, Ordering::Relaxed);
                     if self.logged_dead_letter_failures.insert(kind) {
                         error!(origin = %m.origin, kind, error = %err,
                                "could not dead-letter a rejected message; skipped it (counted in \
@@ -625,8 +628,12 @@ async fn store(
                 if bad.is_empty() {
                     continue;
                 }
-                warn!(sink = sink.name(), refused = bad.len(), stored = batch.len() - bad.len(),
-                      "the sink refused snapshots for good; dead-lettering them, storing the rest");
+                warn!(
+                    sink = sink.name(),
+                    refused = bad.len(),
+                    stored = batch.len() - bad.len(),
+                    "the sink refused snapshots for good; dead-lettering them, storing the rest"
+                );
                 let mut reasons: BTreeMap<usize, SinkError> = bad.into_iter().collect();
                 let mut kept = Vec::with_capacity(batch.len() - reasons.len());
                 let mut kept_origins = Vec::with_capacity(kept.capacity());
@@ -684,7 +691,8 @@ async fn write_required(
 ) -> Result<Vec<(usize, SinkError)>, CoreError> {
     let mut refused = Vec::new();
     // Ranges still to write, the next on top.
-    let mut todo = vec![0..batch.len()];
+    let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..batch.len());
     while let Some(range) = todo.pop() {
         let part: Batch = if range.len() == batch.len() {
             batch.clone()

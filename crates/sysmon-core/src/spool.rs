@@ -257,7 +257,8 @@ pub(crate) mod tests {
                 let spool = spool.clone();
                 std::thread::spawn(move || {
                     for i in 0..25 {
-                        let batch: Vec<_> = (0..50).map(|j| snap(t * 10_000 + i * 100 + j)).collect();
+                        let batch: Vec<_> =
+                            (0..50).map(|j| snap(t * 10_000 + i * 100 + j)).collect();
                         spool.save(&batch).expect("every save succeeds");
                     }
                 })

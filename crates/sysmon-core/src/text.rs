@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn long_text_keeps_head_and_tail_within_the_bound() {
-        let s = format!("invalid type: string \"{}\", expected f64", "é".repeat(500_000));
+        let s = format!(
+            "invalid type: string \"{}\", expected f64",
+            "é".repeat(500_000)
+        );
         let b = bounded(&s, 200);
         assert!(b.len() <= 200, "{} bytes", b.len());
         assert!(b.starts_with("invalid type: string"), "{b}");

@@ -26,7 +26,7 @@ pub struct DashboardArgs {
     /// Redis URL (redis://[user:pass@]host:port/db or rediss://): latest values and
     /// the recent window from Redis, and live updates from the ingester's Redis
     /// channel. Without it, live updates come from polling SQLite once a second.
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7861]; 0.0.0.0:7861 opens it to the LAN
     /// (then set --auth-token).
@@ -48,12 +48,31 @@ pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Warns when the dashboard is reachable from the network without a token.
+/// Warns when the dashboard is reachable from the network without a token
+/// (an empty token is no token: the dashboard ignores it).
 pub fn warn_if_open(listener: &TcpListener, config: &Config) {
     if let Ok(a) = listener.local_addr() {
-        if !a.ip().is_loopback() && config.dashboard.auth_token.is_none() {
-            warn!(addr = %a, "the dashboard is open to the network without --auth-token: anyone who can reach it can read every machine's metrics");
+        if let Some(why) = open_warning(a, config.dashboard.auth_token.as_deref()) {
+            warn!(addr = %a, "{why}");
         }
+    }
+}
+
+/// What [`warn_if_open`] says for a dashboard on `addr` with `token`, if anything.
+fn open_warning(addr: std::net::SocketAddr, token: Option<&str>) -> Option<&'static str> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    match token {
+        None => Some(
+            "the dashboard is open to the network without --auth-token: anyone who can \
+             reach it can read every machine's metrics",
+        ),
+        Some(t) if t.trim().is_empty() => Some(
+            "--auth-token is empty, so authentication is off: the dashboard is open to the \
+             network and anyone who can reach it can read every machine's metrics",
+        ),
+        Some(_) => None,
     }
 }
 
@@ -119,4 +138,26 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
     dashboard.serve(listener, stop).await?;
     info!("dashboard stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_token_on_the_network_is_warned_about_like_none() {
+        let lan: std::net::SocketAddr = "0.0.0.0:7861".parse().unwrap();
+        let lo: std::net::SocketAddr = "127.0.0.1:7861".parse().unwrap();
+        assert!(open_warning(lan, None)
+            .unwrap()
+            .contains("open to the network"));
+        let empty = open_warning(lan, Some("")).unwrap();
+        assert!(
+            empty.contains("empty") && empty.contains("open to the network"),
+            "{empty}"
+        );
+        assert!(open_warning(lan, Some("  ")).is_some());
+        assert_eq!(open_warning(lan, Some("s3cret")), None);
+        assert_eq!(open_warning(lo, Some("")), None);
+    }
 }

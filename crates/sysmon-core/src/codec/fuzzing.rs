@@ -141,7 +141,11 @@ pub fn dlq_reason_target(data: &[u8]) {
         check_error(&e.bounded());
     }
     let bounded = crate::text::bounded(&text, 64);
-    assert!(bounded.len() <= 64, "bounded text of {} bytes", bounded.len());
+    assert!(
+        bounded.len() <= 64,
+        "bounded text of {} bytes",
+        bounded.len()
+    );
 }
 
 #[cfg(test)]

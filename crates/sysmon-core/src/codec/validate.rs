@@ -118,7 +118,10 @@ fn check(s: &Snapshot) -> Result<(), DecodeError> {
     if let Some(h) = &s.hostname {
         length(|| "hostname".into(), h, MAX_HOSTNAME_BYTES)?;
         if h.chars().any(char::is_control) {
-            return Err(DecodeError::invalid("hostname", "contains control characters"));
+            return Err(DecodeError::invalid(
+                "hostname",
+                "contains control characters",
+            ));
         }
     }
     count("labels", s.labels.len(), MAX_LABELS)?;

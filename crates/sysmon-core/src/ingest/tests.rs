@@ -119,7 +119,7 @@ async fn poison_messages_are_dead_lettered_and_valid_ones_stored() {
         Message {
             payload: Payload::Snapshot(Box::new(good[2].clone())),
             key: None,
-        origin: "c#1".into(),
+            origin: "c#1".into(),
         },
         encoded(b"".to_vec(), "t/1@0"),
         encoded(encode(&good[3], Format::Json), "t/1@1"),
@@ -418,7 +418,10 @@ impl Sink for RefusesPoison {
     }
 }
 
-fn scripted(batches: Vec<Vec<Message>>) -> (Scripted, Arc<AtomicU64>, Arc<Mutex<Vec<(String, String)>>>) {
+/// `(origin, kind)` of every dead letter.
+type DeadLetters = Arc<Mutex<Vec<(String, String)>>>;
+
+fn scripted(batches: Vec<Vec<Message>>) -> (Scripted, Arc<AtomicU64>, DeadLetters) {
     let commits = Arc::new(AtomicU64::new(0));
     let dead = Arc::new(Mutex::new(Vec::new()));
     (
@@ -453,10 +456,25 @@ async fn snapshots_a_required_sink_refuses_for_good_are_isolated_and_the_rest_st
     let stats = ingest.stats();
     ingest.run(CancellationToken::new()).await.unwrap();
 
-    let stored: Vec<f64> = sink.rows.lock().unwrap().iter().map(|s| s.timestamp).collect();
+    let stored: Vec<f64> = sink
+        .rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.timestamp)
+        .collect();
     assert_eq!(stored.len(), 98, "everything but the two refused");
-    assert!(sink.rows.lock().unwrap().iter().all(|s| s.machine_id == "ok"));
-    assert_eq!(after.rows.lock().unwrap().len(), 98, "later sinks get the rest");
+    assert!(sink
+        .rows
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.machine_id == "ok"));
+    assert_eq!(
+        after.rows.lock().unwrap().len(),
+        98,
+        "later sinks get the rest"
+    );
     assert_eq!(
         *dead.lock().unwrap(),
         vec![
@@ -505,7 +523,10 @@ async fn forged_keys_and_samples_outside_the_time_window_are_dead_lettered() {
     ingest.add_sink(sink.clone(), SinkRole::Required);
     ingest.run(CancellationToken::new()).await.unwrap();
     let origins_stored = sink.rows.lock().unwrap().len();
-    assert_eq!(origins_stored, 4, "keyed, keyless, within the skew, within retention");
+    assert_eq!(
+        origins_stored, 4,
+        "keyed, keyless, within the skew, within retention"
+    );
     assert_eq!(
         *dead.lock().unwrap(),
         vec![
@@ -531,10 +552,13 @@ async fn a_dead_letter_refused_for_good_is_counted_skipped_and_committed() {
     let mut ingest = Ingest::new(Box::new(recv), IngestConfig::default());
     ingest.add_sink(sink.clone(), SinkRole::Required);
     let stats = ingest.stats();
-    tokio::time::timeout(Duration::from_secs(10), ingest.run(CancellationToken::new()))
-        .await
-        .expect("a refused dead letter never loops")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        ingest.run(CancellationToken::new()),
+    )
+    .await
+    .expect("a refused dead letter never loops")
+    .unwrap();
     assert_eq!(sink.rows.lock().unwrap().len(), 1);
     assert!(dead.lock().unwrap().is_empty());
     assert_eq!(stats.dead_letter_failures.load(Ordering::SeqCst), 2);
