@@ -7,7 +7,7 @@
 //! the binary (how the stall of the original ingester was reproduced).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
@@ -161,46 +161,83 @@ fn error_echo(n: usize) -> Vec<u8> {
     v
 }
 
-fn start_ingest(dir: &Path, name: &str, args: &[&str]) -> Proc {
-    let mut p = Proc::spawn(&sysmon(), args, dir, name);
-    p.wait_for_log("consumer group assignment", Duration::from_secs(90));
-    p
+/// A broker, a work directory and the ingesters' database.
+struct Rig {
+    broker: TansuBroker,
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        Rig {
+            broker: TansuBroker::start(),
+            db: dir.path().join("sysmon.db"),
+            dir,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.broker.bootstrap()
+    }
+
+    /// The `sysmon` arguments of an ingester of `topic` (created with
+    /// `partitions`) into the rig's database, with `config` and `extra` flags.
+    fn ingest_args(
+        &self,
+        topic: &str,
+        partitions: &str,
+        config: Option<&Path>,
+        extra: &[&str],
+    ) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(c) = config {
+            args.extend(["--config".to_string(), c.display().to_string()]);
+        }
+        args.extend(
+            [
+                "ingest",
+                "--brokers",
+                &self.bootstrap(),
+                "--topic",
+                topic,
+                "--partitions",
+                partitions,
+            ]
+            .map(String::from),
+        );
+        args.extend(["--db".to_string(), self.db.display().to_string()]);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// Starts an ingester with `args` and waits until it joined its group.
+    fn start(&self, name: &str, args: &[String]) -> Proc {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Proc::spawn(&sysmon(), &args, self.dir.path(), name);
+        p.wait_for_log("consumer group assignment", Duration::from_secs(90));
+        p
+    }
 }
 
 #[test]
 fn a_megabyte_error_echo_is_dead_lettered_bounded_and_what_follows_is_stored() {
-    let broker = TansuBroker::start();
-    let bootstrap = broker.bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sysmon.db");
-    let db_arg = db.to_str().unwrap().to_string();
-    let mut ingest = start_ingest(
-        dir.path(),
-        "ingest",
-        &[
-            "ingest",
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            "echo",
-            "--partitions",
-            "1",
-            "--db",
-            &db_arg,
-        ],
-    );
+    let rig = Rig::new();
+    let (bootstrap, db) = (rig.bootstrap(), &rig.db);
+    let mut ingest = rig.start("ingest", &rig.ingest_args("echo", "1", None, &[]));
     let now = now_epoch_secs();
     let mut messages = vec![(None, error_echo(990_000))];
     messages.extend((0..50).map(|i| keyed(&sample("after-echo", now - 60.0 + i as f64, 5.0))));
     runtime().block_on(publish(&producer(&bootstrap), "echo", &messages));
 
     let stored = wait_until(Duration::from_secs(60), || {
-        rows_per_machine(&db).get("after-echo") == Some(&50)
+        rows_per_machine(db).get("after-echo") == Some(&50)
     });
     assert!(
         stored,
         "the samples behind the poison message were not stored: {:?}\n{}",
-        rows_per_machine(&db),
+        rows_per_machine(db),
         ingest.log()
     );
     let dlq = runtime().block_on(read_all(&bootstrap, "echo.dlq", 1, 1));
@@ -228,11 +265,8 @@ fn a_megabyte_error_echo_is_dead_lettered_bounded_and_what_follows_is_stored() {
 
 #[test]
 fn a_dead_letter_refused_even_shrunk_is_counted_and_skipped() {
-    let broker = TansuBroker::start();
-    let bootstrap = broker.bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sysmon.db");
-    let db_arg = db.to_str().unwrap().to_string();
+    let rig = Rig::new();
+    let (bootstrap, db, dir) = (rig.bootstrap(), &rig.db, &rig.dir);
     // The dead-letter producer may send no message over 1,000 bytes: even
     // the last, 1 KiB cut of a rejected message is refused.
     let config = dir.path().join("sysmon.toml");
@@ -241,28 +275,12 @@ fn a_dead_letter_refused_even_shrunk_is_counted_and_skipped() {
         "[kafka.options]\n\"message.max.bytes\" = \"1000\"\n",
     )
     .unwrap();
-    let config_arg = config.to_str().unwrap().to_string();
     let stats = dir.path().join("stats.json");
     let stats_arg = stats.to_str().unwrap().to_string();
-    let mut ingest = start_ingest(
-        dir.path(),
-        "ingest",
-        &[
-            "--config",
-            &config_arg,
-            "ingest",
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            "refused",
-            "--partitions",
-            "1",
-            "--db",
-            &db_arg,
-            "--stats-json",
-            &stats_arg,
-        ],
-    );
+    let args = rig.ingest_args("refused", "1", Some(&config), &[]);
+    let mut with_stats = args.clone();
+    with_stats.extend(["--stats-json".to_string(), stats_arg]);
+    let mut ingest = rig.start("ingest", &with_stats);
     let now = now_epoch_secs();
     let mut messages: Vec<_> = (0..20)
         .map(|i| keyed(&sample("before", now - 60.0 + i as f64, 1.0)))
@@ -274,11 +292,11 @@ fn a_dead_letter_refused_even_shrunk_is_counted_and_skipped() {
 
     assert!(
         wait_until(Duration::from_secs(60), || {
-            let rows = rows_per_machine(&db);
+            let rows = rows_per_machine(db);
             rows.get("before") == Some(&20) && rows.get("after") == Some(&20)
         }),
         "{:?}\n{}",
-        rows_per_machine(&db),
+        rows_per_machine(db),
         ingest.log()
     );
     let log = ingest.log();
@@ -305,23 +323,7 @@ fn a_dead_letter_refused_even_shrunk_is_counted_and_skipped() {
         "{}",
         ingest.log()
     );
-    let mut again = start_ingest(
-        dir.path(),
-        "ingest-again",
-        &[
-            "--config",
-            &config_arg,
-            "ingest",
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            "refused",
-            "--partitions",
-            "1",
-            "--db",
-            &db_arg,
-        ],
-    );
+    let mut again = rig.start("ingest-again", &args);
     std::thread::sleep(Duration::from_secs(5));
     again.signal("-TERM");
     assert!(again.wait(Duration::from_secs(30)).success());
@@ -334,26 +336,9 @@ fn a_dead_letter_refused_even_shrunk_is_counted_and_skipped() {
 
 #[test]
 fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_change_nothing() {
-    let broker = TansuBroker::start();
-    let bootstrap = broker.bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sysmon.db");
-    let db_arg = db.to_str().unwrap().to_string();
-    let mut ingest = start_ingest(
-        dir.path(),
-        "ingest",
-        &[
-            "ingest",
-            "--brokers",
-            &bootstrap,
-            "--topic",
-            "mix",
-            "--partitions",
-            "3",
-            "--db",
-            &db_arg,
-        ],
-    );
+    let rig = Rig::new();
+    let (bootstrap, db) = (rig.bootstrap(), &rig.db);
+    let mut ingest = rig.start("ingest", &rig.ingest_args("mix", "3", None, &[]));
     let now = now_epoch_secs().floor();
     let victim = "victim-01";
     // Ordinary traffic: the victim and 20 machines, 30 samples each, 10 s apart;
@@ -431,15 +416,15 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
 
     let expected_total = ordinary.len();
     let complete = wait_until(Duration::from_secs(120), || {
-        rows_per_machine(&db).values().sum::<usize>() >= expected_total
+        rows_per_machine(db).values().sum::<usize>() >= expected_total
     });
     assert!(
         complete,
         "stored {:?} of {expected_total}\n{}",
-        rows_per_machine(&db).values().sum::<usize>(),
+        rows_per_machine(db).values().sum::<usize>(),
         ingest.log()
     );
-    let rows = rows_per_machine(&db);
+    let rows = rows_per_machine(db);
     assert_eq!(
         rows.values().sum::<usize>(),
         expected_total,
@@ -449,7 +434,7 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
     assert_eq!(rows[victim], 30);
 
     // The victim's history and latest state are its own.
-    let h = history(&db, victim);
+    let h = history(db, victim);
     let expected: Vec<(f64, f64)> = (0..30)
         .map(|i| (now - 300.0 + 10.0 * i as f64, 20.0 + i as f64))
         .collect();
@@ -481,25 +466,15 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
 
 #[test]
 fn ten_sigkills_with_restarts_store_every_sample_exactly_once() {
-    let broker = TansuBroker::start();
-    let bootstrap = broker.bootstrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("sysmon.db");
-    let db_arg = db.to_str().unwrap().to_string();
-    let args = [
-        "ingest",
-        "--brokers",
-        &bootstrap,
-        "--db",
-        &db_arg,
-        "--partitions",
+    let rig = Rig::new();
+    let (bootstrap, db, dir) = (rig.bootstrap(), &rig.db, &rig.dir);
+    let args = rig.ingest_args(
+        "system_metrics",
         "4",
-        "--batch-size",
-        "100",
-        "--instance-id",
-        "ingest-under-test",
-    ];
-    let mut ingest = start_ingest(dir.path(), "ingest-0", &args);
+        None,
+        &["--batch-size", "100", "--instance-id", "ingest-under-test"],
+    );
+    let mut ingest = rig.start("ingest-0", &args);
     let machines = 40;
     let mut loadgen = Proc::spawn(
         &sysmon(),
@@ -522,6 +497,7 @@ fn ten_sigkills_with_restarts_store_every_sample_exactly_once() {
         std::thread::sleep(Duration::from_millis(2000));
         ingest.signal("-KILL");
         assert!(!ingest.wait(Duration::from_secs(10)).success());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         ingest = Proc::spawn(&sysmon(), &args, dir.path(), &format!("ingest-{kill}"));
     }
     let status = loadgen.wait(Duration::from_secs(90));
@@ -531,9 +507,9 @@ fn ten_sigkills_with_restarts_store_every_sample_exactly_once() {
     let published = summary["published"].as_u64().unwrap() as usize;
 
     let complete = wait_until(Duration::from_secs(90), || {
-        rows_per_machine(&db).values().sum::<usize>() >= published
+        rows_per_machine(db).values().sum::<usize>() >= published
     });
-    let rows = rows_per_machine(&db);
+    let rows = rows_per_machine(db);
     assert!(
         complete,
         "the last ingester stored {} of {published}\n{}",
