@@ -229,7 +229,7 @@ impl Default for KafkaConfig {
     }
 }
 
-impl Config {
+impl<Alerts, Anomaly> Config<Alerts, Anomaly> {
     /// The `[ingest]` options with their defaults resolved: `max_sample_age`
     /// is `[sqlite] rollup_retention` unless set.
     pub fn ingest_options(&self) -> IngestConfig {
