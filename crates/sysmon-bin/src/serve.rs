@@ -31,11 +31,30 @@ pub async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
         format!("cannot listen on {addr} (is another sysmon dashboard already running there?)")
     })?;
     if let Ok(a) = listener.local_addr() {
-        if !a.ip().is_loopback() && config.dashboard.auth_token.is_none() {
-            warn!(addr = %a, "the dashboard is open to the network without --auth-token: anyone who can reach it can read every machine's metrics");
+        if let Some(why) = open_warning(a, config.dashboard.auth_token.as_deref()) {
+            warn!(addr = %a, "{why}");
         }
     }
     Ok(listener)
+}
+
+/// What [`listen`] warns about for a dashboard on `addr` with `token`, if
+/// anything (an empty token is no token: the dashboard ignores it).
+fn open_warning(addr: SocketAddr, token: Option<&str>) -> Option<&'static str> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    match token {
+        None => Some(
+            "the dashboard is open to the network without --auth-token: anyone who can \
+             reach it can read every machine's metrics",
+        ),
+        Some(t) if t.trim().is_empty() => Some(
+            "--auth-token is empty, so authentication is off: the dashboard is open to the \
+             network and anyone who can reach it can read every machine's metrics",
+        ),
+        Some(_) => None,
+    }
 }
 
 /// The URL to print for a listen address (`0.0.0.0` is shown as this host's name).
@@ -96,4 +115,26 @@ pub async fn from_stores(
     Ok(dashboard
         .with_auth_token(config.dashboard.auth_token.clone())
         .with_analytics(analytics))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_token_on_the_network_is_warned_about_like_none() {
+        let lan: SocketAddr = "0.0.0.0:7861".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:7861".parse().unwrap();
+        assert!(open_warning(lan, None)
+            .unwrap()
+            .contains("open to the network"));
+        let empty = open_warning(lan, Some("")).unwrap();
+        assert!(
+            empty.contains("empty") && empty.contains("open to the network"),
+            "{empty}"
+        );
+        assert!(open_warning(lan, Some("  ")).is_some());
+        assert_eq!(open_warning(lan, Some("s3cret")), None);
+        assert_eq!(open_warning(lo, Some("")), None);
+    }
 }

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Proc, AGENT, SYSMON};
+use support::{AGENT, SYSMON};
 use sysmon_core::config::SqliteConfig;
 use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_testkit::process::{poll_until, Proc};
 use sysmon_testkit::tansu::TansuBroker;
 
 /// Rows per machine in the SQLite history (each `(machine, timestamp)` is a
@@ -56,17 +57,6 @@ fn logged_number(log: &str, marker: &str, field: &str) -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("bad {field} in {line}"))
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    cond()
 }
 
 #[test]
@@ -127,7 +117,7 @@ fn three_agent_processes_and_one_ingester_store_every_sample_once() {
         published.insert(a.name.clone(), n as usize);
     }
     let expected: usize = published.values().sum();
-    let complete = wait_until(Duration::from_secs(60), || {
+    let complete = poll_until(Duration::from_secs(60), || {
         total(&rows_per_machine(&db)) >= expected
     });
     ingest.signal("-TERM");
@@ -196,7 +186,7 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
     );
     // Mid-stream: the ingester has stored some and more keeps coming.
     assert!(
-        wait_until(Duration::from_secs(60), || total(&rows_per_machine(&db))
+        poll_until(Duration::from_secs(60), || total(&rows_per_machine(&db))
             >= 400),
         "{}",
         first.log()
@@ -218,7 +208,7 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
     let published = summary["published"].as_u64().unwrap() as usize;
     assert!(published > at_kill, "the kill was mid-stream");
 
-    let complete = wait_until(Duration::from_secs(90), || {
+    let complete = poll_until(Duration::from_secs(90), || {
         total(&rows_per_machine(&db)) >= published
     });
     second.signal("-TERM");

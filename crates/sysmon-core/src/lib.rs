@@ -29,6 +29,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod store;
 pub mod synth;
+pub mod text;
 pub mod transport;
 
 pub use agent::{Agent, AgentHandle, AgentStats};

@@ -21,7 +21,7 @@ pub struct DashboardArgs {
     /// Redis URL (redis://[user:pass@]host:port/db or rediss://): latest values and
     /// the recent window from Redis, and live updates from the ingester's Redis
     /// channel. Without it, live updates come from polling SQLite once a second.
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7861]; 0.0.0.0:7861 opens it to the LAN
     /// (then set --auth-token).

@@ -26,7 +26,7 @@ pub struct DoctorArgs {
     #[arg(long, env = "SYSMON_TOPIC")]
     topic: Option<String>,
     /// Also check this Redis (redis://[user:pass@]host:port/db or rediss://).
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     #[command(flatten)]
     db: DbArgs,

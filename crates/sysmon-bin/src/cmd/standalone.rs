@@ -49,7 +49,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     let listener = crate::serve::listen(&config).await?;
 
     let (transport, receiver) = channel_transport(64);
-    let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
+    let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
     ingest.add_sink(sqlite.clone(), SinkRole::Required);
     let stats = ingest.stats();
     let events = ingest.events();

@@ -42,7 +42,7 @@ use tracing::{debug, error};
 use crate::error::SinksError;
 
 pub use admin::{ensure_topic, EnsuredTopic};
-pub use consumer::KafkaReceiver;
+pub use consumer::{KafkaReceiver, Membership};
 pub use doctor::doctor;
 pub use lag::ConsumerLag;
 pub use producer::KafkaTransport;
