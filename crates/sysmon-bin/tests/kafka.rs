@@ -112,6 +112,15 @@ const AGENT: &str = env!("CARGO_BIN_EXE_sysmon-agent");
 /// Rows per machine in the SQLite history (each `(machine, timestamp)` is a
 /// primary key, so a row is never there twice).
 fn rows_per_machine(db: &Path) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for s in stored_snapshots(db) {
+        *m.entry(s.machine_id).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Every snapshot in the SQLite history, oldest first.
+fn stored_snapshots(db: &Path) -> Vec<sysmon_core::Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -122,11 +131,7 @@ fn rows_per_machine(db: &Path) -> HashMap<String, usize> {
             ..Default::default()
         })
         .unwrap();
-        let mut m = HashMap::new();
-        for s in sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap() {
-            *m.entry(s.machine_id).or_insert(0) += 1;
-        }
-        m
+        sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
     })
 }
 
@@ -211,15 +216,9 @@ fn three_agent_processes_and_one_ingester_store_every_sample_once() {
     std::thread::sleep(Duration::from_secs(5));
     let mut published = HashMap::new();
     for a in &mut agents {
-        a.signal("-TERM");
-        let status = a.wait(Duration::from_secs(30));
-        assert!(status.success(), "{} failed:\n{}", a.name, a.log());
-        let log = a.log();
-        let collected = logged_number(&log, "agent exited", "collected");
-        let n = logged_number(&log, "agent exited", "published");
-        assert_eq!(n, collected, "{}", a.name);
+        let n = stop_agent(a);
         assert!(n >= 10, "{} published only {n}", a.name);
-        published.insert(a.name.clone(), n as usize);
+        published.insert(a.name.clone(), n);
     }
     let expected: usize = published.values().sum();
     let complete = wait_until(Duration::from_secs(60), || {
@@ -578,21 +577,6 @@ fn expected_legacy_row(s: &sysmon_core::Snapshot) -> LegacyRow {
         net_io_sent: s.network_io.sent as f64,
         net_io_recv: s.network_io.recv as f64,
     }
-}
-
-fn stored_snapshots(db: &Path) -> Vec<sysmon_core::Snapshot> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sink = SqliteSink::open(&SqliteConfig {
-            path: db.to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
-    })
 }
 
 /// The legacy consumer, installed as its requirements install it (no codec
