@@ -10,7 +10,7 @@ pub mod stdout;
 use std::path::Path;
 
 use anyhow::Context;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_dashboard::redis::{redis_feed, RedisSource};
 use sysmon_dashboard::{Dashboard, DashboardSource};
 use sysmon_sinks::redis::RedisStore;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_sinks::kafka::{doctor, CheckStatus, DoctorCheck, DoctorReport};
 use sysmon_sinks::redis::RedisStore;
 use sysmon_sinks::sqlite::SqliteSink;

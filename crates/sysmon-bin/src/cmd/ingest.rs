@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Ingest, IngestStats, SnapshotStore};
 use sysmon_sinks::kafka::KafkaReceiver;
