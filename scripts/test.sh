@@ -2,7 +2,7 @@
 # The one test command: installs what is missing (idempotent), then runs every
 # check: formatting, clippy, the whole test suite against real services (tests start
 # their own tansu and redis-server on free ports), the examples, and the benches in
-# quick test mode.
+# quick test mode, and the Debian packages' install test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -47,5 +47,8 @@ cargo run --locked --quiet --example embed_agent
 
 step "benches compile and run once (criterion --test mode, no timing)"
 cargo test --locked --benches --quiet
+
+step "Debian packages: build (release profile, reusing the bench build), unpack, run, check units"
+bash scripts/test-packages.sh --profile release
 
 printf '\nall checks passed\n'

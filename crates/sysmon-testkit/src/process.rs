@@ -26,6 +26,8 @@ impl Proc {
             .env("SYSMON_LOG", "info")
             .env_remove("RUST_LOG")
             .env_remove("SYSMON_AUTH_TOKEN")
+            // Local-time output (the legacy consumer's rows) predictable in tests.
+            .env("TZ", "UTC")
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))

@@ -47,7 +47,7 @@ use tracing::{debug, info, warn};
 
 use super::admin::ensure_topic;
 use super::lag::{measure, ConsumerLag, PartitionStats};
-use super::producer::{enqueue, is_permanent, ProducerHandle, PRODUCER_DEFAULTS};
+use super::producer::{enqueue, is_permanent, producer_defaults, ProducerHandle};
 use super::{
     client_config, creation_error, header_format, origin_of, transport_error, ClientState,
     SysmonContext, FORMAT_HEADER, ORIGIN_HEADER, REASON_HEADER, REASON_KIND_HEADER,
@@ -294,7 +294,7 @@ impl KafkaReceiver {
 
         let pc = client_config(
             &config.brokers,
-            PRODUCER_DEFAULTS,
+            &producer_defaults(config.compression),
             &dlq_options(&config.options),
         )?;
         let dlq = ProducerHandle::new(pc, "dead-letter producer")?;
