@@ -39,28 +39,11 @@ pub struct DisksOptions {
     pub exclude_devices: Vec<String>,
 }
 
-/// The counters a rate is computed from, as of the previous interval.
+/// A device's counters as of the previous interval, and the sample that saw it.
 #[derive(Debug, Clone, Copy)]
 struct Previous {
-    read_ops: u64,
-    write_ops: u64,
-    read_time_ms: u64,
-    write_time_ms: u64,
-    io_time_ms: u64,
+    counters: DiskStatCounters,
     seen: u64,
-}
-
-impl Previous {
-    fn of(s: &DiskStat<'_>, seen: u64) -> Self {
-        Previous {
-            read_ops: s.read_ops,
-            write_ops: s.write_ops,
-            read_time_ms: s.read_time_ms,
-            write_time_ms: s.write_time_ms,
-            io_time_ms: s.io_time_ms,
-            seen,
-        }
-    }
 }
 
 /// A device's entry for the current counters `s`, with rates over `secs` from
@@ -119,14 +102,14 @@ pub struct DiskStatCounters {
     pub io_time_ms: u64,
 }
 
-impl From<Previous> for DiskStatCounters {
-    fn from(p: Previous) -> Self {
+impl From<&DiskStat<'_>> for DiskStatCounters {
+    fn from(s: &DiskStat<'_>) -> Self {
         DiskStatCounters {
-            read_ops: p.read_ops,
-            write_ops: p.write_ops,
-            read_time_ms: p.read_time_ms,
-            write_time_ms: p.write_time_ms,
-            io_time_ms: p.io_time_ms,
+            read_ops: s.read_ops,
+            write_ops: s.write_ops,
+            read_time_ms: s.read_time_ms,
+            write_time_ms: s.write_time_ms,
+            io_time_ms: s.io_time_ms,
         }
     }
 }
@@ -202,12 +185,12 @@ impl DisksCollector {
             if !listed {
                 continue;
             }
-            let prev = self
-                .previous
-                .get(stat.name)
-                .map(|p| DiskStatCounters::from(*p));
+            let prev = self.previous.get(stat.name).map(|p| p.counters);
             out.push(block_device(&stat, prev.as_ref().zip(secs)));
-            let entry = Previous::of(&stat, self.generation);
+            let entry = Previous {
+                counters: DiskStatCounters::from(&stat),
+                seen: self.generation,
+            };
             match self.previous.get_mut(stat.name) {
                 Some(p) => *p = entry,
                 None => {
