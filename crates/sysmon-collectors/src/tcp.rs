@@ -145,9 +145,15 @@ pub enum DumpProgress {
 }
 
 /// Counts the sockets in one buffer of `sock_diag` replies (`nlmsghdr` then
-/// `inet_diag_msg`, whose second byte is the state). A netlink error message
-/// or a truncated message is an error.
-pub fn parse_diag_replies(buf: &[u8], counts: &mut TcpStates) -> Result<DumpProgress, String> {
+/// `inet_diag_msg`, whose second byte is the state) to the request numbered
+/// `seq`; replies to another request (left over from a dump that failed
+/// half-way) are skipped. A netlink error message or a truncated message is
+/// an error.
+pub fn parse_diag_replies(
+    buf: &[u8],
+    seq: u32,
+    counts: &mut TcpStates,
+) -> Result<DumpProgress, String> {
     let mut pos = 0;
     while pos + nl::HEADER <= buf.len() {
         let word = |at: usize| [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
@@ -157,6 +163,10 @@ pub fn parse_diag_replies(buf: &[u8], counts: &mut TcpStates) -> Result<DumpProg
             return Err(format!(
                 "netlink message of {len} bytes at offset {pos} overruns the reply"
             ));
+        }
+        if u32::from_ne_bytes(word(pos + 8)) != seq {
+            pos += (len + 3) & !3;
+            continue;
         }
         match kind {
             nl::NLMSG_DONE => return Ok(DumpProgress::Done),
@@ -265,7 +275,7 @@ impl DiagSocket {
                 }
                 return Err(fail(e));
             }
-            match parse_diag_replies(&self.buf[..n as usize], counts) {
+            match parse_diag_replies(&self.buf[..n as usize], self.seq, counts) {
                 Ok(DumpProgress::Done) => return Ok(()),
                 Ok(DumpProgress::More) if n > 0 => {}
                 Ok(DumpProgress::More) => {
@@ -420,11 +430,17 @@ Tcp: 1 200 120000 -1 1000 900 5 3 12 500000 480000 321 0 17 0\n";
     }
 
     fn reply(kind: u16, payload: &[u8]) -> Vec<u8> {
+        reply_to(7, kind, payload)
+    }
+
+    fn reply_to(seq: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
         let len = 16 + payload.len();
         let mut m = Vec::new();
         m.extend_from_slice(&(len as u32).to_ne_bytes());
         m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(&[0; 2]);
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&[0; 4]);
         m.extend_from_slice(payload);
         while m.len() % 4 != 0 {
             m.push(0);
@@ -442,21 +458,35 @@ Tcp: 1 200 120000 -1 1000 900 5 3 12 500000 480000 321 0 17 0\n";
         };
         let mut buf = [sock(1), sock(1), sock(10), sock(12), sock(6)].concat();
         let mut c = TcpStates::default();
-        assert_eq!(parse_diag_replies(&buf, &mut c), Ok(DumpProgress::More));
+        assert_eq!(parse_diag_replies(&buf, 7, &mut c), Ok(DumpProgress::More));
         assert_eq!(
             (c.established, c.listen, c.syn_recv, c.time_wait),
             (2, 1, 1, 1)
         );
         buf.extend(reply(nl::NLMSG_DONE, &[0; 4]));
         let mut c = TcpStates::default();
-        assert_eq!(parse_diag_replies(&buf, &mut c), Ok(DumpProgress::Done));
+        assert_eq!(parse_diag_replies(&buf, 7, &mut c), Ok(DumpProgress::Done));
         let err = reply(nl::NLMSG_ERROR, &(-13i32).to_ne_bytes());
-        assert!(parse_diag_replies(&err, &mut c)
+        assert!(parse_diag_replies(&err, 7, &mut c)
             .unwrap_err()
             .contains("denied"));
+        // a reply to an earlier request is not counted
+        let mut p = vec![0u8; 72];
+        p[1] = 1;
+        let stale = [
+            reply_to(6, nl::SOCK_DIAG_BY_FAMILY, &p),
+            reply(nl::NLMSG_DONE, &[0; 4]),
+        ]
+        .concat();
+        let mut c = TcpStates::default();
+        assert_eq!(
+            parse_diag_replies(&stale, 7, &mut c),
+            Ok(DumpProgress::Done)
+        );
+        assert_eq!(c.established, 0);
         let mut truncated = sock(1);
         truncated.truncate(40);
-        assert!(parse_diag_replies(&truncated, &mut c).is_err());
+        assert!(parse_diag_replies(&truncated, 7, &mut c).is_err());
     }
 
     #[test]

@@ -292,3 +292,42 @@ fn binary_v1_messages_still_decode() {
     assert_eq!(&BINARY_V1[..4], b"SMB1");
     assert_eq!(decode(BINARY_V1).unwrap(), binary_v1_fixture());
 }
+
+#[test]
+fn host_details_are_validated_with_the_field_named() {
+    let mut s = SyntheticMachine::new("v", 5).next_snapshot(1_764_086_400.0, 5);
+    crate::synth::fill_host_details(&mut s);
+    assert!(validate(&s).is_ok());
+    let bad = |f: &dyn Fn(&mut Snapshot), field: &str| {
+        let mut b = s.clone();
+        f(&mut b);
+        let err = validate(&b).unwrap_err().to_string();
+        assert!(err.contains(field), "{field}: {err}");
+    };
+    bad(
+        &|b| b.disks[0].utilization_percent = Some(150.0),
+        "disks[0].utilization_percent",
+    );
+    bad(
+        &|b| b.disks[0].read_latency_ms = Some(f64::NAN),
+        "disks[0].read_latency_ms",
+    );
+    bad(&|b| b.disks = vec![b.disks[0].clone(); 65], "disks");
+    bad(
+        &|b| b.pressure.as_mut().unwrap().io.as_mut().unwrap().some.avg60 = 101.0,
+        "pressure.io.some.avg60",
+    );
+    bad(
+        &|b| b.top_mem_cgroups[1].cpu_percent = -1.0,
+        "top_mem_cgroups[1].cpu_percent",
+    );
+    bad(&|b| b.temperatures[0].celsius = 5000.0, "temperatures[0]");
+    bad(
+        &|b| b.open_files.as_mut().unwrap().allocated = u64::MAX,
+        "open_files",
+    );
+    bad(
+        &|b| b.tcp.as_mut().unwrap().retransmits_per_sec = Some(-1.0),
+        "tcp.retransmits_per_sec",
+    );
+}
