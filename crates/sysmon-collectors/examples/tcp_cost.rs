@@ -54,7 +54,11 @@ fn main() {
     }
     println!("sockets held by this process: {} (+1 listener)", held.len());
     for (label, mode) in [("netlink", TcpSource::Netlink), ("proc", TcpSource::Proc)] {
-        let mut c = TcpCollector::new(TcpOptions { mode }).expect("collector");
+        let mut c = TcpCollector::new(TcpOptions {
+            mode,
+            states_every: 1,
+        })
+        .expect("collector");
         let mut s = Snapshot::default();
         c.collect(&mut s).expect("collect");
         let runs = 30;

@@ -580,9 +580,14 @@ fn disk_counters_follow_diskstats_while_writing_and_fsyncing() {
 #[test]
 fn tcp_listener_and_connections_are_counted() {
     const N: usize = 40;
-    let mut netlink = TcpCollector::new(TcpOptions::default()).unwrap();
+    let every = TcpOptions {
+        states_every: 1,
+        ..TcpOptions::default()
+    };
+    let mut netlink = TcpCollector::new(every.clone()).unwrap();
     let mut proc = TcpCollector::new(TcpOptions {
         mode: TcpSource::Proc,
+        ..every
     })
     .unwrap();
     let mut base = Snapshot::default();
@@ -607,7 +612,18 @@ fn tcp_listener_and_connections_are_counted() {
         assert!(t.out_segs >= base.out_segs && t.retrans_segs >= base.retrans_segs);
         assert!(t.retransmits_per_sec.is_some_and(|r| r >= 0.0));
     }
-    // the netlink and /proc counts of our own sockets agree
+    // by default states are counted every 10th collection, the last counts repeated between
+    let mut sparse = TcpCollector::new(TcpOptions::default()).unwrap();
+    let mut first = Snapshot::default();
+    sparse.collect(&mut first).unwrap();
+    let mut again = Snapshot::default();
+    sparse.collect(&mut again).unwrap();
+    assert_eq!(first.tcp.unwrap().v4, again.tcp.unwrap().v4);
+    assert!(TcpCollector::new(TcpOptions {
+        states_every: 0,
+        ..TcpOptions::default()
+    })
+    .is_err());
     drop(clients);
     drop(servers);
     let mut s = Snapshot::default();
