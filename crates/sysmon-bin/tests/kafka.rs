@@ -2,110 +2,17 @@
 //! publishing to a real tansu broker, `sysmon ingest` consuming into SQLite,
 //! `sysmon doctor` checking the setup.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::{Proc, AGENT, SYSMON};
 use sysmon_core::config::SqliteConfig;
 use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::tansu::TansuBroker;
-
-/// A child process killed on drop, its stderr in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-    name: String,
-}
-
-impl Proc {
-    fn spawn(bin: &str, args: &[&str], dir: &Path, name: &str) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let err = std::fs::File::create(&log).unwrap();
-        let out = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-        let child = Command::new(bin)
-            .args(args)
-            .env("SYSMON_LOG", "info")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
-        Proc {
-            child,
-            log,
-            name: name.to_string(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.name);
-    }
-
-    /// Waits for the process to exit; panics with its log after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} did not exit within {timeout:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until the log contains `needle`.
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited ({status}) before logging {needle:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} did not log {needle:?} within {timeout:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SYSMON: &str = env!("CARGO_BIN_EXE_sysmon");
-const AGENT: &str = env!("CARGO_BIN_EXE_sysmon-agent");
 
 /// Rows per machine in the SQLite history (each `(machine, timestamp)` is a
 /// primary key, so a row is never there twice).

@@ -3,12 +3,21 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config`),
 //! `SYSMON_*` environment variables, command-line flags. Every section and key
 //! is optional; unknown keys are errors (a typo never silently does nothing).
-//! `sysmon config --print-default` prints [`DEFAULT_CONFIG_TOML`].
+//! `sysmon config --print-default` prints [`DEFAULT_CONFIG_TOML`] followed by
+//! the analytics crate's sections.
+//!
+//! The `[alerts]` and `[anomaly]` sections belong to `sysmon-analytics`: core
+//! only knows them as the type parameters of [`Config`]. `Config` alone (the
+//! defaults `toml::Table`) accepts and ignores them, so a program that embeds
+//! the agent reads the same file as the master without compiling the
+//! analytics; `sysmon_analytics::Config` fills them with the typed, checked
+//! sections.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Format, DEFAULT_MAX_MESSAGE_BYTES};
@@ -16,9 +25,12 @@ use crate::duration::serde_duration;
 use crate::error::CoreError;
 
 /// The whole configuration.
+///
+/// `Alerts` and `Anomaly` are the `[alerts]` and `[anomaly]` sections, owned
+/// by whoever evaluates them (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct Config<Alerts = toml::Table, Anomaly = toml::Table> {
     /// The agent: identity, schedule, buffering.
     pub agent: AgentConfig,
     /// Per-collector tables: `enabled` plus the collector's own options.
@@ -33,10 +45,25 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Redis (hot window).
     pub redis: RedisConfig,
-    /// Alert rules and webhook targets.
-    pub alerts: crate::analytics::alerts::AlertsConfig,
-    /// The anomaly detector.
-    pub anomaly: crate::analytics::detector::DetectorConfig,
+    /// `[alerts]`: alert rules and webhook targets.
+    pub alerts: Alerts,
+    /// `[anomaly]`: the anomaly detector.
+    pub anomaly: Anomaly,
+}
+
+/// A section of [`Config`] defined outside core: parsed with the rest of
+/// the file (unknown keys rejected by its own `deny_unknown_fields`) and
+/// checked by [`Config::check`].
+pub trait ConfigSection: Default + DeserializeOwned {
+    /// Checks values that parse but make no sense.
+    fn check(&self) -> Result<(), CoreError>;
+}
+
+/// An untyped section: accepted as written, checked by nobody.
+impl ConfigSection for toml::Table {
+    fn check(&self) -> Result<(), CoreError> {
+        Ok(())
+    }
 }
 
 /// `[agent]`
@@ -306,24 +333,24 @@ pub fn redact_url_password(url: &str) -> String {
     }
 }
 
-impl Config {
+impl<Alerts: ConfigSection, Anomaly: ConfigSection> Config<Alerts, Anomaly> {
     /// Parses a TOML document.
-    pub fn from_toml(text: &str) -> Result<Config, CoreError> {
-        let config: Config = toml::from_str(text).map_err(|e| CoreError::Config(e.to_string()))?;
+    pub fn from_toml(text: &str) -> Result<Self, CoreError> {
+        let config: Self = toml::from_str(text).map_err(|e| CoreError::Config(e.to_string()))?;
         config.check()?;
         Ok(config)
     }
 
     /// Loads `path`, or the defaults when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> Result<Config, CoreError> {
+    pub fn load(path: Option<&Path>) -> Result<Self, CoreError> {
         match path {
-            None => Ok(Config::default()),
+            None => Ok(Self::default()),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| CoreError::Io {
                     context: format!("reading config file {}", p.display()),
                     source: e,
                 })?;
-                Config::from_toml(&text).map_err(|e| match e {
+                Self::from_toml(&text).map_err(|e| match e {
                     CoreError::Config(m) => CoreError::Config(format!("{}: {m}", p.display())),
                     other => other,
                 })
@@ -356,7 +383,8 @@ impl Config {
     }
 }
 
-/// The commented default configuration printed by `sysmon config --print-default`.
+/// The commented default of core's sections, the start of what
+/// `sysmon config --print-default` prints (`sysmon_analytics` appends its own).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 #[cfg(test)]
@@ -365,7 +393,7 @@ mod tests {
 
     #[test]
     fn default_file_parses_to_the_defaults() {
-        let parsed = Config::from_toml(DEFAULT_CONFIG_TOML).unwrap();
+        let parsed = <Config>::from_toml(DEFAULT_CONFIG_TOML).unwrap();
         let expected = Config {
             collectors: parsed.collectors.clone(),
             ..Config::default()
@@ -376,36 +404,27 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        let e = Config::from_toml("[agent]\nintervall = \"1s\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\nintervall = \"1s\"").unwrap_err();
         assert!(e.to_string().contains("intervall"), "{e}");
-        let e = Config::from_toml("[agent]\ninterval = \"fast\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\ninterval = \"fast\"").unwrap_err();
         assert!(e.to_string().contains("15m"), "{e}");
-        let e = Config::from_toml("[agent]\ninterval = \"10ms\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\ninterval = \"10ms\"").unwrap_err();
         assert!(e.to_string().contains("100ms"), "{e}");
-        let e = Config::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
+        let e = <Config>::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
         assert!(e.to_string().contains("format"), "{e}");
     }
 
     #[test]
-    fn alerts_and_anomaly_sections_parse_and_are_checked() {
-        let c = Config::from_toml(
-            "[anomaly]\ntrees = 150\ncontamination = \"auto\"\n\
-             [[alerts.rules]]\nname = \"swap\"\nmetric = \"swap_usage\"\nthreshold = 50\nfor = \"1m\"",
-        )
-        .unwrap();
-        assert_eq!(c.anomaly.trees, 150);
-        assert_eq!(c.alerts.rules.len(), 1, "rules replace the defaults");
-        assert_eq!(c.alerts.rules[0].name, "swap");
-        let e = Config::from_toml("[anomaly]\ntrees = 0").unwrap_err();
-        assert!(e.to_string().contains("anomaly.trees"), "{e}");
-        let e = Config::from_toml("[[alerts.webhooks]]\nurl = \"nope\"").unwrap_err();
-        assert!(e.to_string().contains("nope"), "{e}");
-        assert_eq!(Config::default().alerts.rules.len(), 4);
+    fn analytics_sections_are_accepted_untyped() {
+        let c =
+            <Config>::from_toml("[anomaly]\ntrees = 0\n[[alerts.rules]]\nname = \"x\"").unwrap();
+        assert_eq!(c.anomaly["trees"].as_integer(), Some(0));
+        assert!(c.alerts.contains_key("rules"));
     }
 
     #[test]
     fn redis_credentials_and_tls_files_are_checked_and_never_shown() {
-        let c = Config::from_toml(
+        let c = <Config>::from_toml(
             "[redis]\nurl = \"rediss://ingest:urlpw@cache:6380/0\"\nusername = \"ingest\"\n\
              password = \"s3cret\"\nca_cert = \"/etc/ca.pem\"\n\
              client_cert = \"/etc/c.pem\"\nclient_key = \"/etc/c.key\"",
@@ -422,13 +441,13 @@ mod tests {
             shown.contains("rediss://ingest:<redacted>@cache:6380/0"),
             "{shown}"
         );
-        let e = Config::from_toml("[redis]\nurl = \"rediss://h\"\nclient_cert = \"/c.pem\"")
+        let e = <Config>::from_toml("[redis]\nurl = \"rediss://h\"\nclient_cert = \"/c.pem\"")
             .unwrap_err();
         assert!(e.to_string().contains("client_key"), "{e}");
         let e =
-            Config::from_toml("[redis]\nurl = \"redis://h\"\nca_cert = \"/ca.pem\"").unwrap_err();
+            <Config>::from_toml("[redis]\nurl = \"redis://h\"\nca_cert = \"/ca.pem\"").unwrap_err();
         assert!(e.to_string().contains("rediss://"), "{e}");
-        let e = Config::from_toml("[redis]\nwindow = \"100ms\"").unwrap_err();
+        let e = <Config>::from_toml("[redis]\nwindow = \"100ms\"").unwrap_err();
         assert!(e.to_string().contains("redis.window"), "{e}");
         assert_eq!(
             redact_url_password("redis://:pw@h:1/0"),
@@ -444,7 +463,8 @@ mod tests {
 
     #[test]
     fn partial_files_keep_other_defaults() {
-        let c = Config::from_toml("[agent]\ninterval = 2\n[agent.labels]\nrole = \"db\"").unwrap();
+        let c =
+            <Config>::from_toml("[agent]\ninterval = 2\n[agent.labels]\nrole = \"db\"").unwrap();
         assert_eq!(c.agent.interval, Duration::from_secs(2));
         assert_eq!(c.agent.labels["role"], "db");
         assert_eq!(c.sqlite, SqliteConfig::default());

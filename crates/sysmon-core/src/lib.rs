@@ -9,14 +9,15 @@
 //! * [`agent`] and [`ingest`]: the runtimes that drive collectors into a transport
 //!   and a transport into sinks. One pipeline serves the embedded (channel) mode and
 //!   the distributed (Kafka) mode; only the transport differs.
-//! * [`config`]: the TOML configuration shared by every binary.
+//! * [`config`]: the TOML configuration shared by every binary (its `[alerts]`
+//!   and `[anomaly]` sections are typed by `sysmon-analytics`).
 
 pub mod agent;
-pub mod analytics;
 pub mod buffer;
 pub mod codec;
 pub mod collector;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod histogram;

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-pub use sysmon_core::analytics::forecast::FilesystemForecast;
+pub use sysmon_analytics::forecast::FilesystemForecast;
 use sysmon_core::StoreError;
 
 /// One alert, active or recently resolved.

@@ -228,7 +228,7 @@ fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
 }
 
 /// The analytics' counters in the text exposition format.
-pub fn render_analytics(stats: &sysmon_core::analytics::AnalyticsStats) -> String {
+pub fn render_analytics(stats: &sysmon_analytics::AnalyticsStats) -> String {
     let mut out = String::new();
     write_counters(
         &mut out,

@@ -8,9 +8,9 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sysmon_core::analytics::alerts::AlertState;
-use sysmon_core::analytics::forecast::ForecastParams;
-use sysmon_core::analytics::{Forecaster, FEATURE_NAMES};
+use sysmon_analytics::alerts::AlertState;
+use sysmon_analytics::forecast::ForecastParams;
+use sysmon_analytics::{Forecaster, FEATURE_NAMES};
 use sysmon_core::StoreError;
 use sysmon_sinks::sqlite::SqliteSink;
 

@@ -7,13 +7,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serde_json::json;
-use sysmon_core::analytics::alerts::ActiveAlert;
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::alerts::ActiveAlert;
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::SinkError;
 
 use crate::redis::RedisSink;
 
-pub use sysmon_core::analytics::FLEET_SCOPE;
+pub use sysmon_analytics::FLEET_SCOPE;
 
 /// Writes the active alerts of each scope to Redis (through
 /// [`RedisSink::put_active_alerts`]; an empty scope deletes its key). Only

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertState, Severity};
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::alerts::{ActiveAlert, AlertState, Severity};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::config::RedisConfig;
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;

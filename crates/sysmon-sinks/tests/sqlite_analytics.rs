@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{Batch, Sink, Snapshot};
 use sysmon_sinks::sqlite::SqliteSink;

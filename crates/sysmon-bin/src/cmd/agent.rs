@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use sysmon_analytics::Config;
 use sysmon_core::agent::AgentOptions;
-use sysmon_core::config::Config;
 use sysmon_core::{codec::Format, Agent, Transport};
 use tracing::info;
 

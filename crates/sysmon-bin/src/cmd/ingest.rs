@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Ingest, IngestStats, SnapshotStore};
 use sysmon_sinks::kafka::KafkaReceiver;
@@ -177,11 +177,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     );
     // Bind before joining the group: a taken port is an error at once.
     let listener = match &args.listen {
-        Some(_) => {
-            let l = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
-            crate::cmd::dashboard::warn_if_open(&l, &config);
-            Some(l)
-        }
+        Some(_) => Some(crate::serve::listen(&config).await?),
         None => None,
     };
     let stop = crate::shutdown_on_signal();
@@ -208,18 +204,11 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         let lag = consumer_lag.clone();
         println!(
             "dashboard: {}",
-            crate::cmd::standalone::dashboard_url(&config.dashboard.listen)
+            crate::serve::dashboard_url(&config.dashboard.listen)
         );
         tokio::spawn(
-            sysmon_dashboard::Dashboard::new(sqlite.clone())
-                .with_live(ingest.events(), "in-process")
-                .with_ingest_stats(stats.clone())
-                .with_analytics_stats(analytics.stats.clone())
-                .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
-                    (*sqlite).clone(),
-                )))
+            crate::serve::in_process(&config, &sqlite, ingest.events(), stats.clone(), &analytics)
                 .with_consumer_lag(Arc::new(move || lag.get()))
-                .with_auth_token(config.dashboard.auth_token.clone())
                 .serve(listener, stop.clone()),
         )
     });

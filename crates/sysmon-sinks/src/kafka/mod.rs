@@ -43,7 +43,7 @@ use crate::error::SinksError;
 
 pub use admin::{ensure_topic, EnsuredTopic};
 pub use consumer::KafkaReceiver;
-pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
+pub use doctor::doctor;
 pub use lag::ConsumerLag;
 pub use producer::KafkaTransport;
 

@@ -2,13 +2,13 @@
 //! (schema version 4), written by the ingester's [`AnalyticsService`] and read
 //! by the dashboard.
 //!
-//! [`AnalyticsService`]: sysmon_core::analytics::AnalyticsService
+//! [`AnalyticsService`]: sysmon_analytics::AnalyticsService
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
+use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState};
+use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
 use sysmon_core::SinkError;
 
 use super::keys::{self, TS_BITS};

@@ -23,8 +23,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
-use crate::synth::Rng;
+use sysmon_core::error::CoreError;
+use sysmon_core::synth::Rng;
 
 /// Euler–Mascheroni constant.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;

@@ -1,9 +1,9 @@
 use std::sync::Mutex;
 
 use super::*;
-use crate::analytics::alerts::{AlertRule, AlertState};
-use crate::analytics::tracegen::{generate, TraceConfig};
+use crate::alerts::{AlertRule, AlertState};
 use crate::config::Config;
+use crate::tracegen::{generate, TraceConfig};
 
 const T0: f64 = 1_764_086_400.0;
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::detector::{AnomalyDetector, DetectorConfig};
 use super::tracegen::{generate, EventKind, LabelledTrace, SampleLabel, TraceConfig};
-use crate::error::CoreError;
+use sysmon_core::error::CoreError;
 
 /// Samples after an event's end during which a flag still counts for it (and is
 /// not a false positive).

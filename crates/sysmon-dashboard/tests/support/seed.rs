@@ -1,4 +1,6 @@
-//! Test and benchmark support: fills sinks with realistic synthetic history
+//! Test and benchmark support (not part of the library; included with
+//! `#[path]` by the API tests and the `seed_db` and `bench_api` examples):
+//! fills sinks with realistic synthetic history
 //! **through the real ingest path** ([`sysmon_core::Ingest`] over the
 //! in-process channel transport), exactly as `sysmon standalone` stores data.
 //! Used by the API tests, the benchmark command and the browser test's seeder
@@ -7,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sysmon_core::analytics::AnalyticsService;
+use sysmon_analytics::AnalyticsService;
 use sysmon_core::config::IngestConfig;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::synth::SyntheticMachine;

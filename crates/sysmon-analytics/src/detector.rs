@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::features::{is_rate, FeatureExtractor, FEATURE_COUNT};
 use super::isolation_forest::{quantile, Contamination, ForestParams, IsolationForest};
 use super::streaming::{StreamingDetector, StreamingOutcome, StreamingParams};
-use crate::error::CoreError;
-use crate::snapshot::Snapshot;
+use sysmon_core::error::CoreError;
+use sysmon_core::snapshot::Snapshot;
 
 /// Robust z-scores fed to the forest are clipped to ±this.
 const Z_CLIP: f64 = 12.0;
@@ -515,14 +515,14 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn splitmix(x: u64) -> u64 {
-    crate::synth::Rng::new(x).next_u64()
+    sysmon_core::synth::Rng::new(x).next_u64()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{DiskIo, NetworkIo};
-    use crate::synth::{Rng, SyntheticMachine};
+    use sysmon_core::snapshot::{DiskIo, NetworkIo};
+    use sysmon_core::synth::{Rng, SyntheticMachine};
 
     const T0: f64 = 1_764_086_400.0;
 

@@ -70,7 +70,7 @@ impl<T: AlertNotifier + ?Sized> AlertNotifier for std::sync::Arc<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::alerts::Severity;
+    use crate::alerts::Severity;
     use std::sync::{Arc, Mutex};
 
     /// Collects events, to check the trait is object-safe and usable behind `Arc<dyn _>`.

@@ -438,8 +438,8 @@ pub fn human_rate(bytes_per_sec: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analytics::features::{CPU, DISK_READ};
-    use crate::synth::Rng;
+    use crate::features::{CPU, DISK_READ};
+    use sysmon_core::synth::Rng;
 
     fn naive_median(v: &[f64]) -> f64 {
         let mut s = v.to_vec();

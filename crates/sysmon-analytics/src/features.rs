@@ -11,7 +11,7 @@
 //! plausible hardware yields *no* rate for that step (`None`), never a negative
 //! value or a huge spike. The next step after such an event rates normally again.
 
-use crate::snapshot::Snapshot;
+use sysmon_core::snapshot::Snapshot;
 
 /// The number of features.
 pub const FEATURE_COUNT: usize = 6;
@@ -232,7 +232,7 @@ impl FeatureExtractor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{DiskIo, NetworkIo};
+    use sysmon_core::snapshot::{DiskIo, NetworkIo};
 
     fn snap(ts: f64, cpu: f64, disk: (u64, u64), net: (u64, u64)) -> Snapshot {
         let mut s = Snapshot::new("m", ts);

@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::features::{FeatureExtractor, FEATURE_COUNT, FEATURE_NAMES};
-use crate::snapshot::Snapshot;
+use sysmon_core::snapshot::Snapshot;
 
 /// A least-squares line `y = intercept + slope · (x - x_mean)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -450,7 +450,7 @@ impl Forecaster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::Rng;
+    use sysmon_core::synth::Rng;
 
     #[test]
     fn quantiles_match_tables() {
@@ -521,7 +521,7 @@ mod tests {
         let mut s = Snapshot::new("m", t);
         s.cpu_usage = cpu;
         s.memory_usage = 40.0;
-        s.filesystems = vec![crate::snapshot::Filesystem {
+        s.filesystems = vec![sysmon_core::snapshot::Filesystem {
             mount_point: "/data".into(),
             fs_type: "ext4".into(),
             total_bytes: 1_000_000,

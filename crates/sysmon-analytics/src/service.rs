@@ -6,7 +6,7 @@
 //!   [`tick`](AnalyticsEngine::tick) for what depends on time passing
 //!   (machines going offline, fleet rules). It returns an [`AnalyticsRecord`].
 //! * [`AnalyticsService`] is the runtime around it: it subscribes to the
-//!   ingester's stored-batch broadcast ([`crate::Ingest::subscribe`]), runs the
+//!   ingester's stored-batch broadcast ([`sysmon_core::Ingest::subscribe`]), runs the
 //!   engine on the blocking pool, hands each record to the [`AnalyticsSink`]s
 //!   (alert history and anomaly scores in SQLite, active alerts in Redis) and
 //!   each alert transition to the [`AlertNotifier`]s (a log line, webhooks).
@@ -30,9 +30,9 @@ use super::alerts::{ActiveAlert, AlertEngine, AlertEvent};
 use super::detector::{AnomalyDetector, AnomalyScore};
 use super::notify::AlertNotifier;
 use crate::config::Config;
-use crate::error::CoreError;
-use crate::sink::{Batch, SinkError};
-use crate::snapshot::Snapshot;
+use sysmon_core::error::CoreError;
+use sysmon_core::sink::{Batch, SinkError};
+use sysmon_core::snapshot::Snapshot;
 
 /// What one step of the engine produced.
 #[derive(Debug, Clone, Default, PartialEq)]

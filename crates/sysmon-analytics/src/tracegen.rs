@@ -24,8 +24,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{DiskIo, Filesystem, Memory, NetworkIo, Snapshot, SCHEMA_VERSION};
-use crate::synth::Rng;
+use sysmon_core::snapshot::{DiskIo, Filesystem, Memory, NetworkIo, Snapshot, SCHEMA_VERSION};
+use sysmon_core::synth::Rng;
 
 /// The kinds of injected anomaly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -532,7 +532,7 @@ mod tests {
         }
         let mut resets = 0;
         for s in &tr.snapshots {
-            crate::codec::validate(s).unwrap();
+            sysmon_core::codec::validate(s).unwrap();
             if let Some(prev) = last.get(s.machine_id.as_str()) {
                 if s.disk_io.read < prev.disk_io.read {
                     resets += 1;
