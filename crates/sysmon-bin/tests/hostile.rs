@@ -384,6 +384,7 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
             cpu_percent: 1.0,
             memory_percent: None,
             memory_bytes: None,
+            ..Default::default()
         });
     hostile.push(("over_limit", keyed(&name)));
     let mut custom = sample(victim, now - 293.0, 99.0);

@@ -7,7 +7,7 @@ mod support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{AGENT, SYSMON};
 use sysmon_core::config::SqliteConfig;

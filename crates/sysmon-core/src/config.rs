@@ -516,14 +516,14 @@ mod tests {
         assert!(e.to_string().contains("100ms"), "{e}");
         let e = <Config>::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
         assert!(e.to_string().contains("format"), "{e}");
-        let e = Config::from_toml("[kafka]\ncompression = \"brotli\"").unwrap_err();
+        let e = <Config>::from_toml("[kafka]\ncompression = \"brotli\"").unwrap_err();
         assert!(e.to_string().contains("compression"), "{e}");
     }
 
     #[test]
     fn compression_parses_from_toml_and_flags_and_defaults_to_gzip() {
         assert_eq!(KafkaConfig::default().compression, Compression::Gzip);
-        let c = Config::from_toml("[kafka]\ncompression = \"lz4\"").unwrap();
+        let c = <Config>::from_toml("[kafka]\ncompression = \"lz4\"").unwrap();
         assert_eq!(c.kafka.compression, Compression::Lz4);
         for c in Compression::ALL {
             assert_eq!(c.as_str().parse::<Compression>(), Ok(c));

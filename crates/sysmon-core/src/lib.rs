@@ -40,8 +40,9 @@ pub use error::{CoreError, DecodeError};
 pub use ingest::{Ingest, IngestStats};
 pub use sink::{Batch, Sink, SinkError};
 pub use snapshot::{
-    CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg, Memory, NetworkIo, NetworkRate,
-    ProcessInfo, Snapshot, SCHEMA_VERSION,
+    BlockDevice, CgroupInfo, CgroupKind, CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg,
+    Memory, NetworkErrors, NetworkIo, NetworkRate, OpenFiles, Pressure, PressureLine,
+    PressureStall, ProcessInfo, Snapshot, Tcp, TcpStates, Temperature, SCHEMA_VERSION,
 };
 pub use store::{MachineSummary, SnapshotStore, StoreError};
 pub use transport::{

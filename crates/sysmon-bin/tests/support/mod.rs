@@ -1,6 +1,6 @@
 //! Helpers shared by the process tests: the binaries under test; the
 //! process handling itself is `sysmon_testkit::process` (each test file uses a subset).
-#![allow(unused_imports)]
+#![allow(unused_imports, dead_code)]
 
 pub use sysmon_testkit::process::{poll_until, wait_for, wait_until, Proc};
 

@@ -150,7 +150,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 
 /// Guesses the format from the first bytes: the binary magic, else JSON.
 pub fn sniff(bytes: &[u8]) -> Format {
-    if bytes.starts_with(binary::MAGIC) {
+    if binary::is_binary(bytes) {
         Format::Binary
     } else {
         Format::Json

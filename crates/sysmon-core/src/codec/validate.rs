@@ -9,6 +9,12 @@ pub const MAX_MACHINE_ID_BYTES: usize = 253;
 pub const MAX_TOP_PROCESSES: usize = 100;
 /// Most logical cores accepted in `cpu_per_core`.
 pub const MAX_CORES: usize = 4096;
+/// Most block devices accepted in `disks`.
+pub const MAX_DISKS: usize = 64;
+/// Most entries accepted in one top-N cgroup list.
+pub const MAX_TOP_CGROUPS: usize = 100;
+/// Most sensors accepted in `temperatures`.
+pub const MAX_TEMPERATURES: usize = 64;
 /// Most user-defined metrics accepted in one snapshot.
 pub const MAX_CUSTOM_METRICS: usize = 256;
 /// Longest accepted `hostname`, in bytes (a DNS name's limit).
@@ -264,6 +270,111 @@ fn check(s: &Snapshot) -> Result<(), DecodeError> {
             return Err(DecodeError::invalid(
                 format!("filesystems[{i}].used_bytes"),
                 format!("{} exceeds total_bytes {}", f.used_bytes, f.total_bytes),
+            ));
+        }
+    }
+    validate_host_details(s)
+}
+
+fn at_most(field: &str, len: usize, max: usize) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::invalid(
+            field,
+            format!("{len} entries, more than {max}"),
+        ));
+    }
+    Ok(())
+}
+
+fn non_negative_opt(field: impl FnOnce() -> String, v: Option<f64>) -> Result<(), DecodeError> {
+    match v {
+        Some(v) if !v.is_finite() || v < 0.0 => Err(DecodeError::invalid(
+            field(),
+            format!("{v} is not a finite non-negative number"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn pressure(field: &str, p: &crate::snapshot::Pressure) -> Result<(), DecodeError> {
+    for (name, stall) in [("cpu", &p.cpu), ("memory", &p.memory), ("io", &p.io)] {
+        let Some(stall) = stall else { continue };
+        for (kind, line) in [("some", Some(&stall.some)), ("full", stall.full.as_ref())] {
+            let Some(l) = line else { continue };
+            for (w, v) in [("avg10", l.avg10), ("avg60", l.avg60), ("avg300", l.avg300)] {
+                percent_at(|| format!("{field}.{name}.{kind}.{w}"), v, 100.0)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The host details: bounded lists, percentages in range, finite rates.
+fn validate_host_details(s: &Snapshot) -> Result<(), DecodeError> {
+    if let Some(p) = &s.pressure {
+        pressure("pressure", p)?;
+    }
+    at_most("disks", s.disks.len(), MAX_DISKS)?;
+    for (i, d) in s.disks.iter().enumerate() {
+        for (name, v) in [
+            ("read_iops", d.read_iops),
+            ("write_iops", d.write_iops),
+            ("read_latency_ms", d.read_latency_ms),
+            ("write_latency_ms", d.write_latency_ms),
+        ] {
+            non_negative_opt(|| format!("disks[{i}].{name}"), v)?;
+        }
+        if let Some(u) = d.utilization_percent {
+            percent_at(|| format!("disks[{i}].utilization_percent"), u, 100.0)?;
+        }
+    }
+    if let Some(t) = &s.tcp {
+        non_negative_opt(|| "tcp.retransmits_per_sec".into(), t.retransmits_per_sec)?;
+        if let Some(p) = t.retransmit_percent {
+            // more segments can be retransmitted than sent anew in an interval
+            non_negative("tcp.retransmit_percent", p)?;
+        }
+    }
+    for (list_name, list) in [
+        ("top_cpu_cgroups", &s.top_cpu_cgroups),
+        ("top_mem_cgroups", &s.top_mem_cgroups),
+    ] {
+        at_most(list_name, list.len(), MAX_TOP_CGROUPS)?;
+        for (i, g) in list.iter().enumerate() {
+            percent_at(
+                || format!("{list_name}[{i}].cpu_percent"),
+                g.cpu_percent,
+                100.0 * MAX_CORES as f64,
+            )?;
+            non_negative_opt(
+                || format!("{list_name}[{i}].io_read_bytes_per_sec"),
+                g.io_read_bytes_per_sec,
+            )?;
+            non_negative_opt(
+                || format!("{list_name}[{i}].io_write_bytes_per_sec"),
+                g.io_write_bytes_per_sec,
+            )?;
+            if let Some(p) = &g.pressure {
+                pressure(&format!("{list_name}[{i}].pressure"), p)?;
+            }
+        }
+    }
+    at_most("temperatures", s.temperatures.len(), MAX_TEMPERATURES)?;
+    for (i, t) in s.temperatures.iter().enumerate() {
+        for v in std::iter::once(t.celsius).chain(t.critical_celsius) {
+            if !v.is_finite() || !(-273.15..=1000.0).contains(&v) {
+                return Err(DecodeError::invalid(
+                    format!("temperatures[{i}]"),
+                    format!("{v} is not a temperature in °C"),
+                ));
+            }
+        }
+    }
+    if let Some(f) = &s.open_files {
+        if f.allocated > f.max {
+            return Err(DecodeError::invalid(
+                "open_files.allocated",
+                format!("{} exceeds max {}", f.allocated, f.max),
             ));
         }
     }

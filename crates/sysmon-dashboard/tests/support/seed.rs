@@ -51,6 +51,7 @@ pub fn hostile(s: &mut Snapshot) {
         cpu_percent: 99.0,
         memory_percent: Some(12.5),
         memory_bytes: Some(512 << 20),
+        ..ProcessInfo::default()
     };
     s.top_cpu_processes.insert(0, p.clone());
     s.top_cpu_processes.truncate(10);

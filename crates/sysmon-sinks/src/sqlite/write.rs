@@ -40,9 +40,9 @@ INSERT OR REPLACE INTO samples (
     disk_read_total, disk_write_total, net_sent_total, net_recv_total,
     load1, load5, load15, mem_total, mem_used, mem_available, swap_total, swap_used,
     disk_read_rate, disk_write_rate, net_sent_rate, net_recv_rate, uptime_secs,
-    cpu_per_core, filesystems, labels, collector_errors, custom_metrics
+    cpu_per_core, filesystems, labels, collector_errors, custom_metrics, host_details
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
 
 const INSERT_PROCESSES: &str = "INSERT OR REPLACE INTO processes (key, top) VALUES (?1, ?2)";
 
@@ -219,6 +219,8 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
             } else {
                 Some(json(&s.custom_metrics, "custom_metrics")?)
             };
+            let details = sysmon_core::codec::binary::has_host_details(s)
+                .then(|| sysmon_core::codec::binary::encode_host_details(s));
             let load = s.load_avg.as_ref();
             let mem = s.memory.as_ref();
             let disk = s.disk_rate.as_ref();
@@ -253,6 +255,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
                 labels,
                 errors,
                 custom,
+                details,
             ])?;
 
             if s.top_cpu_processes.is_empty() && s.top_mem_processes.is_empty() {
