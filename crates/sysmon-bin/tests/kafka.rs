@@ -2,110 +2,18 @@
 //! publishing to a real tansu broker, `sysmon ingest` consuming into SQLite,
 //! `sysmon doctor` checking the setup.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::{AGENT, SYSMON};
 use sysmon_core::config::SqliteConfig;
 use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_testkit::process::{poll_until, Proc};
 use sysmon_testkit::tansu::TansuBroker;
-
-/// A child process killed on drop, its stderr in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-    name: String,
-}
-
-impl Proc {
-    fn spawn(bin: &str, args: &[&str], dir: &Path, name: &str) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let err = std::fs::File::create(&log).unwrap();
-        let out = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-        let child = Command::new(bin)
-            .args(args)
-            .env("SYSMON_LOG", "info")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {bin}: {e}"));
-        Proc {
-            child,
-            log,
-            name: name.to_string(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} {}", self.name);
-    }
-
-    /// Waits for the process to exit; panics with its log after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} did not exit within {timeout:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Waits until the log contains `needle`.
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log().contains(needle) {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "{} exited ({status}) before logging {needle:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{} did not log {needle:?} within {timeout:?}:\n{}",
-                    self.name,
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SYSMON: &str = env!("CARGO_BIN_EXE_sysmon");
-const AGENT: &str = env!("CARGO_BIN_EXE_sysmon-agent");
 
 /// Rows per machine in the SQLite history (each `(machine, timestamp)` is a
 /// primary key, so a row is never there twice).
@@ -149,17 +57,6 @@ fn logged_number(log: &str, marker: &str, field: &str) -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("bad {field} in {line}"))
-}
-
-fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    cond()
 }
 
 #[test]
@@ -220,7 +117,7 @@ fn three_agent_processes_and_one_ingester_store_every_sample_once() {
         published.insert(a.name.clone(), n as usize);
     }
     let expected: usize = published.values().sum();
-    let complete = wait_until(Duration::from_secs(60), || {
+    let complete = poll_until(Duration::from_secs(60), || {
         total(&rows_per_machine(&db)) >= expected
     });
     ingest.signal("-TERM");
@@ -289,7 +186,7 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
     );
     // Mid-stream: the ingester has stored some and more keeps coming.
     assert!(
-        wait_until(Duration::from_secs(60), || total(&rows_per_machine(&db))
+        poll_until(Duration::from_secs(60), || total(&rows_per_machine(&db))
             >= 400),
         "{}",
         first.log()
@@ -311,7 +208,7 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
     let published = summary["published"].as_u64().unwrap() as usize;
     assert!(published > at_kill, "the kill was mid-stream");
 
-    let complete = wait_until(Duration::from_secs(90), || {
+    let complete = poll_until(Duration::from_secs(90), || {
         total(&rows_per_machine(&db)) >= published
     });
     second.signal("-TERM");

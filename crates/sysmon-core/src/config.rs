@@ -140,6 +140,15 @@ pub struct IngestConfig {
     /// How often rollups and retention run.
     #[serde(with = "serde_duration")]
     pub maintenance_interval: Duration,
+    /// Samples dated further than this ahead of the ingester's clock are
+    /// dead-lettered (`future_timestamp`): a forged or badly skewed sample
+    /// would otherwise stay a machine's "latest" state for years.
+    #[serde(with = "serde_duration")]
+    pub max_future_skew: Duration,
+    /// Samples older than this are dead-lettered (`too_old`): retention would
+    /// delete them at once. Default: `[sqlite] rollup_retention`.
+    #[serde(default, with = "crate::duration::serde_opt_duration")]
+    pub max_sample_age: Option<Duration>,
 }
 
 impl Default for IngestConfig {
@@ -149,6 +158,8 @@ impl Default for IngestConfig {
             batch_wait: Duration::from_millis(200),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             maintenance_interval: Duration::from_secs(60),
+            max_future_skew: Duration::from_secs(300),
+            max_sample_age: None,
         }
     }
 }
@@ -184,6 +195,14 @@ pub struct KafkaConfig {
     pub dlq_topic: Option<String>,
     /// The ingesters' consumer group.
     pub group: String,
+    /// This ingester's static member name in the group (librdkafka
+    /// `group.instance.id`): a restarted ingester with the same name gets its
+    /// partitions back at once instead of after the session timeout (tansu
+    /// never evicts a dead member). `sysmon ingest` defaults it to
+    /// `ingest-<machine id>`; two ingesters on one host need different names
+    /// (`--instance-id`), or the second fences the first. Empty: dynamic
+    /// membership.
+    pub instance_id: Option<String>,
     /// The agent's wire format.
     pub format: Format,
     /// Partitions when the ingester creates the topic.
@@ -201,11 +220,24 @@ impl Default for KafkaConfig {
             topic: "system_metrics".into(),
             dlq_topic: None,
             group: "sysmon-ingest".into(),
+            instance_id: None,
             format: Format::Json,
             partitions: 6,
             replication_factor: 1,
             options: BTreeMap::new(),
         }
+    }
+}
+
+impl<Alerts, Anomaly> Config<Alerts, Anomaly> {
+    /// The `[ingest]` options with their defaults resolved: `max_sample_age`
+    /// is `[sqlite] rollup_retention` unless set.
+    pub fn ingest_options(&self) -> IngestConfig {
+        let mut o = self.ingest.clone();
+        if o.max_sample_age.is_none() {
+            o.max_sample_age = Some(self.sqlite.rollup_retention);
+        }
+        o
     }
 }
 
@@ -312,14 +344,15 @@ impl RedisConfig {
 }
 
 /// `url` with the password part of its user info (`user:PASSWORD@`) replaced
-/// by `<redacted>`, for logs and `Debug`.
+/// by `<redacted>`, for logs and `Debug`. A password may hold `/ ? # @`
+/// unescaped, so everything from the first `:` to the last `@` goes (more
+/// than the password when a query holds an `@`: never less).
 pub fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
     let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_string();
     };
     match rest[..at].find(':') {
@@ -459,6 +492,14 @@ mod tests {
             redact_url_password("redis://u:p@ss@h/0"),
             "redis://u:<redacted>@h/0"
         );
+        // `/ ? #` in a password (unescaped) never leak
+        for pw in ["p/ss", "p?ss", "p#ss", "a/b?c#d@e"] {
+            let shown = redact_url_password(&format!("rediss://user:{pw}@cache:6380/0"));
+            assert_eq!(shown, "rediss://user:<redacted>@cache:6380/0", "{pw}");
+        }
+        // an `@` in a query over-redacts, never under-redacts
+        let shown = redact_url_password("redis://u:pw@h:1/0?client=a@b");
+        assert!(!shown.contains("pw"), "{shown}");
     }
 
     #[test]

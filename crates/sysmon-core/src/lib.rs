@@ -18,6 +18,7 @@ pub mod buffer;
 pub mod codec;
 pub mod collector;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod histogram;
@@ -29,6 +30,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod store;
 pub mod synth;
+pub mod text;
 pub mod transport;
 
 pub use agent::{Agent, AgentHandle, AgentStats};

@@ -11,11 +11,12 @@ use kafka_common::*;
 use rdkafka::producer::FutureRecord;
 use sysmon_core::codec::{decode_with, encode, DEFAULT_MAX_MESSAGE_BYTES};
 use sysmon_core::config::IngestConfig;
+use sysmon_core::doctor::CheckStatus;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Format, Ingest, Payload, Received, Snapshot, Transport, TransportReceiver};
 use sysmon_sinks::kafka::{
-    doctor, CheckStatus, KafkaReceiver, KafkaTransport, FORMAT_HEADER, ORIGIN_HEADER,
-    REASON_HEADER, REASON_KIND_HEADER,
+    doctor, KafkaReceiver, KafkaTransport, FORMAT_HEADER, ORIGIN_HEADER, REASON_HEADER,
+    REASON_KIND_HEADER,
 };
 use sysmon_testkit::tansu::TansuBroker;
 use tokio_util::sync::CancellationToken;

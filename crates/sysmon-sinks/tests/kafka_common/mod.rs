@@ -30,6 +30,7 @@ pub fn kafka_config(bootstrap: &str, topic: &str, group: &str, partitions: i32) 
         topic: topic.to_string(),
         dlq_topic: None,
         group: group.to_string(),
+        instance_id: None,
         format: Format::Json,
         partitions,
         replication_factor: 1,
