@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use sysmon_analytics::Config;
 use sysmon_sinks::sqlite::SqliteSink;
 use tracing::{info, warn};
 
