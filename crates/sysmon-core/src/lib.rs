@@ -13,6 +13,7 @@
 //!   and `[anomaly]` sections are typed by `sysmon-analytics`).
 
 pub mod agent;
+pub mod alert;
 pub mod buffer;
 pub mod codec;
 pub mod collector;

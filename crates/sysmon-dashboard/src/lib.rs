@@ -54,7 +54,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::info;
 
 pub use analytics::{
-    AlertView, AnalyticsSource, AnomalyView, ForecastView, MachineForecast, NoAnalytics,
+    ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast, NoAnalytics,
 };
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};

@@ -20,6 +20,7 @@ fn active(rule: &str, machine: Option<&str>, state: AlertState) -> ActiveAlert {
         state,
         since: 1_764_086_400.0,
         value: 91.5,
+        message: format!("{rule} {}", state.name()),
     }
 }
 

@@ -101,8 +101,11 @@ impl MachineAlerts {
         let v = self.values[t.metric.index()]?;
         let breached = t.op.breached(v, t.threshold);
         let cleared = t.op.cleared(v, t.clear_threshold);
-        let state = step(&mut self.states[i], breached, cleared, t.for_, v, ts)?;
-        Some(threshold_event(rule, t, Some(id), state, v, ts))
+        let st = &mut self.states[i];
+        let state = step(st, breached, cleared, t.for_, v, ts)?;
+        let event = threshold_event(rule, t, Some(id), state, v, ts);
+        st.message.clone_from(&event.message);
+        Some(event)
     }
 
     /// Rule `i`, machine offline: a snapshot resolves it when firing.
@@ -174,6 +177,7 @@ impl MachineAlerts {
                     human_bytes(tr.available)
                 ),
             };
+            st.message.clone_from(&message);
             events.push(AlertEvent {
                 rule: rule.name.clone(),
                 severity: rule.severity,
@@ -338,6 +342,11 @@ impl AlertEngine {
                             st.state = AlertState::Firing;
                             st.since = now;
                             st.value = silent;
+                            st.message = format!(
+                                "{id} silent for {:.0}s (more than {})",
+                                silent,
+                                fmt_duration(*after)
+                            );
                             events.push(AlertEvent {
                                 rule: rule.name.clone(),
                                 severity: rule.severity,
@@ -346,11 +355,7 @@ impl AlertEngine {
                                 state: AlertState::Firing,
                                 value: silent,
                                 at: now,
-                                message: format!(
-                                    "{id} silent for {:.0}s (more than {})",
-                                    silent,
-                                    fmt_duration(*after)
-                                ),
+                                message: st.message.clone(),
                             });
                         } else if st.state == AlertState::Firing {
                             st.value = silent;
@@ -389,7 +394,9 @@ impl AlertEngine {
                         v,
                         now,
                     ) {
-                        events.push(threshold_event(rule, t, None, state, v, now));
+                        let event = threshold_event(rule, t, None, state, v, now);
+                        st.message.clone_from(&event.message);
+                        events.push(event);
                     }
                 }
                 Condition::FilesystemFullWithin { .. } => {}
@@ -408,8 +415,12 @@ impl AlertEngine {
         let fs = m
             .fs_states
             .iter()
-            .map(|((i, mp), st)| (*i, Some(mp.clone()), *st));
-        let per_rule = m.states.iter().enumerate().map(|(i, st)| (i, None, *st));
+            .map(|((i, mp), st)| (*i, Some(mp.clone()), st.clone()));
+        let per_rule = m
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, st)| (i, None, st.clone()));
         let mut all: Vec<(usize, Option<String>, RuleState)> = per_rule.chain(fs).collect();
         all.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
         for (i, subject, st) in all {
@@ -451,46 +462,22 @@ impl AlertEngine {
         let live = |s: AlertState| matches!(s, AlertState::Pending | AlertState::Firing);
         for (i, rule) in self.rules.iter().enumerate() {
             if live(self.fleet[i].state) {
-                out.push(ActiveAlert {
-                    rule: rule.name.clone(),
-                    severity: rule.severity,
-                    machine_id: None,
-                    subject: None,
-                    state: self.fleet[i].state,
-                    since: self.fleet[i].since,
-                    value: self.fleet[i].value,
-                });
+                out.push(self.fleet[i].to_active(rule, None, None));
             }
             let mut ids: Vec<&String> = self.machines.keys().collect();
             ids.sort();
             for id in ids {
                 let m = &self.machines[id];
-                let st = m.states[i];
+                let st = &m.states[i];
                 if live(st.state) {
-                    out.push(ActiveAlert {
-                        rule: rule.name.clone(),
-                        severity: rule.severity,
-                        machine_id: Some(id.clone()),
-                        subject: None,
-                        state: st.state,
-                        since: st.since,
-                        value: st.value,
-                    });
+                    out.push(st.to_active(rule, Some(id), None));
                 }
                 let mut fs: Vec<(&(usize, String), &RuleState)> =
                     m.fs_states.iter().filter(|((r, _), _)| *r == i).collect();
                 fs.sort_by(|a, b| a.0.cmp(b.0));
                 for ((_, mp), st) in fs {
                     if live(st.state) {
-                        out.push(ActiveAlert {
-                            rule: rule.name.clone(),
-                            severity: rule.severity,
-                            machine_id: Some(id.clone()),
-                            subject: Some(mp.clone()),
-                            state: st.state,
-                            since: st.since,
-                            value: st.value,
-                        });
+                        out.push(st.to_active(rule, Some(id), Some(mp)));
                     }
                 }
             }

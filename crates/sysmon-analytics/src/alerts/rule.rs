@@ -1,7 +1,6 @@
 //! What an alert rule is: a [`Condition`] with a name and a [`Severity`], and
 //! its flat TOML form (`[[alerts.rules]]`, with errors that name the rule).
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -9,30 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::streaming::human_rate;
 use sysmon_core::duration::serde_duration;
 
-/// How urgent an alert is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// For the record.
-    Info,
-    /// Someone should look soon.
-    #[default]
-    Warning,
-    /// Someone should look now.
-    Critical,
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        })
-    }
-}
+pub use sysmon_core::alert::Severity;
 
 /// A metric a threshold rule watches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,89 +1,21 @@
 //! The state machine every (rule, machine[, mount point]) runs:
 //! `inactive -> pending -> firing -> resolved` ([`AlertState`]), and what it
 //! emits: an [`AlertEvent`] per transition to firing or resolved, an
-//! [`ActiveAlert`] per alert pending or firing now.
+//! [`ActiveAlert`] per alert pending or firing now (those shapes are core's,
+//! [`sysmon_core::alert`], shared with the stores and the dashboard).
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+pub use sysmon_core::alert::{ActiveAlert, AlertEvent, AlertState};
 
-use super::rule::Severity;
-
-/// The state of one alert.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    /// The condition does not hold (also: a pending alert whose condition
-    /// stopped holding before `for` elapsed).
-    Inactive,
-    /// The condition holds, not yet for `for`.
-    Pending,
-    /// The condition held for `for`: the alert is on.
-    Firing,
-    /// A firing alert's value crossed its clear threshold.
-    Resolved,
-}
-
-impl AlertState {
-    /// The state's name in JSON, logs and storage (`firing`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            AlertState::Inactive => "inactive",
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        }
-    }
-}
-
-/// An alert started firing or was resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertEvent {
-    /// The rule's name.
-    pub rule: String,
-    /// The rule's severity.
-    pub severity: Severity,
-    /// The machine, or `None` for a fleet-scoped rule.
-    pub machine_id: Option<String>,
-    /// What on the machine, e.g. the mount point for filesystem rules.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// The state entered: [`AlertState::Firing`] or [`AlertState::Resolved`].
-    pub state: AlertState,
-    /// The value that caused it (metric value; seconds silent for offline rules;
-    /// seconds until full for filesystem rules).
-    pub value: f64,
-    /// When, seconds since the epoch (the snapshot's timestamp or `tick`'s `now`).
-    pub at: f64,
-    /// A sentence for people.
-    pub message: String,
-}
-
-/// An alert that is pending or firing now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActiveAlert {
-    /// The rule's name.
-    pub rule: String,
-    /// The rule's severity.
-    pub severity: Severity,
-    /// The machine (`None` for fleet rules).
-    pub machine_id: Option<String>,
-    /// The mount point for filesystem rules.
-    pub subject: Option<String>,
-    /// Pending or firing.
-    pub state: AlertState,
-    /// Since when it is in this state.
-    pub since: f64,
-    /// The latest value.
-    pub value: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct RuleState {
     pub(super) state: AlertState,
     /// When the current state was entered.
     pub(super) since: f64,
     pub(super) value: f64,
+    /// The message of the event that made it fire (while firing).
+    pub(super) message: String,
 }
 
 impl Default for RuleState {
@@ -92,7 +24,36 @@ impl Default for RuleState {
             state: AlertState::Inactive,
             since: 0.0,
             value: f64::NAN,
+            message: String::new(),
         }
+    }
+}
+
+impl RuleState {
+    /// This alert as listed among the active ones: a firing alert carries its
+    /// firing message, a pending one a description.
+    pub(super) fn to_active(
+        &self,
+        rule: &super::AlertRule,
+        machine_id: Option<&str>,
+        subject: Option<&str>,
+    ) -> ActiveAlert {
+        let mut a = ActiveAlert {
+            rule: rule.name.clone(),
+            severity: rule.severity,
+            machine_id: machine_id.map(str::to_string),
+            subject: subject.map(str::to_string),
+            state: self.state,
+            since: self.since,
+            value: self.value,
+            message: String::new(),
+        };
+        a.message = if self.state == AlertState::Firing && !self.message.is_empty() {
+            self.message.clone()
+        } else {
+            a.describe()
+        };
+        a
     }
 }
 
