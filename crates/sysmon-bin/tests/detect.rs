@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use sysmon_core::analytics::eval::{evaluate, DEFAULT_GRACE, HELD_OUT_SEEDS};
-use sysmon_core::analytics::tracegen::{generate, LabelledTrace, SampleLabel, TraceConfig};
-use sysmon_core::analytics::{AnomalyDetector, DetectorConfig};
+use sysmon_analytics::eval::{evaluate, DEFAULT_GRACE, HELD_OUT_SEEDS};
+use sysmon_analytics::tracegen::{generate, LabelledTrace, SampleLabel, TraceConfig};
+use sysmon_analytics::{AnomalyDetector, DetectorConfig};
 use sysmon_core::codec::{decode_with, Format, DEFAULT_MAX_MESSAGE_BYTES};
 use sysmon_core::{encode_json, Snapshot};
 
@@ -406,7 +406,7 @@ fn nab_dev() -> std::path::PathBuf {
 /// figures equal the in-process detector's.
 #[test]
 fn windows_scoring_on_real_labelled_series_meets_the_targets() {
-    use sysmon_core::analytics::score_windows::{
+    use sysmon_analytics::score_windows::{
         parse_windows, score_series, series_from_csv, WindowScore, DEFAULT_PROBATION,
     };
     let dir = nab_dev();

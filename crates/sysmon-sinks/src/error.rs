@@ -6,12 +6,14 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum SinksError {
     /// SQLite failed.
+    #[cfg(feature = "sqlite")]
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// The database was written by a newer sysmon, or is not a sysmon database.
     #[error("database schema: {0}")]
     Schema(String),
     /// Kafka failed.
+    #[cfg(feature = "kafka")]
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// A configuration value is invalid.
@@ -27,6 +29,7 @@ pub enum SinksError {
         source: std::io::Error,
     },
     /// A SQLite database file could not be opened.
+    #[cfg(feature = "sqlite")]
     #[error("cannot open SQLite database {}: {source}", path.display())]
     SqliteOpen {
         /// The database file.

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use sysmon_core::analytics::score_windows::{
+use sysmon_analytics::score_windows::{
     parse_windows, score_series, WindowScore, WindowsFile, DEFAULT_PROBATION,
 };
-use sysmon_core::analytics::{AnomalyDetector, AnomalyScore, EpisodeTracker};
+use sysmon_analytics::{AnomalyDetector, AnomalyScore, EpisodeTracker};
 use sysmon_core::codec::{decode_with, Format};
 
 use crate::cli::CommonArgs;

@@ -52,7 +52,7 @@ use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStor
 
 use crate::error::SinksError;
 
-pub use analytics::{ScorePoint, StoredActiveAlert, StoredAnomaly};
+pub use analytics::ScorePoint;
 pub use maintain::MaintenanceReport;
 pub use series::{
     Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource,
