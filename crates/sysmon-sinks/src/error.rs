@@ -36,6 +36,13 @@ pub enum SinksError {
         source: rusqlite::Error,
     },
     /// Input (a snapshot to store, a query's arguments) is invalid; retrying will not help.
+    /// PostgreSQL refused or failed a statement, or the connection broke.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had (the server is down or
+    /// refuses connections, or every connection stayed busy).
+    #[error("postgres pool: {0}")]
+    PostgresPool(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
     /// Stored data could not be decoded: the database is damaged or was edited by hand.

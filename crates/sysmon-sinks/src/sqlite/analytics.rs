@@ -75,7 +75,7 @@ fn machine_key_id(conn: &Connection, machine_id: &str) -> Result<Option<i64>, Si
         .optional()?)
 }
 
-fn describe_pending(a: &ActiveAlert) -> String {
+pub(crate) fn describe_pending(a: &ActiveAlert) -> String {
     let on = a.machine_id.as_deref().unwrap_or("the fleet");
     let what = a
         .subject

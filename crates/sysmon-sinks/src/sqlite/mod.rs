@@ -32,14 +32,14 @@
 //! # Ok(()) }
 //! ```
 
-mod analytics;
+pub(crate) mod analytics;
 pub mod codec;
 mod keys;
 mod maintain;
-mod read;
+pub(crate) mod read;
 pub mod schema;
 mod series;
-mod write;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
