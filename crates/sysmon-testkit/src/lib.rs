@@ -6,5 +6,6 @@
 //! a loud failure with the command that installs it, never a silent skip.
 
 pub mod ports;
+pub mod postgres;
 pub mod redis_server;
 pub mod tansu;

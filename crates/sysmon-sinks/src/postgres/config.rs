@@ -53,12 +53,14 @@ fn redact_query_password(tail: &str) -> String {
 /// The password comes, first found, from the URL, from `password_file` (its
 /// first line), or from the `PGPASSWORD` environment variable; it is never
 /// printed (`Debug` and every message show the URL redacted). TLS follows the
-/// URL's `sslmode` (`disable`, `prefer`, `require`), verified against the
-/// system's root certificates plus the PEM file of the URL's `sslrootcert`.
+/// URL's `sslmode` with libpq's meanings: `disable`; `prefer` (the default) and
+/// `require` encrypt without authenticating the server; `verify-ca` and
+/// `verify-full` also verify its certificate (and host name) against the
+/// system's roots plus the PEM file of the URL's `sslrootcert`.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {
-    /// `postgresql://user[:password]@host[:port]/database[?sslmode=require&sslrootcert=ca.pem]`.
+    /// `postgresql://user[:password]@host[:port]/database[?sslmode=verify-full&sslrootcert=ca.pem]`.
     pub url: String,
     /// A file whose first line is the password (when the URL has none).
     pub password_file: Option<PathBuf>,

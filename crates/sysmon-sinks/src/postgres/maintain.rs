@@ -270,7 +270,8 @@ async fn raw_horizon(client: &impl GenericClient) -> Result<i64, SinksError> {
         )
         .await?
         .map(|r| r.get(0));
-    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(i64::MIN))
+    // Sample timestamps start at the epoch (see `crate::sqlite::keys`).
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 
 /// Drops the partitions of `tables` that end at or before `cutoff_ms`; returns
@@ -326,7 +327,7 @@ WITH d AS (
         count(s.swap_used), avg(s.swap_used), min(s.swap_used), max(s.swap_used)
     FROM d JOIN samples s ON s.machine = d.machine
         AND s.time >= d.minute AND s.time < d.minute + interval '1 minute'
-    WHERE d.minute >= to_timestamp($3::float8 / 1000)
+    WHERE d.minute >= timestamptz 'epoch' + $3::int8 * interval '1 millisecond'
     GROUP BY d.machine, d.minute
     ON CONFLICT (machine, minute) DO UPDATE SET
         (n, cpu_avg, cpu_min, cpu_max, mem_avg, mem_min, mem_max,
@@ -344,7 +345,7 @@ WITH d AS (
          EXCLUDED.net_recv_avg, EXCLUDED.net_recv_min, EXCLUDED.net_recv_max,
          EXCLUDED.n_load, EXCLUDED.load1_avg, EXCLUDED.load1_min, EXCLUDED.load1_max,
          EXCLUDED.n_swap, EXCLUDED.swap_avg, EXCLUDED.swap_min, EXCLUDED.swap_max)
-    WHERE rollups.minute >= to_timestamp($2::float8 / 1000)
+    WHERE rollups.minute >= timestamptz 'epoch' + $2::int8 * interval '1 millisecond'
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM up)";
@@ -383,7 +384,7 @@ pub(crate) async fn roll_up(
         let row = client
             .query_one(
                 ROLLUP_CHUNK_SQL,
-                &[&ROLLUP_CHUNK, &(horizon as f64), &(rollup_cutoff_ms as f64)],
+                &[&ROLLUP_CHUNK, &horizon, &rollup_cutoff_ms],
             )
             .await?;
         let taken: i64 = row.get(0);

@@ -24,31 +24,117 @@ pub(crate) struct Connector {
     pub(crate) tls: MakeRustlsConnect,
 }
 
-/// Splits sysmon's `sslrootcert=FILE` off the URL (tokio-postgres rejects
-/// parameters it does not know).
-fn split_root_cert(url: &str) -> (String, Option<String>) {
+/// TLS as the URL's `sslmode` asks, with libpq's meanings: `disable`;
+/// `prefer` (the default) and `require` encrypt without authenticating the
+/// server; `verify-ca` and `verify-full` also check its certificate against
+/// the system's roots and `sslrootcert` (both check the host name too: rustls
+/// has no mode that skips it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    Verify,
+}
+
+/// Takes `sslmode` and `sslrootcert` off the URL (tokio-postgres knows
+/// neither `verify-full` nor `sslrootcert`).
+fn split_tls_params(url: &str) -> Result<(String, TlsMode, Option<String>), SinksError> {
     let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), None);
+        return Ok((url.to_string(), TlsMode::Prefer, None));
     };
     let mut root = None;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|p| match p.split_once('=') {
-            Some(("sslrootcert", v)) => {
-                root = Some(v.to_string());
-                false
+    let mut mode = TlsMode::Prefer;
+    let mut kept = Vec::new();
+    for p in query.split('&') {
+        match p.split_once('=') {
+            Some(("sslrootcert", v)) => root = Some(v.to_string()),
+            Some(("sslmode", v)) => {
+                mode = match v {
+                    "disable" => TlsMode::Disable,
+                    "allow" | "prefer" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-ca" | "verify-full" => TlsMode::Verify,
+                    other => {
+                        return Err(SinksError::Config(format!(
+                            "postgres sslmode {other:?} is not one of disable, prefer, \
+                             require, verify-ca, verify-full"
+                        )))
+                    }
+                }
             }
-            _ => true,
-        })
-        .collect();
-    if kept.is_empty() {
-        (base.to_string(), root)
+            _ => kept.push(p),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
     } else {
-        (format!("{base}?{}", kept.join("&")), root)
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, mode, root))
+}
+
+/// Accepts any server certificate (libpq's `prefer` and `require`), still
+/// checking that the server holds the certificate's key.
+#[derive(Debug)]
+struct EncryptOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
-fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, SinksError> {
+fn tls_config(mode: TlsMode, root_cert: Option<&str>) -> Result<rustls::ClientConfig, SinksError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SinksError::Config(format!("postgres TLS: {e}")))?;
+    if mode != TlsMode::Verify {
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth());
+    }
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -76,19 +162,13 @@ fn tls_config(root_cert: Option<&str>) -> Result<rustls::ClientConfig, SinksErro
             )));
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SinksError::Config(format!("postgres TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Parses the URL and finds the password; see [`PostgresConfig`].
 pub(crate) fn connect_config(config: &PostgresConfig) -> Result<Connector, SinksError> {
     config.check()?;
-    let (url, root_cert) = split_root_cert(&config.url);
+    let (url, mode, root_cert) = split_tls_params(&config.url)?;
     let mut pg: tokio_postgres::Config = url.parse().map_err(|e| {
         SinksError::Config(format!(
             "postgres url {} is not valid: {e}",
@@ -115,13 +195,18 @@ pub(crate) fn connect_config(config: &PostgresConfig) -> Result<Connector, Sinks
             }
         }
     }
+    pg.ssl_mode(match mode {
+        TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+        TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        TlsMode::Require | TlsMode::Verify => tokio_postgres::config::SslMode::Require,
+    });
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(CONNECT_TIMEOUT);
     }
     if pg.get_application_name().is_none() {
         pg.application_name("sysmon");
     }
-    let tls = MakeRustlsConnect::new(tls_config(root_cert.as_deref())?);
+    let tls = MakeRustlsConnect::new(tls_config(mode, root_cert.as_deref())?);
     Ok(Connector { pg, tls })
 }
 
@@ -161,16 +246,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sslrootcert_is_split_off() {
+    fn tls_parameters_are_split_off() {
         assert_eq!(
-            split_root_cert("postgres://h/d?sslmode=require&sslrootcert=/ca.pem"),
-            ("postgres://h/d?sslmode=require".into(), Some("/ca.pem".into()))
+            split_tls_params("postgres://h/d?sslmode=verify-full&sslrootcert=/ca.pem&x=1").unwrap(),
+            ("postgres://h/d?x=1".into(), TlsMode::Verify, Some("/ca.pem".into()))
         );
         assert_eq!(
-            split_root_cert("postgres://h/d?sslrootcert=ca.pem"),
-            ("postgres://h/d".into(), Some("ca.pem".into()))
+            split_tls_params("postgres://h/d?sslmode=require").unwrap(),
+            ("postgres://h/d".into(), TlsMode::Require, None)
         );
-        assert_eq!(split_root_cert("postgres://h/d"), ("postgres://h/d".into(), None));
+        assert_eq!(
+            split_tls_params("postgres://h/d").unwrap(),
+            ("postgres://h/d".into(), TlsMode::Prefer, None)
+        );
+        assert!(split_tls_params("postgres://h/d?sslmode=maybe").is_err());
     }
 
     #[test]
