@@ -11,7 +11,6 @@ use sysmon_core::config::Config;
 use sysmon_dashboard::redis::{redis_feed, RedisSource};
 use sysmon_dashboard::{Dashboard, DashboardSource};
 use sysmon_sinks::redis::RedisStore;
-use sysmon_sinks::sqlite::SqliteSink;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::{info, warn};
@@ -71,12 +70,12 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
         config.redis.url = Some(u.clone());
     }
     let path = &config.sqlite.path;
-    if !path.exists() {
+    if crate::history::postgres_url(&config).is_none() && !path.exists() {
         warn!(db = %path.display(), "no database yet: it is created now and fills once `sysmon ingest` writes to it");
     }
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?,
-    );
+    let sqlite = crate::history::History::open(&config, args.db.db_password_file.as_deref())
+        .await?
+        .for_dashboard()?;
     let listener = bind(&config.dashboard.listen).await?;
     warn_if_open(&listener, &config);
     let stop = crate::shutdown_on_signal();

@@ -20,7 +20,6 @@ use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Ingest, IngestStats, SnapshotStore};
 use sysmon_sinks::kafka::KafkaReceiver;
 use sysmon_sinks::redis::RedisSink;
-use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_sinks::SinksError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -171,13 +170,12 @@ fn write_stats_json(path: &Path, stats: &IngestStats) -> std::io::Result<()> {
 pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut config = crate::load_config(common.config.as_deref())?;
     args.apply(&mut config)?;
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite)
-            .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
-    );
+    let history =
+        crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
     // Bind before joining the group: a taken port is an error at once.
     let listener = match &args.listen {
         Some(_) => {
+            history.for_dashboard()?;
             let l = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
             crate::cmd::dashboard::warn_if_open(&l, &config);
             Some(l)
@@ -188,10 +186,10 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let receiver = connect(&config, &stop).await?;
     let consumer_lag = receiver.consumer_lag();
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
-    ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    ingest.add_sink(history.sink(), SinkRole::Required);
     let mut redis_for_alerts = None;
     if config.redis.url.is_some() {
-        let cold: Arc<dyn SnapshotStore> = sqlite.clone();
+        let cold: Arc<dyn SnapshotStore> = history.store();
         let redis = RedisSink::connect(&config.redis)
             .await
             .context("connecting to Redis")?
@@ -201,10 +199,15 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     }
     let stats = ingest.stats();
     // Alerts, anomaly scores and notifications from every stored batch.
-    let analytics = crate::analytics::start(&config, &ingest.events(), &sqlite, redis_for_alerts)?;
+    let analytics =
+        crate::analytics::start(&config, &ingest.events(), history.analytics(), redis_for_alerts)?;
 
     // `--listen`: the dashboard and /metrics, fed by this ingester.
-    let dashboard_task = listener.map(|listener| {
+    let dashboard_task = match listener {
+        Some(listener) => Some((listener, history.for_dashboard()?)),
+        None => None,
+    }
+    .map(|(listener, sqlite)| {
         let lag = consumer_lag.clone();
         println!(
             "dashboard: {}",
@@ -227,7 +230,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         brokers = %config.kafka.brokers,
         topic = %config.kafka.topic,
         group = %config.kafka.group,
-        db = %config.sqlite.path.display(),
+        db = %history.describe(),
         redis = config.redis.url.is_some(),
         "sysmon ingest running"
     );

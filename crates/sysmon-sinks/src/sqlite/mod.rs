@@ -286,6 +286,11 @@ impl SqliteSink {
         })
     }
 
+    /// The database as named in messages: its path, or `:memory:`.
+    pub fn describe(&self) -> &str {
+        &self.inner.what
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner) -> Result<T, SinksError> + Send + 'static,
