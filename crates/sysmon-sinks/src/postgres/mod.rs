@@ -38,6 +38,7 @@
 mod analytics;
 pub mod config;
 mod copy;
+mod import;
 mod lock;
 mod maintain;
 mod pool;

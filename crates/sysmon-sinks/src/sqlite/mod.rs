@@ -34,6 +34,7 @@
 
 pub(crate) mod analytics;
 pub mod codec;
+mod export;
 mod keys;
 mod maintain;
 pub(crate) mod read;
@@ -53,6 +54,7 @@ use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStor
 use crate::error::SinksError;
 
 pub use analytics::{ScorePoint, StoredActiveAlert, StoredAnomaly};
+pub use export::{RollupCursor, RollupRow, ROLLUP_COLUMNS};
 pub use maintain::MaintenanceReport;
 pub use series::{
     Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource,
