@@ -24,11 +24,7 @@ pub enum History {
 
 /// The PostgreSQL URL of the configured storage, when it is one.
 pub fn postgres_url(config: &Config) -> Option<&str> {
-    config
-        .sqlite
-        .path
-        .to_str()
-        .filter(|p| is_postgres_url(p))
+    config.sqlite.path.to_str().filter(|p| is_postgres_url(p))
 }
 
 impl History {

@@ -71,10 +71,16 @@ async fn a_sqlite_history_is_imported_idempotently_and_queries_the_same() {
     let url = db.url();
     let from = path.to_str().unwrap();
     let out = sysmon(&["import", "--from", from, "--db", &url, "--no-progress"]);
-    assert!(out.contains("imported 3 machine(s), 900 sample(s)"), "{out}");
+    assert!(
+        out.contains("imported 3 machine(s), 900 sample(s)"),
+        "{out}"
+    );
     assert_eq!(db.sql("SELECT count(*) FROM samples"), "900");
     assert_eq!(db.sql("SELECT count(*) FROM processes"), "900");
-    assert_eq!(db.sql("SELECT count(*) FROM rollups"), rollups_in_sqlite.to_string());
+    assert_eq!(
+        db.sql("SELECT count(*) FROM rollups"),
+        rollups_in_sqlite.to_string()
+    );
     assert_eq!(db.sql("SELECT count(*) FROM alert_events"), "1");
 
     // Again (an interrupted import resumed): nothing is duplicated.
@@ -82,7 +88,10 @@ async fn a_sqlite_history_is_imported_idempotently_and_queries_the_same() {
     let out = sysmon(&["import", "--from", from, "--db", &url, "--no-progress"]);
     assert!(out.contains("0 alert event(s) added"), "{out}");
     assert_eq!(db.sql("SELECT count(*) FROM samples"), "900");
-    assert_eq!(db.sql("SELECT count(*) FROM rollups"), rollups_in_sqlite.to_string());
+    assert_eq!(
+        db.sql("SELECT count(*) FROM rollups"),
+        rollups_in_sqlite.to_string()
+    );
     assert_eq!(db.sql("SELECT count(*) FROM alert_events"), "1");
 
     // The same `sysmon query` output from both engines.

@@ -14,8 +14,11 @@ use sysmon_testkit::postgres::TestDatabase;
 
 /// The SQL blocks of the document, in order.
 fn documented_queries() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/grafana.md"))
-        .expect("docs/grafana.md");
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana.md"
+    ))
+    .expect("docs/grafana.md");
     let mut out = Vec::new();
     let mut current: Option<String> = None;
     for line in doc.lines() {
@@ -83,16 +86,14 @@ fn interval_secs(s: &str) -> i64 {
 /// What Grafana sends for `query` over `[from, to)` with a `step` interval
 /// and `$machine` = `machines`.
 fn substitute(query: &str, from: i64, to: i64, step: &str, machines: &[&str]) -> String {
-    let mut q = query
-        .replace("$__interval", step)
-        .replace(
-            "$machine",
-            &machines
-                .iter()
-                .map(|m| format!("'{m}'"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+    let mut q = query.replace("$__interval", step).replace(
+        "$machine",
+        &machines
+            .iter()
+            .map(|m| format!("'{m}'"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
     loop {
         if let Some(at) = q.find("$__timeFilter(") {
             let (args, end) = macro_args(&q, at + "$__timeFilter(".len());
@@ -169,16 +170,17 @@ async fn the_documented_queries_chart_machines_and_the_fleet() {
         .unwrap();
     tokio::spawn(conn);
     let queries = documented_queries();
-    assert_eq!(queries.len(), 8, "the variable, six panels and the annotations");
+    assert_eq!(
+        queries.len(),
+        8,
+        "the variable, six panels and the annotations"
+    );
     let (from, to) = (t0 as i64 - 60, now as i64);
     for q in &queries {
         let sql = substitute(q, from, to, "1m", &["gf-0", "gf-2"]);
         // Each row as JSON, so that numeric and float columns read alike.
         let rows: Vec<serde_json::Map<String, serde_json::Value>> = client
-            .query(
-                &format!("SELECT row_to_json(q)::text FROM ({sql}) q"),
-                &[],
-            )
+            .query(&format!("SELECT row_to_json(q)::text FROM ({sql}) q"), &[])
             .await
             .unwrap_or_else(|e| panic!("{e:?}\n{sql}"))
             .iter()

@@ -98,7 +98,11 @@ async fn snapshots_round_trip_exactly_and_replays_never_duplicate() {
     let back = sink.range(None, t0 - 1.0, t0 + HOUR, 1000).await.unwrap();
     assert_eq!(back, sorted(input.clone()));
     assert_eq!(count(&db, "samples"), 15);
-    assert_eq!(count(&db, "processes"), 12, "no row for the 3 snapshots without processes");
+    assert_eq!(
+        count(&db, "processes"),
+        12,
+        "no row for the 3 snapshots without processes"
+    );
 
     // A replay of the same batch changes nothing.
     sink.write(batch(input.clone())).await.unwrap();
@@ -114,19 +118,21 @@ async fn snapshots_round_trip_exactly_and_replays_never_duplicate() {
     // The same key twice in one batch: the last one wins.
     let mut first = changed.clone();
     first.cpu_usage = 11.0;
-    sink.write(batch(vec![first, changed.clone()])).await.unwrap();
-    assert_eq!(count(&db, "samples"), 15);
-    assert_eq!(count(&db, "processes"), 11);
-    let latest = sink
-        .range(Some("pg-00"), t0, t0 + 0.5, 10)
+    sink.write(batch(vec![first, changed.clone()]))
         .await
         .unwrap();
+    assert_eq!(count(&db, "samples"), 15);
+    assert_eq!(count(&db, "processes"), 11);
+    let latest = sink.range(Some("pg-00"), t0, t0 + 0.5, 10).await.unwrap();
     assert_eq!(latest, vec![changed]);
 
     // The store API.
     let machines = sink.machines().await.unwrap();
     assert_eq!(
-        machines.iter().map(|m| m.machine_id.as_str()).collect::<Vec<_>>(),
+        machines
+            .iter()
+            .map(|m| m.machine_id.as_str())
+            .collect::<Vec<_>>(),
         ["pg-00", "pg-01", "pg-02"]
     );
     assert_eq!(machines[1].hostname.as_deref(), Some("pg-01.example"));
@@ -164,10 +170,18 @@ async fn partitions_are_created_ahead_and_retention_drops_whole_partitions() {
     })
     .await
     .unwrap();
-    let report = sink.maintain_at(now).await.unwrap().expect("the only ingester leads");
+    let report = sink
+        .maintain_at(now)
+        .await
+        .unwrap()
+        .expect("the only ingester leads");
     assert_eq!(report.minutes_rolled_up, 4);
     assert_eq!(report.partitions_dropped, 2, "{report:?}"); // samples and processes of the old hour
-    assert_eq!(count(&db, "samples"), 20, "the old hour went with its partition");
+    assert_eq!(
+        count(&db, "samples"),
+        20,
+        "the old hour went with its partition"
+    );
     assert_eq!(count(&db, "rollups"), 4, "its rollups stay");
     assert_eq!(count(&db, "dirty_minutes"), 0);
     let ahead = db.sql(&format!(
@@ -228,7 +242,10 @@ async fn an_older_schema_is_upgraded_in_place_and_a_newer_one_refused() {
 
     // A newer schema is refused untouched.
     db.sql("UPDATE sysmon_meta SET value = '99' WHERE key = 'schema_version'");
-    let err = PostgresSink::open(&config(&db)).await.unwrap_err().to_string();
+    let err = PostgresSink::open(&config(&db))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("newer sysmon") && err.contains("99"), "{err}");
     assert_eq!(
         db.sql("SELECT value FROM sysmon_meta WHERE key = 'schema_version'"),
@@ -238,7 +255,10 @@ async fn an_older_schema_is_upgraded_in_place_and_a_newer_one_refused() {
     // So is a database holding another application's `samples`.
     let other = TestDatabase::create();
     other.sql("CREATE TABLE samples (id int)");
-    let err = PostgresSink::open(&config(&other)).await.unwrap_err().to_string();
+    let err = PostgresSink::open(&config(&other))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a sysmon database"), "{err}");
 }
 
@@ -248,8 +268,14 @@ async fn one_ingester_maintains_and_another_takes_over_when_it_dies() {
     let a = open(&db).await;
     let b = open(&db).await;
     let t = now();
-    assert!(a.maintain_at(t).await.unwrap().is_some(), "a takes the lock");
-    assert!(b.maintain_at(t).await.unwrap().is_none(), "b must not maintain meanwhile");
+    assert!(
+        a.maintain_at(t).await.unwrap().is_some(),
+        "a takes the lock"
+    );
+    assert!(
+        b.maintain_at(t).await.unwrap().is_none(),
+        "b must not maintain meanwhile"
+    );
     assert!(a.leads_maintenance() && !b.leads_maintenance());
     assert!(a.maintain_at(t).await.unwrap().is_some(), "a keeps it");
 
@@ -265,7 +291,10 @@ async fn one_ingester_maintains_and_another_takes_over_when_it_dies() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(b.leads_maintenance());
-    assert!(a.maintain_at(t).await.unwrap().is_none(), "a (back) must not lead too");
+    assert!(
+        a.maintain_at(t).await.unwrap().is_none(),
+        "a (back) must not lead too"
+    );
     assert!(!a.leads_maintenance());
 
     // A clean stop hands over too.
@@ -410,7 +439,11 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
     };
     AnalyticsSink::record(&sink, &record).await.unwrap();
     AnalyticsSink::record(&sink, &record).await.unwrap();
-    assert_eq!(count(&db, "anomaly_scores"), 2, "scores are idempotent; unknown machines skipped");
+    assert_eq!(
+        count(&db, "anomaly_scores"),
+        2,
+        "scores are idempotent; unknown machines skipped"
+    );
     assert_eq!(count(&db, "anomaly_scores WHERE anomaly"), 1);
     assert_eq!(count(&db, "alert_events"), 2, "every transition is history");
     assert_eq!(

@@ -90,7 +90,12 @@ pub async fn run(args: ImportArgs, common: &CommonArgs) -> anyhow::Result<()> {
         let mut since = match target.latest_snapshot(&m.machine_id).await? {
             Some(s) => {
                 let have = target
-                    .snapshots(Some(&m.machine_id), f64::NEG_INFINITY, s.timestamp, usize::MAX)
+                    .snapshots(
+                        Some(&m.machine_id),
+                        f64::NEG_INFINITY,
+                        s.timestamp,
+                        usize::MAX,
+                    )
                     .await?
                     .len() as u64;
                 bar.inc(have.min(total));
@@ -129,7 +134,9 @@ pub async fn run(args: ImportArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let events_added = target.import_alert_events(&events).await?;
     // Per-minute rollups of the imported raw samples, if this process may
     // maintain (otherwise the ingester that does will).
-    let maintained = target.maintain_at(sysmon_core::agent::now_epoch_secs()).await?;
+    let maintained = target
+        .maintain_at(sysmon_core::agent::now_epoch_secs())
+        .await?;
     println!(
         "imported {} machine(s), {copied} sample(s) copied now ({total} in the file), \
          {rollups} rollup row(s) and {events_added} alert event(s) added, into {}{}",

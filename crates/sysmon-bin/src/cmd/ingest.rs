@@ -199,8 +199,12 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     }
     let stats = ingest.stats();
     // Alerts, anomaly scores and notifications from every stored batch.
-    let analytics =
-        crate::analytics::start(&config, &ingest.events(), history.analytics(), redis_for_alerts)?;
+    let analytics = crate::analytics::start(
+        &config,
+        &ingest.events(),
+        history.analytics(),
+        redis_for_alerts,
+    )?;
 
     // `--listen`: the dashboard and /metrics, fed by this ingester.
     let dashboard_task = match listener {

@@ -58,8 +58,14 @@ pub(crate) async fn write_record(
     cache: &PartitionCache,
     record: &AnalyticsRecord,
 ) -> Result<(), SinksError> {
-    let (mut ids, mut ms, mut ts, mut score, mut anomaly, mut reasons) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut ms, mut ts, mut score, mut anomaly, mut reasons) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for s in &record.scores {
         let Some(m) = millis(s.timestamp).filter(|_| s.score.is_finite()) else {
             continue;
@@ -97,11 +103,8 @@ pub(crate) async fn write_record(
 
     let tx = client.transaction().await?;
     if !ids.is_empty() {
-        tx.execute(
-            INSERT_SCORES,
-            &[&ids, &ms, &ts, &score, &anomaly, &reasons],
-        )
-        .await?;
+        tx.execute(INSERT_SCORES, &[&ids, &ms, &ts, &score, &anomaly, &reasons])
+            .await?;
     }
     for (m, e) in &events {
         tx.execute(

@@ -73,7 +73,8 @@ impl PostgresSink {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         tx.batch_execute(
-            "CREATE TEMP TABLE IF NOT EXISTS rollups_in (LIKE rollups) ON COMMIT DELETE ROWS",
+            "SET LOCAL client_min_messages = warning;
+             CREATE TEMP TABLE IF NOT EXISTS rollups_in (LIKE rollups) ON COMMIT DELETE ROWS",
         )
         .await?;
         let mut buf = CopyBuf::with_capacity(rows.len() * 300);
@@ -95,7 +96,7 @@ impl PostgresSink {
             for (col, v) in ROLLUP_COLUMNS.iter().zip(&r.values) {
                 match v {
                     None => buf.null(),
-                    Some(v) if col.starts_with("n") => buf.int4(*v as i32),
+                    Some(v) if *col == "n" || col.starts_with("n_") => buf.int4(*v as i32),
                     Some(v) => buf.float8(*v),
                 }
             }

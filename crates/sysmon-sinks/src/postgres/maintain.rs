@@ -175,10 +175,7 @@ impl PartitionCache {
     /// Forgets everything (after a write found a partition missing: another
     /// ingester's retention dropped it).
     pub(crate) fn clear(&self) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.known.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Makes sure the partitions of `t` starting at `starts` exist. Returns how
@@ -237,7 +234,10 @@ pub struct PostgresMaintenance {
 }
 
 /// The existing partitions of `t`, by start.
-async fn partitions(client: &impl GenericClient, t: Partitioned) -> Result<Vec<(i64, String)>, SinksError> {
+async fn partitions(
+    client: &impl GenericClient,
+    t: Partitioned,
+) -> Result<Vec<(i64, String)>, SinksError> {
     let rows = client
         .query(
             "SELECT c.relname::text FROM pg_inherits i
@@ -289,7 +289,9 @@ async fn drop_expired(
             if end > cutoff_ms {
                 continue;
             }
-            client.batch_execute(&format!("DROP TABLE IF EXISTS {name}")).await?;
+            client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                .await?;
             tracing::info!(partition = %name, "postgres retention dropped a partition");
             dropped += 1;
             newest_end = newest_end.max(Some(end));
@@ -364,18 +366,16 @@ pub(crate) async fn roll_up(
             &[],
         )
         .await?;
-    let (Some(lo), Some(hi)) = (range.get::<_, Option<i64>>(0), range.get::<_, Option<i64>>(1))
-    else {
+    let (Some(lo), Some(hi)) = (
+        range.get::<_, Option<i64>>(0),
+        range.get::<_, Option<i64>>(1),
+    ) else {
         return Ok(0);
     };
     let lo = ROLLUPS.start_of(lo.max(rollup_cutoff_ms));
     if lo <= hi {
         cache
-            .ensure(
-                client,
-                ROLLUPS,
-                (lo..=hi).step_by(DAY_MS as usize),
-            )
+            .ensure(client, ROLLUPS, (lo..=hi).step_by(DAY_MS as usize))
             .await?;
     }
     let horizon = raw_horizon(client).await?;

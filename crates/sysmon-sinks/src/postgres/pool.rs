@@ -249,7 +249,11 @@ mod tests {
     fn tls_parameters_are_split_off() {
         assert_eq!(
             split_tls_params("postgres://h/d?sslmode=verify-full&sslrootcert=/ca.pem&x=1").unwrap(),
-            ("postgres://h/d?x=1".into(), TlsMode::Verify, Some("/ca.pem".into()))
+            (
+                "postgres://h/d?x=1".into(),
+                TlsMode::Verify,
+                Some("/ca.pem".into())
+            )
         );
         assert_eq!(
             split_tls_params("postgres://h/d?sslmode=require").unwrap(),
@@ -279,6 +283,9 @@ mod tests {
             url: "postgres://u:inurl@127.0.0.1/d".into(),
             ..c
         };
-        assert_eq!(connect_config(&c).unwrap().pg.get_password(), Some(&b"inurl"[..]));
+        assert_eq!(
+            connect_config(&c).unwrap().pg.get_password(),
+            Some(&b"inurl"[..])
+        );
     }
 }

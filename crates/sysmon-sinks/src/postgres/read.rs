@@ -48,7 +48,12 @@ fn snapshot_from_row(row: &Row) -> Result<Snapshot, SinksError> {
         ts_ms,
     )?;
     let disk = group([row.try_get(20)?, row.try_get(21)?], "disk_rate", m, ts_ms)?;
-    let net = group([row.try_get(22)?, row.try_get(23)?], "network_rate", m, ts_ms)?;
+    let net = group(
+        [row.try_get(22)?, row.try_get(23)?],
+        "network_rate",
+        m,
+        ts_ms,
+    )?;
     let cores: Option<&[u8]> = row.try_get(25)?;
     let filesystems: Option<&[u8]> = row.try_get(26)?;
     let top: Option<&[u8]> = row.try_get(30)?;
@@ -175,5 +180,8 @@ pub(crate) async fn range(
            AND s.ts >= $1 AND s.ts < $2 AND ($3::text IS NULL OR m.machine_id = $3) \
          ORDER BY s.time, m.machine_id LIMIT $4"
     );
-    snapshots(c.query(&sql, &[&since, &until, &machine_id, &limit]).await?)
+    snapshots(
+        c.query(&sql, &[&since, &until, &machine_id, &limit])
+            .await?,
+    )
 }

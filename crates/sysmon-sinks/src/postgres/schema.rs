@@ -201,7 +201,10 @@ pub const MIGRATIONS: &[&str] = &[V1, V2];
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The version found, 0 for an empty database; an error for one sysmon must not touch.
-async fn current_version(client: &impl tokio_postgres::GenericClient, what: &str) -> Result<i64, SinksError> {
+async fn current_version(
+    client: &impl tokio_postgres::GenericClient,
+    what: &str,
+) -> Result<i64, SinksError> {
     let row = client
         .query_one(
             "SELECT to_regclass('sysmon_meta') IS NOT NULL,
@@ -278,7 +281,12 @@ pub async fn migrate(client: &mut Client, what: &str) -> Result<i64, SinksError>
     }
     tx.commit().await?;
     if from != LATEST_VERSION {
-        tracing::info!(db = what, from, to = LATEST_VERSION, "postgres schema migrated");
+        tracing::info!(
+            db = what,
+            from,
+            to = LATEST_VERSION,
+            "postgres schema migrated"
+        );
     }
     Ok(from)
 }

@@ -51,8 +51,10 @@ pub(crate) const SAMPLE_COLUMNS: [&str; 30] = [
     "custom_metrics",
 ];
 
-/// Per-connection staging tables, emptied at every commit.
+/// Per-connection staging tables, emptied at every commit (created once per
+/// connection; the notice that they exist is not worth a log line per batch).
 const TEMP_TABLES: &str = "
+SET LOCAL client_min_messages = warning;
 CREATE TEMP TABLE IF NOT EXISTS samples_in (LIKE samples) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS processes_in (LIKE processes) ON COMMIT DELETE ROWS;";
 
@@ -227,7 +229,13 @@ fn encode(
             codec::encode_filesystems(&s.filesystems, &mut scratch);
         }
         samples.bytes_or_null(&scratch).map_err(too_big)?;
-        json_field(&mut samples, &s.labels, s.labels.is_empty(), "labels", &mut scratch)?;
+        json_field(
+            &mut samples,
+            &s.labels,
+            s.labels.is_empty(),
+            "labels",
+            &mut scratch,
+        )?;
         json_field(
             &mut samples,
             &s.collector_errors,

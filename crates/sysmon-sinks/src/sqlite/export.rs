@@ -7,7 +7,7 @@ use super::SqliteSink;
 use crate::error::SinksError;
 
 /// The value columns of a rollup row, in both engines' `rollups` tables; the
-/// ones named `n*` are counts, the rest averages, minima and maxima.
+/// ones named `n` and `n_*` are counts, the rest averages, minima and maxima.
 pub const ROLLUP_COLUMNS: [&str; 29] = [
     "n",
     "cpu_avg",
