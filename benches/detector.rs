@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use sysmon::core::analytics::isolation_forest::{ForestParams, IsolationForest};
-use sysmon::core::analytics::{AnomalyDetector, DetectorConfig};
+use sysmon::analytics::isolation_forest::{ForestParams, IsolationForest};
+use sysmon::analytics::{AnomalyDetector, DetectorConfig};
 use sysmon::core::synth::{Rng, SyntheticMachine};
 use sysmon::core::Snapshot;
 

@@ -11,15 +11,21 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # pkg-config, libssl-dev, zlib1g-dev, make, g++: building librdkafka (rdkafka-sys) and
 # SQLite (bundled); redis-server: the Redis tests start their own instances;
 # postgresql: the PostgreSQL history's tests (each in its own database) and durable
-# tansu storage in the outage tests.
+# tansu storage in the outage tests; python3-venv: the
+# legacy Python consumer's venv in the compatibility test; systemd: systemd-analyze
+# verifies the packages' unit files (build-essential brings dpkg-dev, which cargo-deb
+# uses for the packages' Depends).
 need=()
 for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # package:command pairs, installed when the command is missing
-for pair in redis-server:redis-server postgresql-client:psql python3:python3 nodejs:node npm:npm; do
+for pair in redis-server:redis-server postgresql-client:psql python3:python3 nodejs:node npm:npm \
+    systemd:systemd-analyze; do
   command -v "${pair#*:}" >/dev/null 2>&1 || need+=("${pair%%:*}")
 done
+# Debian's python3 has no ensurepip (so no `python3 -m venv`) without python3-venv.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then need+=(python3-venv); fi
 if [ "${#need[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
@@ -42,6 +48,13 @@ if ! { command -v tansu >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/tansu" ]; } \
    || ! "$(command -v tansu || echo "$HOME/.cargo/bin/tansu")" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
   log "building tansu $TANSU_VERSION (about 11 minutes on 2 cores, once)"
   cargo install tansu --locked --version "$TANSU_VERSION" --features dynostore,postgres
+fi
+
+# --- cargo-deb: builds the Debian packages (scripts/package.sh) --------------------
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "building cargo-deb $CARGO_DEB_VERSION (about 2 minutes, once)"
+  cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 
 # --- PostgreSQL (the PostgreSQL history's tests; durable tansu storage) ----------

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use sysmon_core::analytics::notify::{AlertNotifier, LogNotifier};
-use sysmon_core::analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
-use sysmon_core::config::Config;
+use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
+use sysmon_analytics::Config;
+use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
 use sysmon_core::{Batch, CoreError};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;

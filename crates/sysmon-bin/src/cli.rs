@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 
 /// Parses `1s`, `500ms`, `15m`, `24h`, `7d` (for clap).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

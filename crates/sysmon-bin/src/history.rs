@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sysmon_core::analytics::AnalyticsSink;
-use sysmon_core::config::Config;
+use sysmon_analytics::AnalyticsSink;
+use sysmon_analytics::Config;
 use sysmon_core::{Sink, SnapshotStore};
 use sysmon_sinks::postgres::{is_postgres_url, PostgresConfig, PostgresSink};
 use sysmon_sinks::sqlite::SqliteSink;

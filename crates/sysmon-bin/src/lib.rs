@@ -6,12 +6,13 @@ pub mod analytics;
 pub mod cli;
 pub mod cmd;
 pub mod history;
+pub mod serve;
 pub mod stdout;
 
 use std::path::Path;
 
 use anyhow::Context;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 

@@ -3,75 +3,18 @@
 //! SIGTERM, and the next start (broker up) delivers them first, so SQLite ends
 //! with every sample of both runs, each once.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use support::{wait_until, Proc, AGENT, SYSMON};
 use sysmon_core::config::SqliteConfig;
 use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::tansu::TansuBroker;
 
-const SYSMON: &str = env!("CARGO_BIN_EXE_sysmon");
-const AGENT: &str = env!("CARGO_BIN_EXE_sysmon-agent");
 const MACHINE: &str = "spool-test-01";
-
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(bin: &str, args: &[&str], log: PathBuf) -> Proc {
-        let child = Command::new(bin)
-            .args(args)
-            .env("SYSMON_LOG", "info")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn stop(&mut self, within: Duration) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "exit {s}:\n{}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "no exit:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_until(what: &str, secs: u64, log: impl Fn() -> String, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}\n{}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// Timestamps (ms) in the spool file.
 fn spooled(path: &Path) -> Vec<i64> {
@@ -130,7 +73,7 @@ fn the_spool_carries_an_outage_backlog_across_an_agent_restart() {
     };
     let args: Vec<String> = agent_args(&dead);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut agent = Proc::spawn(AGENT, &args, dir.path().join("agent1.log"));
+    let mut agent = Proc::spawn(AGENT, &args, dir.path(), "agent1");
     std::thread::sleep(Duration::from_secs(5));
     agent.stop(Duration::from_secs(60));
     let backlog = spooled(&spool_file);
@@ -158,21 +101,22 @@ fn the_spool_carries_an_outage_backlog_across_an_agent_restart() {
             "--group",
             "spool-test",
         ],
-        dir.path().join("ingest.log"),
+        dir.path(),
+        "ingest",
     );
     wait_until(
         "the ingester",
-        60,
+        Duration::from_secs(60),
         || ingest.log(),
         || ingest.log().contains("sysmon ingest running"),
     );
     let args: Vec<String> = agent_args(&bootstrap);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut agent = Proc::spawn(AGENT, &args, dir.path().join("agent2.log"));
+    let mut agent = Proc::spawn(AGENT, &args, dir.path(), "agent2");
     let want: BTreeSet<i64> = backlog.iter().copied().collect();
     wait_until(
         "the spooled backlog in SQLite",
-        90,
+        Duration::from_secs(90),
         || agent.log(),
         || {
             let have: BTreeSet<i64> = stored(&db).into_iter().collect();
@@ -181,7 +125,7 @@ fn the_spool_carries_an_outage_backlog_across_an_agent_restart() {
     );
     wait_until(
         "the delivered spool to be removed",
-        30,
+        Duration::from_secs(30),
         || agent.log(),
         || !spool_file.exists(),
     );

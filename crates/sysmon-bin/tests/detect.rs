@@ -7,9 +7,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-use sysmon_core::analytics::eval::{evaluate, DEFAULT_GRACE, HELD_OUT_SEEDS};
-use sysmon_core::analytics::tracegen::{generate, LabelledTrace, SampleLabel, TraceConfig};
-use sysmon_core::analytics::{AnomalyDetector, DetectorConfig};
+use sysmon_analytics::eval::{evaluate, DEFAULT_GRACE, HELD_OUT_SEEDS};
+use sysmon_analytics::tracegen::{generate, LabelledTrace, SampleLabel, TraceConfig};
+use sysmon_analytics::{AnomalyDetector, DetectorConfig};
 use sysmon_core::codec::{decode_with, Format, DEFAULT_MAX_MESSAGE_BYTES};
 use sysmon_core::{encode_json, Snapshot};
 

@@ -3,46 +3,18 @@
 //! 95 % CPU for a minute fires `cpu_high`: the active alert appears in Redis
 //! (`sysmon:alerts:<machine>`), the history and a score per sample in SQLite.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
+use std::process::Command;
+use std::time::Duration;
+
+use support::{wait_for, Proc, SYSMON};
 use sysmon_core::config::{KafkaConfig, SqliteConfig};
 use sysmon_core::{Snapshot, Transport};
 use sysmon_sinks::kafka::KafkaTransport;
 use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::redis_server::RedisServer;
 use sysmon_testkit::tansu::TansuBroker;
-
-struct Proc(Child, PathBuf);
-
-impl Proc {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, secs: u64, proc: &Proc, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; ingest log:\n{}",
-            proc.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 fn snap(id: &str, t: f64, cpu: f64) -> Snapshot {
     let mut s = Snapshot::new(id, t);
@@ -58,28 +30,30 @@ fn ingest_alerts_reach_redis_and_sqlite() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ingest.db");
-    let log = dir.path().join("ingest.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_sysmon"))
-        .args([
+    let mut ingest = Proc::spawn(
+        SYSMON,
+        &[
             "ingest",
             "--brokers",
             &broker.bootstrap(),
             "--partitions",
             "2",
-        ])
-        .args(["--group", "analytics-test", "--redis", &redis.url()])
-        .arg("--db")
-        .arg(&db)
-        .env("SYSMON_LOG", "info")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut ingest = Proc(child, log);
-    wait_for("the ingester to join", 60, &ingest, || {
-        ingest.log().contains("sysmon ingest running").then_some(())
-    });
+            "--group",
+            "analytics-test",
+            "--redis",
+            &redis.url(),
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        dir.path(),
+        "ingest",
+    );
+    wait_for(
+        "the ingester to join",
+        Duration::from_secs(60),
+        || ingest.log(),
+        || ingest.log().contains("sysmon ingest running").then_some(()),
+    );
 
     // One minute of two machines, published at once (the topic exists now).
     let now = std::time::SystemTime::now()
@@ -115,9 +89,12 @@ fn ingest_alerts_reach_redis_and_sqlite() {
         let text = text.trim();
         (!text.is_empty()).then(|| text.to_string())
     };
-    let alerts: serde_json::Value = wait_for("hot-01's alert in Redis", 60, &ingest, || {
-        serde_json::from_str(&get("sysmon:alerts:hot-01")?).ok()
-    });
+    let alerts: serde_json::Value = wait_for(
+        "hot-01's alert in Redis",
+        Duration::from_secs(60),
+        || ingest.log(),
+        || serde_json::from_str(&get("sysmon:alerts:hot-01")?).ok(),
+    );
     let first = &alerts[0];
     assert_eq!(first["rule"], "cpu_high", "{alerts}");
     assert_eq!(first["state"], "firing", "{alerts}");
@@ -129,21 +106,8 @@ fn ingest_alerts_reach_redis_and_sqlite() {
     );
 
     // Stop; the history and the scores are in SQLite.
-    let ok = Command::new("kill")
-        .args(["-TERM", &ingest.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ingest.0.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "ingest did not stop:\n{}",
-            ingest.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    ingest.signal("-TERM");
+    ingest.wait(Duration::from_secs(30));
     assert!(
         ingest.log().contains("cpu_high"),
         "the firing is logged:\n{}",

@@ -3,74 +3,21 @@
 //! broker: the whole backlog while nothing can be stored, zero once
 //! everything is stored and committed.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
+use support::{Proc, SYSMON};
 use sysmon_core::config::SqliteConfig;
 use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::ports::{free_port, wait_for_port};
 use sysmon_testkit::tansu::TansuBroker;
 
-const SYSMON: &str = env!("CARGO_BIN_EXE_sysmon");
 const TOKEN: &str = "lag-test-token";
-
-/// A child process killed on drop, its stderr in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(args: &[&str], dir: &Path, name: &str) -> Proc {
-        let log = dir.join(format!("{name}.log"));
-        let err = std::fs::File::create(&log).unwrap();
-        let out = std::fs::File::create(dir.join(format!("{name}.out"))).unwrap();
-        let child = Command::new(SYSMON)
-            .args(args)
-            .env("SYSMON_LOG", "info")
-            .env_remove("RUST_LOG")
-            .env_remove("SYSMON_AUTH_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {SYSMON}: {e}"));
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(self.log.with_extension("out")).unwrap_or_default()
-    }
-
-    fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not exit within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `GET path` on 127.0.0.1:port: (status, body).
 fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
@@ -154,6 +101,7 @@ fn ingest_serves_metrics_with_a_consumer_lag_that_drains_to_zero() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut ingest = Proc::spawn(
+        SYSMON,
         &[
             "ingest",
             "--brokers",
@@ -192,6 +140,7 @@ fn ingest_serves_metrics_with_a_consumer_lag_that_drains_to_zero() {
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
 
     let mut loadgen = Proc::spawn(
+        SYSMON,
         &[
             "loadgen",
             "--brokers",
@@ -251,12 +200,7 @@ fn ingest_serves_metrics_with_a_consumer_lag_that_drains_to_zero() {
     let n = machines["machines"].as_array().map(Vec::len);
     assert_eq!(n, Some(100), "{machines}");
 
-    let ok = Command::new("kill")
-        .args(["-TERM", &ingest.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    ingest.signal("-TERM");
     assert!(
         ingest.wait(Duration::from_secs(30)).success(),
         "{}",

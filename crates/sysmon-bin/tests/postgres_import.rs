@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use sysmon_core::analytics::alerts::{AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::AnalyticsRecord;
+use sysmon_analytics::alerts::{AlertEvent, AlertState, Severity};
+use sysmon_analytics::AnalyticsRecord;
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Sink, Snapshot};

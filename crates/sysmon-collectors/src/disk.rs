@@ -22,8 +22,8 @@ use tracing::debug;
 use crate::error::ParseError;
 use crate::util::{check_patterns, matches_any, PairCounters, ReadBuf};
 
-const PROC_DISKSTATS: &str = "/proc/diskstats";
-const SYS_BLOCK: &str = "/sys/block";
+pub(crate) const PROC_DISKSTATS: &str = "/proc/diskstats";
+pub(crate) const SYS_BLOCK: &str = "/sys/block";
 /// `/proc/diskstats` counts 512-byte sectors whatever the device's sector size.
 const SECTOR_BYTES: u64 = 512;
 
@@ -41,10 +41,22 @@ pub struct DiskOptions {
 pub struct DiskStat<'a> {
     /// The kernel's device name, e.g. `sda`, `nvme0n1p2`.
     pub name: &'a str,
+    /// Reads completed since boot.
+    pub read_ops: u64,
+    /// Writes completed since boot.
+    pub write_ops: u64,
     /// Bytes read since boot.
     pub read_bytes: u64,
     /// Bytes written since boot.
     pub write_bytes: u64,
+    /// Milliseconds spent reading since boot (0 in the old partition format).
+    pub read_time_ms: u64,
+    /// Milliseconds spent writing since boot (0 in the old partition format).
+    pub write_time_ms: u64,
+    /// Requests in flight now (0 in the old partition format).
+    pub in_flight: u64,
+    /// Milliseconds the device was busy since boot (0 in the old partition format).
+    pub io_time_ms: u64,
 }
 
 /// Parses `/proc/diskstats` text line by line.
@@ -64,7 +76,7 @@ fn parse_diskstats_line(line: &str, n: usize) -> Result<DiskStat<'_>, ParseError
             "fewer than 3 fields",
         ));
     };
-    let mut stats = [0u64; 7];
+    let mut stats = [0u64; 10];
     let mut count = 0;
     for (slot, field) in stats.iter_mut().zip(f) {
         *slot = field.parse().map_err(|_| {
@@ -76,24 +88,40 @@ fn parse_diskstats_line(line: &str, n: usize) -> Result<DiskStat<'_>, ParseError
         })?;
         count += 1;
     }
-    let (sectors_read, sectors_written) = match count {
+    let sectors = |s: u64| s.saturating_mul(SECTOR_BYTES);
+    match count {
         // Kernels 2.6.25 and older list partitions with 4 counters:
         // reads, sectors read, writes, sectors written.
-        4 => (stats[1], stats[3]),
-        7 => (stats[2], stats[6]),
-        _ => {
-            return Err(ParseError::malformed(
-                PROC_DISKSTATS,
-                n,
-                format!("{name}: {count} counters, 4 or at least 7 expected"),
-            ))
-        }
-    };
-    Ok(DiskStat {
-        name,
-        read_bytes: sectors_read.saturating_mul(SECTOR_BYTES),
-        write_bytes: sectors_written.saturating_mul(SECTOR_BYTES),
-    })
+        4 => Ok(DiskStat {
+            name,
+            read_ops: stats[0],
+            write_ops: stats[2],
+            read_bytes: sectors(stats[1]),
+            write_bytes: sectors(stats[3]),
+            read_time_ms: 0,
+            write_time_ms: 0,
+            in_flight: 0,
+            io_time_ms: 0,
+        }),
+        // reads, merged, sectors read, ms reading, writes, merged, sectors
+        // written, ms writing, in flight, ms doing I/O, …
+        10 => Ok(DiskStat {
+            name,
+            read_ops: stats[0],
+            write_ops: stats[4],
+            read_bytes: sectors(stats[2]),
+            write_bytes: sectors(stats[6]),
+            read_time_ms: stats[3],
+            write_time_ms: stats[7],
+            in_flight: stats[8],
+            io_time_ms: stats[9],
+        }),
+        _ => Err(ParseError::malformed(
+            PROC_DISKSTATS,
+            n,
+            format!("{name}: {count} counters, 4 or at least 10 expected"),
+        )),
+    }
 }
 
 /// Decides from the target of the `/sys/block/<name>` symlink whether the device
@@ -132,14 +160,14 @@ pub fn is_whole_disk_by_name(name: &str) -> bool {
 
 /// Classifies devices once each and remembers the answer.
 #[derive(Debug)]
-struct Classifier {
+pub(crate) struct Classifier {
     sys_block: PathBuf,
     sysfs_usable: bool,
     cache: HashMap<String, bool>,
 }
 
 impl Classifier {
-    fn new(sys_block: PathBuf) -> Self {
+    pub(crate) fn new(sys_block: PathBuf) -> Self {
         Classifier {
             sysfs_usable: sys_block.is_dir(),
             sys_block,
@@ -147,7 +175,7 @@ impl Classifier {
         }
     }
 
-    fn is_whole_disk(&mut self, name: &str) -> bool {
+    pub(crate) fn is_whole_disk(&mut self, name: &str) -> bool {
         if let Some(&known) = self.cache.get(name) {
             return known;
         }
@@ -284,7 +312,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("sda"), "{err}");
         assert!(parse_diskstats("8 0\n").next().unwrap().is_err());
-        assert!(parse_diskstats("8 0 sda 1 2 3 4 5\n")
+        assert!(parse_diskstats("8 0 sda 1 2 3 4 5 6 7\n")
             .next()
             .unwrap()
             .is_err());

@@ -9,11 +9,16 @@
 //! | `cpu`         | [`CpuCollector`]        | `cpu_usage`, `cpu_per_core`                    | `/proc/stat` |
 //! | `memory`      | [`MemoryCollector`]     | `memory_usage`, `memory` (incl. swap)          | sysinfo (`/proc/meminfo`) |
 //! | `disk`        | [`DiskCollector`]       | `disk_io`, `disk_rate` (whole disks)           | `/proc/diskstats`, `/sys/block` |
-//! | `network`     | [`NetworkCollector`]    | `network_io`, `network_rate` (no loopback)     | `/proc/net/dev` |
+//! | `network`     | [`NetworkCollector`]    | `network_io`, `network_rate`, `network_errors` (no loopback) | `/proc/net/dev` |
 //! | `load`        | [`LoadCollector`]       | `load_avg`                                     | `/proc/loadavg` |
 //! | `uptime`      | [`UptimeCollector`]     | `uptime_secs`                                  | `/proc/uptime` |
 //! | `filesystems` | [`FilesystemCollector`] | `filesystems` (real ones, once per device)     | sysinfo (`/proc/mounts`, `statvfs`) |
-//! | `processes`   | [`ProcessCollector`]    | `top_cpu_processes`, `top_mem_processes`       | `/proc/<pid>/stat` |
+//! | `processes`   | [`ProcessCollector`]    | `top_cpu_processes`, `top_mem_processes` (with threads, state, open fds, user), `open_files` | `/proc/<pid>/stat`, `/proc/sys/fs/file-nr` |
+//! | `pressure`    | [`PressureCollector`]   | `pressure` (absent without PSI)                | `/proc/pressure/{cpu,memory,io}` |
+//! | `disks`       | [`DisksCollector`]      | `disks` (per device: ops, bytes, latency, utilisation) | `/proc/diskstats`, `/sys/block` |
+//! | `tcp`         | [`TcpCollector`]        | `tcp` (sockets per state, retransmits)         | `sock_diag` netlink, `/proc/net/snmp` |
+//! | `cgroups`     | [`CgroupCollector`]     | `top_cpu_cgroups`, `top_mem_cgroups`           | `/sys/fs/cgroup` (v2 or v1) |
+//! | `temperatures`| [`TemperatureCollector`]| `temperatures` (empty without sensors)         | `/sys/class/hwmon` |
 //!
 //! [`builtin_registry`] registers them all (enabled by default) so that the
 //! `[collectors.<name>]` tables of the config file enable and configure them;
@@ -33,14 +38,19 @@
 
 #![warn(missing_docs)]
 
+pub mod cgroups;
 pub mod cpu;
 pub mod disk;
+pub mod disks;
 pub mod error;
 pub mod filesystems;
 pub mod load;
 pub mod memory;
 pub mod network;
+pub mod pressure;
 pub mod processes;
+pub mod tcp;
+pub mod temperatures;
 pub mod uptime;
 mod util;
 
@@ -48,25 +58,35 @@ use serde::de::DeserializeOwned;
 use sysmon_core::collector::parse_options;
 use sysmon_core::{Collector, CollectorError, CollectorRegistry};
 
+pub use cgroups::{CgroupCollector, CgroupOptions};
 pub use cpu::{CpuCollector, CpuOptions};
 pub use disk::{DiskCollector, DiskOptions};
+pub use disks::{DisksCollector, DisksOptions};
 pub use error::ParseError;
 pub use filesystems::{FilesystemCollector, FilesystemOptions};
 pub use load::{LoadCollector, LoadOptions};
 pub use memory::{MemoryCollector, MemoryOptions};
 pub use network::{NetworkCollector, NetworkOptions};
+pub use pressure::{PressureCollector, PressureOptions};
 pub use processes::{ProcessCollector, ProcessOptions};
+pub use tcp::{TcpCollector, TcpOptions, TcpSource};
+pub use temperatures::{TemperatureCollector, TemperatureOptions};
 pub use uptime::{UptimeCollector, UptimeOptions};
 
 /// The registered names of the built-in collectors, in registry order.
-pub const BUILTIN_NAMES: [&str; 8] = [
+pub const BUILTIN_NAMES: [&str; 13] = [
+    CgroupCollector::NAME,
     CpuCollector::NAME,
     DiskCollector::NAME,
+    DisksCollector::NAME,
     FilesystemCollector::NAME,
     LoadCollector::NAME,
     MemoryCollector::NAME,
     NetworkCollector::NAME,
+    PressureCollector::NAME,
     ProcessCollector::NAME,
+    TcpCollector::NAME,
+    TemperatureCollector::NAME,
     UptimeCollector::NAME,
 ];
 
@@ -133,17 +153,48 @@ pub fn register_builtins(registry: &mut CollectorRegistry) {
         "top processes by CPU and by memory (names only, never command lines)",
         ProcessCollector::new,
     );
+    add(
+        registry,
+        PressureCollector::NAME,
+        "pressure stall information (PSI)",
+        |o| Ok(PressureCollector::new(o)),
+    );
+    add(
+        registry,
+        DisksCollector::NAME,
+        "per block device I/O: IOPS, latency, utilisation",
+        DisksCollector::new,
+    );
+    add(
+        registry,
+        TcpCollector::NAME,
+        "TCP sockets per state and retransmits",
+        TcpCollector::new,
+    );
+    add(
+        registry,
+        CgroupCollector::NAME,
+        "top cgroups (services, containers, pods) by CPU and memory",
+        CgroupCollector::new,
+    );
+    add(
+        registry,
+        TemperatureCollector::NAME,
+        "temperature sensors (hwmon)",
+        |o| Ok(TemperatureCollector::new(o)),
+    );
 }
 
 /// A registry holding the built-in collectors under the names `cpu`, `memory`,
-/// `disk`, `network`, `load`, `uptime`, `filesystems` and `processes`, all
-/// enabled by default.
+/// `disk`, `network`, `load`, `uptime`, `filesystems`, `processes`,
+/// `pressure`, `disks`, `tcp`, `cgroups` and `temperatures`, all enabled by
+/// default.
 ///
 /// ```no_run
 /// let collectors = sysmon_collectors::builtin_registry()
 ///     .build(&toml::from_str("[processes]\ntop_n = 10\n[filesystems]\nenabled = false").unwrap())
 ///     .unwrap();
-/// assert_eq!(collectors.len(), 7);
+/// assert_eq!(collectors.len(), 12);
 /// ```
 pub fn builtin_registry() -> CollectorRegistry {
     let mut registry = CollectorRegistry::new();

@@ -1,6 +1,7 @@
 //! Network I/O from `/proc/net/dev`: cumulative bytes since boot
 //! (`network_io`) and bytes per second over the last interval
-//! (`network_rate`), loopback excluded by default.
+//! (`network_rate`), loopback excluded by default; receive and transmit errors
+//! and drops since boot over the same interfaces (`network_errors`).
 //!
 //! `/proc/net/dev` holds every interface's counters in one file, where sysinfo
 //! reads several sysfs files per interface; it is read into a reused buffer.
@@ -10,13 +11,17 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
-use sysmon_core::{Collector, CollectorError, NetworkIo, NetworkRate, Snapshot};
+use sysmon_core::{Collector, CollectorError, NetworkErrors, NetworkIo, NetworkRate, Snapshot};
 use tracing::debug;
 
 use crate::error::ParseError;
 use crate::util::{check_patterns, matches_any, PairCounters, ReadBuf};
 
 const PROC_NET_DEV: &str = "/proc/net/dev";
+
+/// Cumulative totals, the increase over the last interval with its seconds,
+/// and the error counters.
+type NetSample = (NetworkIo, Option<(NetworkIo, f64)>, NetworkErrors);
 
 /// Options of the `network` collector (`[collectors.network]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,6 +49,14 @@ pub struct InterfaceStat<'a> {
     pub recv_bytes: u64,
     /// Bytes sent since the interface came up.
     pub sent_bytes: u64,
+    /// Receive errors.
+    pub recv_errors: u64,
+    /// Received packets dropped.
+    pub recv_dropped: u64,
+    /// Transmit errors.
+    pub sent_errors: u64,
+    /// Packets dropped on transmit.
+    pub sent_dropped: u64,
 }
 
 /// Parses `/proc/net/dev` text: the two header lines are skipped, every other
@@ -59,7 +72,7 @@ pub fn parse_net_dev(text: &str) -> impl Iterator<Item = Result<InterfaceStat<'_
                 ParseError::malformed(PROC_NET_DEV, n, "no `:` after the interface name")
             })?;
             let name = name.trim();
-            let mut values = [0u64; 9];
+            let mut values = [0u64; 12];
             let mut count = 0;
             for (slot, field) in values.iter_mut().zip(counters.split_ascii_whitespace()) {
                 *slot = field.parse().map_err(|_| {
@@ -71,7 +84,7 @@ pub fn parse_net_dev(text: &str) -> impl Iterator<Item = Result<InterfaceStat<'_
                 })?;
                 count += 1;
             }
-            if count < 9 {
+            if count < 12 {
                 return Err(ParseError::malformed(
                     PROC_NET_DEV,
                     n,
@@ -82,6 +95,10 @@ pub fn parse_net_dev(text: &str) -> impl Iterator<Item = Result<InterfaceStat<'_
                 name,
                 recv_bytes: values[0],
                 sent_bytes: values[8],
+                recv_errors: values[2],
+                recv_dropped: values[3],
+                sent_errors: values[10],
+                sent_dropped: values[11],
             })
         })
 }
@@ -126,18 +143,25 @@ impl NetworkCollector {
         Ok(c)
     }
 
-    fn sample(&mut self) -> Result<(NetworkIo, Option<(NetworkIo, f64)>), CollectorError> {
+    fn sample(&mut self) -> Result<NetSample, CollectorError> {
         self.buf.read_path(&self.source)?;
         let text = self.buf.text();
         let excluded = &self.options.exclude_interfaces;
+        let mut errors = NetworkErrors::default();
         let interfaces = parse_net_dev(&text).filter_map(|stat| match stat {
             Err(e) => Some(Err(e)),
             Ok(s) if matches_any(excluded, s.name) => None,
-            Ok(s) => Some(Ok((s.name, [s.sent_bytes, s.recv_bytes]))),
+            Ok(s) => {
+                errors.rx_errors = errors.rx_errors.saturating_add(s.recv_errors);
+                errors.rx_dropped = errors.rx_dropped.saturating_add(s.recv_dropped);
+                errors.tx_errors = errors.tx_errors.saturating_add(s.sent_errors);
+                errors.tx_dropped = errors.tx_dropped.saturating_add(s.sent_dropped);
+                Some(Ok((s.name, [s.sent_bytes, s.recv_bytes])))
+            }
         });
         let ([sent, recv], rate) = self.counters.sample(interfaces)?;
         let rate = rate.map(|([s, r], secs)| (NetworkIo { sent: s, recv: r }, secs));
-        Ok((NetworkIo { sent, recv }, rate))
+        Ok((NetworkIo { sent, recv }, rate, errors))
     }
 }
 
@@ -147,8 +171,9 @@ impl Collector for NetworkCollector {
     }
 
     fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
-        let (total, rate) = self.sample()?;
+        let (total, rate, errors) = self.sample()?;
         snapshot.network_io = total;
+        snapshot.network_errors = Some(errors);
         snapshot.network_rate = rate.map(|(d, secs)| NetworkRate {
             sent: d.sent as f64 / secs,
             recv: d.recv as f64 / secs,
@@ -166,7 +191,7 @@ Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
     lo:   89589     893    0    0    0     0          0         0    89589     893    0    0    0     0       0          0
   eth0: 388539604   19249    0    0    0     0          0         0  1176111   10894    0    0    0     0       0          0
-veth1a2b: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0
+veth1a2b: 1000 10 3 4 0 0 0 0 2000 20 5 6 0 0 0 0
 ";
 
     #[test]
@@ -178,7 +203,11 @@ veth1a2b: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0
             InterfaceStat {
                 name: "lo",
                 recv_bytes: 89589,
-                sent_bytes: 89589
+                sent_bytes: 89589,
+                recv_errors: 0,
+                recv_dropped: 0,
+                sent_errors: 0,
+                sent_dropped: 0,
             }
         );
         assert_eq!(stats[1].name, "eth0");
@@ -217,6 +246,15 @@ veth1a2b: 1000 10 0 0 0 0 0 0 2000 20 0 0 0 0 0 0
         c.collect(&mut s).unwrap();
         assert_eq!(s.network_io.recv, 388_539_604 + 1000);
         assert_eq!(s.network_io.sent, 1_176_111 + 2000);
+        assert_eq!(
+            s.network_errors,
+            Some(NetworkErrors {
+                rx_errors: 3,
+                rx_dropped: 4,
+                tx_errors: 5,
+                tx_dropped: 6
+            })
+        );
 
         let opts = NetworkOptions {
             exclude_interfaces: vec!["lo".into(), "veth*".into()],

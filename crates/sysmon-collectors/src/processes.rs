@@ -2,11 +2,16 @@
 //!
 //! Each interval lists `/proc` and reads one file per process, `stat`, into a
 //! reused buffer: it holds the name, the CPU times, the start time and the
-//! resident set size. The `stat` files stay open between intervals and are
+//! resident set size, the state and the thread count. The `stat` files stay open between intervals and are
 //! re-read with `pread` (a third of the cost of open, read, close), up to half
 //! the soft open-files limit and never more than
-//! [`MAX_HELD_FILES`]; processes beyond that are opened each time. No command line, executable path, environment, working
-//! directory or user is ever read, and threads are not listed as processes.
+//! [`MAX_HELD_FILES`]; processes beyond that are opened each time. No command line, executable path, environment or working
+//! directory is ever read, and threads are not listed as processes. For the
+//! listed processes only, the open file descriptors are counted (`/proc/<pid>/fd`,
+//! where readable) and the owner's uid (of `/proc/<pid>`) is named from
+//! `/etc/passwd` (read once, again only for an unknown uid, at most once an
+//! interval). The system-wide file handles (`/proc/sys/fs/file-nr`) are
+//! reported beside the lists (`open_files`).
 //! The name is the kernel's `comm` (at most 15 bytes for user processes), the
 //! executable's name without arguments: command lines often carry secrets.
 //!
@@ -29,7 +34,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Deserialize;
-use sysmon_core::{Collector, CollectorError, ProcessInfo, Snapshot};
+use sysmon_core::{Collector, CollectorError, OpenFiles, ProcessInfo, Snapshot};
 use tracing::debug;
 
 use crate::error::ParseError;
@@ -44,6 +49,57 @@ pub const MAX_HELD_FILES: usize = 1024;
 
 const PID_STAT: &str = "/proc/<pid>/stat";
 const PROC_LIMITS: &str = "Max open files";
+const FILE_NR: &str = "/proc/sys/fs/file-nr";
+
+/// System-wide file handles from `/proc/sys/fs/file-nr` text
+/// (`allocated unused max`).
+pub fn parse_file_nr(text: &str) -> Result<OpenFiles, ParseError> {
+    let mut f = text.split_ascii_whitespace().map(str::parse::<u64>);
+    match (f.next(), f.next(), f.next()) {
+        (Some(Ok(allocated)), Some(Ok(_unused)), Some(Ok(max))) => Ok(OpenFiles { allocated, max }),
+        _ => Err(ParseError::malformed(FILE_NR, 1, "expected three numbers")),
+    }
+}
+
+/// The `uid → name` pairs of `/etc/passwd` text; malformed lines are skipped.
+pub fn parse_passwd(text: &str) -> HashMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next().filter(|n| !n.is_empty() && !n.starts_with('#'))?;
+            let uid = f.nth(1)?.parse().ok()?;
+            Some((uid, name.to_string()))
+        })
+        .collect()
+}
+
+/// User names by uid, from `/etc/passwd`: read at first use and again when
+/// an unknown uid is met, at most once an interval.
+#[derive(Debug, Default)]
+struct UserNames {
+    names: HashMap<u32, String>,
+    loaded_this_interval: bool,
+}
+
+impl UserNames {
+    fn new_interval(&mut self) {
+        self.loaded_this_interval = false;
+    }
+
+    /// The name of `uid`, or the number when it has none.
+    fn name(&mut self, uid: u32) -> String {
+        if !self.names.contains_key(&uid) && !self.loaded_this_interval {
+            self.loaded_this_interval = true;
+            if let Ok(text) = std::fs::read_to_string("/etc/passwd") {
+                self.names = parse_passwd(&text);
+            }
+        }
+        self.names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+}
 
 /// Options of the `processes` collector (`[collectors.processes]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,6 +127,10 @@ pub struct PidStat<'a> {
     pub start_time: u64,
     /// Resident set size in pages.
     pub rss_pages: u64,
+    /// The one-letter state (`R`, `S`, `D`, `Z`, `T`, `I`, …).
+    pub state: u8,
+    /// Threads in the process.
+    pub threads: u32,
 }
 
 /// Parses the text of `/proc/<pid>/stat`. The name sits between the first `(`
@@ -88,8 +148,12 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat<'_>, ParseError> {
     }
     let comm = &text[open + 1..close];
     // After the name: field 3 (state) is index 0; utime 14, stime 15,
-    // starttime 22 and rss 24 are indexes 11, 12, 19 and 21.
+    // num_threads 20, starttime 22 and rss 24 are indexes 11, 12, 17, 19 and 21.
     let mut fields = text[close + 1..].split_ascii_whitespace();
+    let state = match fields.next().map(str::as_bytes) {
+        Some([b]) if b.is_ascii_alphabetic() => *b,
+        _ => return Err(bad("no one-letter state")),
+    };
     let mut take = |skip: usize, what: &str| -> Result<u64, ParseError> {
         let field = fields
             .nth(skip)
@@ -98,15 +162,18 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat<'_>, ParseError> {
             .parse::<u64>()
             .map_err(|_| bad(&format!("{what} {field:?} is not a number")))
     };
-    let utime = take(11, "utime")?;
+    let utime = take(10, "utime")?;
     let stime = take(0, "stime")?;
-    let start_time = take(6, "starttime")?;
+    let threads = take(4, "num_threads")?;
+    let start_time = take(1, "starttime")?;
     let rss_pages = take(1, "rss")?;
     Ok(PidStat {
         comm,
         cpu_ticks: utime.saturating_add(stime),
         start_time,
         rss_pages,
+        state,
+        threads: u32::try_from(threads).unwrap_or(u32::MAX),
     })
 }
 
@@ -209,6 +276,8 @@ struct Tracked {
     start_time: u64,
     cpu_ticks: u64,
     seen: u64,
+    state: u8,
+    threads: u32,
     /// Its `stat` file, held open between intervals (within the budget).
     file: Option<File>,
 }
@@ -229,6 +298,7 @@ pub struct ProcessCollector {
     buf: ReadBuf,
     held_budget: usize,
     held: usize,
+    users: UserNames,
 }
 
 impl ProcessCollector {
@@ -269,6 +339,7 @@ impl ProcessCollector {
                     .and_then(|t| parse_open_files_limit(&t)),
             ),
             held: 0,
+            users: UserNames::default(),
         };
         if let Err(e) = c.scan() {
             debug!(error = %e, "processes collector: priming failed; retrying at the first interval");
@@ -344,6 +415,8 @@ impl ProcessCollector {
                     t.start_time = stat.start_time;
                     t.cpu_ticks = stat.cpu_ticks;
                     t.seen = generation;
+                    t.state = stat.state;
+                    t.threads = stat.threads;
                     if keep.is_some() {
                         t.file = keep;
                     }
@@ -355,6 +428,8 @@ impl ProcessCollector {
                         start_time: stat.start_time,
                         cpu_ticks: stat.cpu_ticks,
                         seen: generation,
+                        state: stat.state,
+                        threads: stat.threads,
                         file: keep,
                     });
                     stat.cpu_ticks
@@ -388,24 +463,45 @@ impl ProcessCollector {
         Ok(self.samples.len())
     }
 
-    /// The first `top_n` samples (as [`select_top`] left them) as wire entries.
-    fn list(&self, total_memory: u64) -> Vec<ProcessInfo> {
+    /// The first `top_n` samples (as [`select_top`] left them) as wire
+    /// entries, with their open descriptors and owner.
+    fn list(&mut self, total_memory: u64) -> Vec<ProcessInfo> {
         let n = self.top_n.min(self.samples.len());
-        self.samples[..n]
-            .iter()
-            .map(|s| ProcessInfo {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let s = self.samples[i];
+            let (open_fds, uid) = self.fds_and_owner(s.pid);
+            let tracked = self.tracked.get(&s.pid);
+            out.push(ProcessInfo {
                 pid: s.pid,
-                name: self
-                    .tracked
-                    .get(&s.pid)
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
+                name: tracked.map(|t| t.name.clone()).unwrap_or_default(),
                 cpu_percent: (s.cpu_percent * 100.0).round() / 100.0,
                 memory_percent: (total_memory > 0)
                     .then(|| (s.memory_bytes as f64 * 100.0 / total_memory as f64).min(100.0)),
                 memory_bytes: Some(s.memory_bytes),
-            })
-            .collect()
+                threads: tracked.map(|t| t.threads),
+                state: tracked.map(|t| char::from(t.state).to_string()),
+                open_fds,
+                user: None,
+            });
+            if let (Some(u), Some(p)) = (uid, out.last_mut()) {
+                p.user = Some(self.users.name(u));
+            }
+        }
+        out
+    }
+
+    /// The open descriptors of `pid` (where readable) and its owner's uid.
+    fn fds_and_owner(&mut self, pid: u32) -> (Option<u32>, Option<u32>) {
+        use std::os::unix::fs::MetadataExt;
+        self.path.clear();
+        let _ = write!(self.path, "{}/{pid}", self.proc_root.display());
+        let uid = std::fs::metadata(&self.path).ok().map(|m| m.uid());
+        self.path.push_str("/fd");
+        let fds = std::fs::read_dir(&self.path)
+            .ok()
+            .map(|d| u32::try_from(d.count()).unwrap_or(u32::MAX));
+        (fds, uid)
     }
 }
 
@@ -428,10 +524,15 @@ impl Collector for ProcessCollector {
                 parse_mem_total(&self.buf.text())?
             }
         };
+        self.users.new_interval();
         select_top(&mut self.samples, self.top_n, TopBy::Cpu);
         snapshot.top_cpu_processes = self.list(total_memory);
         select_top(&mut self.samples, self.top_n, TopBy::Memory);
         snapshot.top_mem_processes = self.list(total_memory);
+        snapshot.open_files = match self.buf.read_path(FILE_NR) {
+            Ok(()) => Some(parse_file_nr(&self.buf.text())?),
+            Err(_) => None, // not a Linux /proc: the lists still stand
+        };
         Ok(())
     }
 }
@@ -481,6 +582,7 @@ mod tests {
         assert_eq!(p.cpu_ticks, 325);
         assert_eq!(p.start_time, 98765);
         assert_eq!(p.rss_pages, 3000);
+        assert_eq!((p.state, p.threads), (b'S', 4));
         // names may hold spaces and parentheses; the command line never appears here
         let text = "77 (my (odd) name) R 1 77 77 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 500 100 7 0\n";
         let p = parse_pid_stat(text).unwrap();
@@ -497,10 +599,28 @@ mod tests {
     fn malformed_pid_stat_is_an_error() {
         assert!(parse_pid_stat("").is_err());
         assert!(parse_pid_stat("1 (x S 1 2 3").is_err());
+        assert!(parse_pid_stat("1 (x) 5 1 1 1 0 -1 0 0 0 0 0 10 10 0 0 20 0 1 0 5 1 1").is_err());
         assert!(parse_pid_stat("1 x) S 1 2 3").is_err());
         assert!(parse_pid_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 x 0 0 20 0 1 0 5 1 1").is_err());
         let err = parse_pid_stat("1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 10 0 0 20 0 1 0 5").unwrap_err();
         assert!(err.to_string().contains("rss"), "{err}");
+    }
+
+    #[test]
+    fn parses_file_nr_and_passwd() {
+        assert_eq!(
+            parse_file_nr("2944\t0\t9223372036854775807\n").unwrap(),
+            OpenFiles {
+                allocated: 2944,
+                max: 9_223_372_036_854_775_807
+            }
+        );
+        assert!(parse_file_nr("12 x").is_err());
+        let users = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\n# comment\npostgres:x:106:110::/var/lib/postgresql:/bin/bash\nbroken\n:x:5:5\n",
+        );
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[&106], "postgres");
     }
 
     #[test]

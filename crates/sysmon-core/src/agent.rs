@@ -159,6 +159,10 @@ impl Sampler {
                         warn!(collector = %name, error = %message,
                               "collector failing; snapshots carry the error and the other collectors go on");
                     }
+                    // Within the ingester's limit, so the snapshot is never rejected for it.
+                    let message =
+                        crate::text::truncate(&message, crate::codec::MAX_COLLECTOR_MESSAGE_BYTES)
+                            .to_string();
                     s.collector_errors.push(CollectorFailure {
                         collector: name,
                         message,

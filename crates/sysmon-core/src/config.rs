@@ -3,12 +3,21 @@
 //! Precedence, lowest first: built-in defaults, the TOML file (`--config`),
 //! `SYSMON_*` environment variables, command-line flags. Every section and key
 //! is optional; unknown keys are errors (a typo never silently does nothing).
-//! `sysmon config --print-default` prints [`DEFAULT_CONFIG_TOML`].
+//! `sysmon config --print-default` prints [`DEFAULT_CONFIG_TOML`] followed by
+//! the analytics crate's sections.
+//!
+//! The `[alerts]` and `[anomaly]` sections belong to `sysmon-analytics`: core
+//! only knows them as the type parameters of [`Config`]. `Config` alone (the
+//! defaults `toml::Table`) accepts and ignores them, so a program that embeds
+//! the agent reads the same file as the master without compiling the
+//! analytics; `sysmon_analytics::Config` fills them with the typed, checked
+//! sections.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Format, DEFAULT_MAX_MESSAGE_BYTES};
@@ -16,9 +25,12 @@ use crate::duration::serde_duration;
 use crate::error::CoreError;
 
 /// The whole configuration.
+///
+/// `Alerts` and `Anomaly` are the `[alerts]` and `[anomaly]` sections, owned
+/// by whoever evaluates them (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct Config<Alerts = toml::Table, Anomaly = toml::Table> {
     /// The agent: identity, schedule, buffering.
     pub agent: AgentConfig,
     /// Per-collector tables: `enabled` plus the collector's own options.
@@ -33,10 +45,25 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// Redis (hot window).
     pub redis: RedisConfig,
-    /// Alert rules and webhook targets.
-    pub alerts: crate::analytics::alerts::AlertsConfig,
-    /// The anomaly detector.
-    pub anomaly: crate::analytics::detector::DetectorConfig,
+    /// `[alerts]`: alert rules and webhook targets.
+    pub alerts: Alerts,
+    /// `[anomaly]`: the anomaly detector.
+    pub anomaly: Anomaly,
+}
+
+/// A section of [`Config`] defined outside core: parsed with the rest of
+/// the file (unknown keys rejected by its own `deny_unknown_fields`) and
+/// checked by [`Config::check`].
+pub trait ConfigSection: Default + DeserializeOwned {
+    /// Checks values that parse but make no sense.
+    fn check(&self) -> Result<(), CoreError>;
+}
+
+/// An untyped section: accepted as written, checked by nobody.
+impl ConfigSection for toml::Table {
+    fn check(&self) -> Result<(), CoreError> {
+        Ok(())
+    }
 }
 
 /// `[agent]`
@@ -113,6 +140,15 @@ pub struct IngestConfig {
     /// How often rollups and retention run.
     #[serde(with = "serde_duration")]
     pub maintenance_interval: Duration,
+    /// Samples dated further than this ahead of the ingester's clock are
+    /// dead-lettered (`future_timestamp`): a forged or badly skewed sample
+    /// would otherwise stay a machine's "latest" state for years.
+    #[serde(with = "serde_duration")]
+    pub max_future_skew: Duration,
+    /// Samples older than this are dead-lettered (`too_old`): retention would
+    /// delete them at once. Default: `[sqlite] rollup_retention`.
+    #[serde(default, with = "crate::duration::serde_opt_duration")]
+    pub max_sample_age: Option<Duration>,
 }
 
 impl Default for IngestConfig {
@@ -122,6 +158,8 @@ impl Default for IngestConfig {
             batch_wait: Duration::from_millis(200),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             maintenance_interval: Duration::from_secs(60),
+            max_future_skew: Duration::from_secs(300),
+            max_sample_age: None,
         }
     }
 }
@@ -157,8 +195,22 @@ pub struct KafkaConfig {
     pub dlq_topic: Option<String>,
     /// The ingesters' consumer group.
     pub group: String,
+    /// This ingester's static member name in the group (librdkafka
+    /// `group.instance.id`): a restarted ingester with the same name gets its
+    /// partitions back at once instead of after the session timeout (tansu
+    /// never evicts a dead member). `sysmon ingest` defaults it to
+    /// `ingest-<machine id>`; two ingesters on one host need different names
+    /// (`--instance-id`), or the second fences the first. Empty: dynamic
+    /// membership.
+    pub instance_id: Option<String>,
     /// The agent's wire format.
     pub format: Format,
+    /// How the agent's producer compresses record batches (`none`, `gzip`,
+    /// `lz4`, `zstd`, `snappy`); also used for dead letters. The default,
+    /// `gzip`, is what the legacy Python consumer can read as its requirements
+    /// install it (`kafka-python` without codec libraries reads only `none`
+    /// and `gzip`). A `compression.type` in `options` overrides it.
+    pub compression: Compression,
     /// Partitions when the ingester creates the topic.
     pub partitions: i32,
     /// Replication factor when the ingester creates the topic.
@@ -174,11 +226,25 @@ impl Default for KafkaConfig {
             topic: "system_metrics".into(),
             dlq_topic: None,
             group: "sysmon-ingest".into(),
+            instance_id: None,
             format: Format::Json,
+            compression: Compression::Gzip,
             partitions: 6,
             replication_factor: 1,
             options: BTreeMap::new(),
         }
+    }
+}
+
+impl<Alerts, Anomaly> Config<Alerts, Anomaly> {
+    /// The `[ingest]` options with their defaults resolved: `max_sample_age`
+    /// is `[sqlite] rollup_retention` unless set.
+    pub fn ingest_options(&self) -> IngestConfig {
+        let mut o = self.ingest.clone();
+        if o.max_sample_age.is_none() {
+            o.max_sample_age = Some(self.sqlite.rollup_retention);
+        }
+        o
     }
 }
 
@@ -188,6 +254,70 @@ impl KafkaConfig {
         self.dlq_topic
             .clone()
             .unwrap_or_else(|| format!("{}.dlq", self.topic))
+    }
+}
+
+/// Compression of Kafka record batches (librdkafka's `compression.type`).
+///
+/// Consumers must support the codec: the legacy Python consumer, installed
+/// from its own requirements (`kafka-python` alone), reads only `none` and
+/// `gzip` and stops at the first `lz4`, `snappy` or `zstd` batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// No compression: the most bytes, the least CPU, readable by every client.
+    None,
+    /// gzip (zlib): about a third of the bytes of JSON, readable by every
+    /// client, more CPU than lz4 (nothing an agent at 1 s notices).
+    Gzip,
+    /// lz4: fast and fairly small; for high volumes (the load generator's
+    /// default). Needs the `lz4` library in Python clients.
+    Lz4,
+    /// zstd: the smallest batches. Needs `zstandard` in Python clients and
+    /// Kafka 2.1+ brokers.
+    Zstd,
+    /// snappy: fast, larger than lz4. Needs `python-snappy` in Python clients.
+    Snappy,
+}
+
+impl Compression {
+    /// Every codec, in the order `--help` lists them.
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Snappy,
+    ];
+
+    /// librdkafka's name for it (`compression.type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+            Compression::Snappy => "snappy",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Compression::ALL
+            .into_iter()
+            .find(|c| c.as_str() == wanted)
+            .ok_or_else(|| {
+                format!("unknown compression {s:?}: expected none, gzip, lz4, zstd or snappy")
+            })
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -285,14 +415,15 @@ impl RedisConfig {
 }
 
 /// `url` with the password part of its user info (`user:PASSWORD@`) replaced
-/// by `<redacted>`, for logs and `Debug`.
+/// by `<redacted>`, for logs and `Debug`. A password may hold `/ ? # @`
+/// unescaped, so everything from the first `:` to the last `@` goes (more
+/// than the password when a query holds an `@`: never less).
 pub fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_string();
     };
     let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_string();
     };
     match rest[..at].find(':') {
@@ -306,24 +437,24 @@ pub fn redact_url_password(url: &str) -> String {
     }
 }
 
-impl Config {
+impl<Alerts: ConfigSection, Anomaly: ConfigSection> Config<Alerts, Anomaly> {
     /// Parses a TOML document.
-    pub fn from_toml(text: &str) -> Result<Config, CoreError> {
-        let config: Config = toml::from_str(text).map_err(|e| CoreError::Config(e.to_string()))?;
+    pub fn from_toml(text: &str) -> Result<Self, CoreError> {
+        let config: Self = toml::from_str(text).map_err(|e| CoreError::Config(e.to_string()))?;
         config.check()?;
         Ok(config)
     }
 
     /// Loads `path`, or the defaults when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> Result<Config, CoreError> {
+    pub fn load(path: Option<&Path>) -> Result<Self, CoreError> {
         match path {
-            None => Ok(Config::default()),
+            None => Ok(Self::default()),
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| CoreError::Io {
                     context: format!("reading config file {}", p.display()),
                     source: e,
                 })?;
-                Config::from_toml(&text).map_err(|e| match e {
+                Self::from_toml(&text).map_err(|e| match e {
                     CoreError::Config(m) => CoreError::Config(format!("{}: {m}", p.display())),
                     other => other,
                 })
@@ -356,7 +487,8 @@ impl Config {
     }
 }
 
-/// The commented default configuration printed by `sysmon config --print-default`.
+/// The commented default of core's sections, the start of what
+/// `sysmon config --print-default` prints (`sysmon_analytics` appends its own).
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default_config.toml");
 
 #[cfg(test)]
@@ -365,7 +497,7 @@ mod tests {
 
     #[test]
     fn default_file_parses_to_the_defaults() {
-        let parsed = Config::from_toml(DEFAULT_CONFIG_TOML).unwrap();
+        let parsed = <Config>::from_toml(DEFAULT_CONFIG_TOML).unwrap();
         let expected = Config {
             collectors: parsed.collectors.clone(),
             ..Config::default()
@@ -376,36 +508,42 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        let e = Config::from_toml("[agent]\nintervall = \"1s\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\nintervall = \"1s\"").unwrap_err();
         assert!(e.to_string().contains("intervall"), "{e}");
-        let e = Config::from_toml("[agent]\ninterval = \"fast\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\ninterval = \"fast\"").unwrap_err();
         assert!(e.to_string().contains("15m"), "{e}");
-        let e = Config::from_toml("[agent]\ninterval = \"10ms\"").unwrap_err();
+        let e = <Config>::from_toml("[agent]\ninterval = \"10ms\"").unwrap_err();
         assert!(e.to_string().contains("100ms"), "{e}");
-        let e = Config::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
+        let e = <Config>::from_toml("[kafka]\nformat = \"xml\"").unwrap_err();
         assert!(e.to_string().contains("format"), "{e}");
+        let e = <Config>::from_toml("[kafka]\ncompression = \"brotli\"").unwrap_err();
+        assert!(e.to_string().contains("compression"), "{e}");
     }
 
     #[test]
-    fn alerts_and_anomaly_sections_parse_and_are_checked() {
-        let c = Config::from_toml(
-            "[anomaly]\ntrees = 150\ncontamination = \"auto\"\n\
-             [[alerts.rules]]\nname = \"swap\"\nmetric = \"swap_usage\"\nthreshold = 50\nfor = \"1m\"",
-        )
-        .unwrap();
-        assert_eq!(c.anomaly.trees, 150);
-        assert_eq!(c.alerts.rules.len(), 1, "rules replace the defaults");
-        assert_eq!(c.alerts.rules[0].name, "swap");
-        let e = Config::from_toml("[anomaly]\ntrees = 0").unwrap_err();
-        assert!(e.to_string().contains("anomaly.trees"), "{e}");
-        let e = Config::from_toml("[[alerts.webhooks]]\nurl = \"nope\"").unwrap_err();
-        assert!(e.to_string().contains("nope"), "{e}");
-        assert_eq!(Config::default().alerts.rules.len(), 4);
+    fn compression_parses_from_toml_and_flags_and_defaults_to_gzip() {
+        assert_eq!(KafkaConfig::default().compression, Compression::Gzip);
+        let c = <Config>::from_toml("[kafka]\ncompression = \"lz4\"").unwrap();
+        assert_eq!(c.kafka.compression, Compression::Lz4);
+        for c in Compression::ALL {
+            assert_eq!(c.as_str().parse::<Compression>(), Ok(c));
+            assert_eq!(c.to_string().to_uppercase().parse::<Compression>(), Ok(c));
+        }
+        let e = "brotli".parse::<Compression>().unwrap_err();
+        assert!(e.contains("none, gzip, lz4, zstd or snappy"), "{e}");
+    }
+
+    #[test]
+    fn analytics_sections_are_accepted_untyped() {
+        let c =
+            <Config>::from_toml("[anomaly]\ntrees = 0\n[[alerts.rules]]\nname = \"x\"").unwrap();
+        assert_eq!(c.anomaly["trees"].as_integer(), Some(0));
+        assert!(c.alerts.contains_key("rules"));
     }
 
     #[test]
     fn redis_credentials_and_tls_files_are_checked_and_never_shown() {
-        let c = Config::from_toml(
+        let c = <Config>::from_toml(
             "[redis]\nurl = \"rediss://ingest:urlpw@cache:6380/0\"\nusername = \"ingest\"\n\
              password = \"s3cret\"\nca_cert = \"/etc/ca.pem\"\n\
              client_cert = \"/etc/c.pem\"\nclient_key = \"/etc/c.key\"",
@@ -422,13 +560,13 @@ mod tests {
             shown.contains("rediss://ingest:<redacted>@cache:6380/0"),
             "{shown}"
         );
-        let e = Config::from_toml("[redis]\nurl = \"rediss://h\"\nclient_cert = \"/c.pem\"")
+        let e = <Config>::from_toml("[redis]\nurl = \"rediss://h\"\nclient_cert = \"/c.pem\"")
             .unwrap_err();
         assert!(e.to_string().contains("client_key"), "{e}");
         let e =
-            Config::from_toml("[redis]\nurl = \"redis://h\"\nca_cert = \"/ca.pem\"").unwrap_err();
+            <Config>::from_toml("[redis]\nurl = \"redis://h\"\nca_cert = \"/ca.pem\"").unwrap_err();
         assert!(e.to_string().contains("rediss://"), "{e}");
-        let e = Config::from_toml("[redis]\nwindow = \"100ms\"").unwrap_err();
+        let e = <Config>::from_toml("[redis]\nwindow = \"100ms\"").unwrap_err();
         assert!(e.to_string().contains("redis.window"), "{e}");
         assert_eq!(
             redact_url_password("redis://:pw@h:1/0"),
@@ -440,11 +578,20 @@ mod tests {
             redact_url_password("redis://u:p@ss@h/0"),
             "redis://u:<redacted>@h/0"
         );
+        // `/ ? #` in a password (unescaped) never leak
+        for pw in ["p/ss", "p?ss", "p#ss", "a/b?c#d@e"] {
+            let shown = redact_url_password(&format!("rediss://user:{pw}@cache:6380/0"));
+            assert_eq!(shown, "rediss://user:<redacted>@cache:6380/0", "{pw}");
+        }
+        // an `@` in a query over-redacts, never under-redacts
+        let shown = redact_url_password("redis://u:pw@h:1/0?client=a@b");
+        assert!(!shown.contains("pw"), "{shown}");
     }
 
     #[test]
     fn partial_files_keep_other_defaults() {
-        let c = Config::from_toml("[agent]\ninterval = 2\n[agent.labels]\nrole = \"db\"").unwrap();
+        let c =
+            <Config>::from_toml("[agent]\ninterval = 2\n[agent.labels]\nrole = \"db\"").unwrap();
         assert_eq!(c.agent.interval, Duration::from_secs(2));
         assert_eq!(c.agent.labels["role"], "db");
         assert_eq!(c.sqlite, SqliteConfig::default());

@@ -84,3 +84,21 @@ mod tests {
         );
     }
 }
+
+/// Serde `with` module for `Option<Duration>` fields (absent means `None`).
+pub mod serde_opt_duration {
+    use super::*;
+
+    /// Serialises `Some` as a humantime string and `None` as nothing.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&format(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserialises like [`serde_duration`](super::serde_duration).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::serde_duration::deserialize(d).map(Some)
+    }
+}

@@ -9,12 +9,21 @@
 //!   stored the ingester commits exactly up to N's mark, never a batch that is
 //!   only decoded. Batches are stored, broadcast and committed in order.
 //! * Bad messages never stop ingestion: each is counted by kind, logged once per
-//!   kind with its origin, and dead-lettered with the reason (before its batch
-//!   is committed).
-//! * A [`SinkRole::Required`] sink (SQLite) is retried with backoff until it
-//!   succeeds; nothing is committed before. A [`SinkRole::BestEffort`] sink
-//!   (Redis) is written once per batch; its failures are counted and logged,
-//!   never blocking.
+//!   kind with its origin, and dead-lettered with a bounded reason (before its
+//!   batch is committed). Besides decoding and validation, the ingester checks
+//!   trust (`docs/security.md`): a sample dated more than `max_future_skew`
+//!   ahead or older than `max_sample_age`, or a keyed message whose key is not
+//!   its `machine_id`, is dead-lettered. A dead letter the transport refuses
+//!   for good (even shrunk) is counted (`dead_letter_failures`), logged once
+//!   per kind and skipped: its offset is committed with its batch.
+//! * A [`SinkRole::Required`] sink (SQLite) is retried with backoff while it
+//!   fails transiently ([`SinkError::Unavailable`]: busy, disk full, I/O);
+//!   nothing is committed before. A permanent failure ([`SinkError::Failed`])
+//!   is isolated by splitting the batch in halves: the snapshots the sink
+//!   refuses on their own are dead-lettered (`sink_rejected`), the rest is
+//!   stored. Maintenance still runs while a write is being retried. A
+//!   [`SinkRole::BestEffort`] sink (Redis) is written once per batch; its
+//!   failures are counted and logged, never blocking.
 //! * Every stored batch is broadcast to [`Ingest::subscribe`]rs (live views,
 //!   alerting).
 
@@ -34,7 +43,7 @@ use crate::error::{CoreError, DecodeError};
 use crate::histogram::{LatencyHistogram, LatencySummary};
 use crate::sink::{Batch, Sink, SinkError};
 use crate::snapshot::Snapshot;
-use crate::transport::{CommitMark, Message, Payload, Received, TransportReceiver};
+use crate::transport::{CommitMark, Message, Payload, Received, TransportError, TransportReceiver};
 
 /// Whether a sink's failure holds back the commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +71,9 @@ pub struct IngestStats {
     pub batches: AtomicU64,
     /// Failed commits.
     pub commit_errors: AtomicU64,
+    /// Dead letters the transport refused for good (even shrunk): counted,
+    /// logged once per kind and skipped.
+    pub dead_letter_failures: AtomicU64,
     /// End-to-end latency of each stored snapshot: from its sample timestamp
     /// to the moment its batch was stored and the offsets committed.
     pub latency: LatencyHistogram,
@@ -129,22 +141,42 @@ pub struct Ingest {
     stats: Arc<IngestStats>,
     events: broadcast::Sender<Batch>,
     logged_kinds: HashSet<&'static str>,
+    logged_dead_letter_failures: HashSet<&'static str>,
 }
 
 /// A sink and its role, shared with the store task.
 type Sinks = Arc<[(Arc<dyn Sink>, SinkRole)]>;
 
 /// A received batch, decoded: what goes to the sinks (`None` when every
-/// message was rejected) and the mark that commits it.
+/// message was rejected), the origin of each of its snapshots (to dead-letter
+/// one a sink refuses) and the mark that commits it.
 struct Decoded {
     batch: Option<Batch>,
+    origins: Vec<String>,
     mark: CommitMark,
+}
+
+/// What storing a batch gave: the snapshots every required sink stored
+/// (`None` when none), and those a required sink refused for good, with
+/// their origins and why.
+struct Stored {
+    batch: Option<Batch>,
+    refused: Vec<(Snapshot, String, DecodeError)>,
 }
 
 /// The batch being written to the sinks by its own task.
 struct Inflight {
-    task: JoinHandle<Result<Option<Batch>, CoreError>>,
+    task: JoinHandle<Result<Stored, CoreError>>,
     mark: CommitMark,
+}
+
+/// The trust checks of one batch, against the ingester's clock at receipt.
+#[derive(Debug, Clone, Copy)]
+struct Checks {
+    max_bytes: usize,
+    now: f64,
+    max_future_skew: Duration,
+    max_age: Option<Duration>,
 }
 
 /// Batches smaller than this are decoded on the ingest task itself; larger
@@ -162,6 +194,7 @@ impl Ingest {
             stats: Arc::new(IngestStats::default()),
             events,
             logged_kinds: HashSet::new(),
+            logged_dead_letter_failures: HashSet::new(),
         }
     }
 
@@ -227,9 +260,19 @@ impl Ingest {
             let can_receive = ready.is_none() && !closed;
             let max = self.options.batch_size;
             let wait = self.options.batch_wait;
+            let maintenance_idle = maintenance.as_ref().is_none_or(|m| m.is_finished());
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // A write that takes past the maintenance time (a sink being
+                // retried: a full disk that retention may relieve) does not
+                // hold maintenance back.
+                _ = tokio::time::sleep_until(next_maintenance.into()),
+                    if inflight.is_some() && maintenance_idle => {
+                    let sinks = sinks.clone();
+                    maintenance = Some(tokio::spawn(async move { maintain(&sinks).await }));
+                    next_maintenance = Instant::now() + self.options.maintenance_interval;
+                }
                 joined = async {
                     match inflight.as_mut() {
                         Some(f) => (&mut f.task).await,
@@ -237,7 +280,7 @@ impl Ingest {
                     }
                 }, if inflight.is_some() => {
                     let Some(done) = inflight.take() else { continue };
-                    let batch = joined_batch(joined)?;
+                    let stored = joined_batch(joined)?;
                     // Start writing the next batch before committing this one,
                     // unless maintenance is due (it runs between writes).
                     if Instant::now() < next_maintenance {
@@ -245,7 +288,7 @@ impl Ingest {
                             inflight = self.start_store(&sinks, d, &shutdown);
                         }
                     }
-                    self.finish(batch, done.mark).await;
+                    self.finish(stored, done.mark, &shutdown).await?;
                 }
                 received = async {
                     if let Some(at) = retry_receive_at {
@@ -278,14 +321,12 @@ impl Ingest {
         }
         // Shutdown: store and commit what was already received, in order.
         if let Some(done) = inflight.take() {
-            let batch = joined_batch(done.task.await)?;
-            self.finish(batch, done.mark).await;
+            let stored = joined_batch(done.task.await)?;
+            self.finish(stored, done.mark, &shutdown).await?;
         }
         if let Some(d) = ready.take() {
-            if let Some(batch) = &d.batch {
-                store(&sinks, &self.stats, batch, &shutdown).await?;
-            }
-            self.finish(d.batch, d.mark).await;
+            let stored = store(&sinks, &self.stats, d.batch, d.origins, &shutdown).await?;
+            self.finish(stored, d.mark, &shutdown).await?;
         }
         if let Some(m) = maintenance.take() {
             // A pass in progress finishes (its transactions are short).
@@ -308,18 +349,30 @@ impl Ingest {
         shutdown: &CancellationToken,
     ) -> Option<Inflight> {
         let (sinks, stats, shutdown) = (sinks.clone(), self.stats.clone(), shutdown.clone());
-        let task = tokio::spawn(async move {
-            if let Some(batch) = &d.batch {
-                store(&sinks, &stats, batch, &shutdown).await?;
-            }
-            Ok(d.batch)
-        });
-        Some(Inflight { task, mark: d.mark })
+        let mark = d.mark;
+        let task =
+            tokio::spawn(async move { store(&sinks, &stats, d.batch, d.origins, &shutdown).await });
+        Some(Inflight { task, mark })
     }
 
-    /// After a batch is stored: broadcast it, commit up to its mark, record
-    /// the end-to-end latency of its snapshots.
-    async fn finish(&mut self, batch: Option<Batch>, mark: CommitMark) {
+    /// After a batch is stored: dead-letter what a sink refused, broadcast
+    /// the rest, commit up to its mark, record the end-to-end latency of its
+    /// snapshots.
+    async fn finish(
+        &mut self,
+        stored: Stored,
+        mark: CommitMark,
+        shutdown: &CancellationToken,
+    ) -> Result<(), CoreError> {
+        for (snapshot, origin, e) in stored.refused {
+            let m = Message {
+                payload: Payload::Snapshot(Box::new(snapshot)),
+                key: None,
+                origin,
+            };
+            self.reject(&m, e, shutdown).await?;
+        }
+        let batch = stored.batch;
         if let Some(b) = &batch {
             let _ = self.events.send(b.clone());
         }
@@ -336,6 +389,7 @@ impl Ingest {
                 self.stats.latency.record_secs(now - s.timestamp);
             }
         }
+        Ok(())
     }
 
     /// Decodes and validates `messages`; dead-letters the bad ones.
@@ -349,16 +403,27 @@ impl Ingest {
         self.stats
             .received
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let (messages, results) = decode_all(messages, self.options.max_message_bytes).await;
+        let checks = Checks {
+            max_bytes: self.options.max_message_bytes,
+            now: crate::agent::now_epoch_secs(),
+            max_future_skew: self.options.max_future_skew,
+            max_age: self.options.max_sample_age,
+        };
+        let (messages, results) = decode_all(messages, checks).await;
         let mut valid: Vec<Snapshot> = Vec::with_capacity(messages.len());
-        for (m, decoded) in messages.iter().zip(results) {
+        let mut origins: Vec<String> = Vec::with_capacity(messages.len());
+        for (m, decoded) in messages.into_iter().zip(results) {
             match decoded {
-                Ok(s) => valid.push(s),
-                Err(e) => self.reject(m, e, shutdown).await?,
+                Ok(s) => {
+                    valid.push(s);
+                    origins.push(m.origin);
+                }
+                Err(e) => self.reject(&m, e, shutdown).await?,
             }
         }
         Ok(Decoded {
             batch: (!valid.is_empty()).then(|| valid.into()),
+            origins,
             mark,
         })
     }
@@ -369,6 +434,7 @@ impl Ingest {
         e: DecodeError,
         shutdown: &CancellationToken,
     ) -> Result<(), CoreError> {
+        let e = e.bounded();
         let kind = e.kind();
         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut map) = self.stats.rejected_by_kind.lock() {
@@ -381,17 +447,54 @@ impl Ingest {
             debug!(origin = %m.origin, kind, error = %e, "rejected a message");
         }
         let mut backoff = Duration::from_millis(100);
+        let mut attempts = 0;
+        let mut warned = false;
         loop {
+            attempts += 1;
             match self.receiver.dead_letter(m, &e).await {
                 Ok(()) => {
                     self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    if warned {
+                        info!(origin = %m.origin, "dead letter delivered");
+                    }
                     return Ok(());
                 }
-                Err(err) => {
-                    warn!(origin = %m.origin, error = %err, "dead-lettering failed; retrying");
+                // Transient (the broker is away): nothing behind this message
+                // can be committed either, so wait for it.
+                Err(err @ TransportError::Unavailable(_)) => {
+                    if !warned {
+                        warn!(origin = %m.origin, error = %err, "dead-lettering failed; retrying");
+                        warned = true;
+                    }
                     if shutdown.is_cancelled() {
                         return Err(CoreError::Transport(err));
                     }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.cancelled() => return Err(CoreError::Transport(err)),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                // Refused for good, or failing in a way retrying has not
+                // cured: count it, say so once per kind, and go on.
+                Err(err)
+                    if matches!(err, TransportError::Rejected(_))
+                        || attempts >= DEAD_LETTER_ATTEMPTS =>
+                {
+                    self.stats
+                        .dead_letter_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    if self.logged_dead_letter_failures.insert(kind) {
+                        error!(origin = %m.origin, kind, error = %err,
+                               "could not dead-letter a rejected message; skipped it (counted in \
+                                dead_letter_failures; further `{kind}` failures are not logged)");
+                    } else {
+                        debug!(origin = %m.origin, kind, error = %err, "dead letter skipped");
+                    }
+                    return Ok(());
+                }
+                Err(err) => {
+                    debug!(origin = %m.origin, error = %err, attempts, "dead-lettering failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -400,10 +503,14 @@ impl Ingest {
     }
 }
 
-/// The batch a finished store task returns, or why it has none.
+/// How often a dead letter failing with an error that is neither transient
+/// nor a refusal is tried before it is skipped.
+const DEAD_LETTER_ATTEMPTS: u32 = 3;
+
+/// What a finished store task returns, or why it has nothing.
 fn joined_batch(
-    joined: Result<Result<Option<Batch>, CoreError>, tokio::task::JoinError>,
-) -> Result<Option<Batch>, CoreError> {
+    joined: Result<Result<Stored, CoreError>, tokio::task::JoinError>,
+) -> Result<Stored, CoreError> {
     match joined {
         Ok(r) => r,
         Err(e) => Err(CoreError::Sink(SinkError::Failed {
@@ -413,11 +520,45 @@ fn joined_batch(
     }
 }
 
-fn decode_one(m: &Message, max_bytes: usize) -> Result<Snapshot, DecodeError> {
-    match &m.payload {
-        Payload::Snapshot(s) => validate(s).map(|()| (**s).clone()),
-        Payload::Encoded { bytes, format } => decode_with(bytes, *format, max_bytes),
+fn decode_one(m: &Message, checks: Checks) -> Result<Snapshot, DecodeError> {
+    let s = match &m.payload {
+        Payload::Snapshot(s) => validate(s).map(|()| (**s).clone())?,
+        Payload::Encoded { bytes, format } => decode_with(bytes, *format, checks.max_bytes)?,
+    };
+    check_trust(&s, m.key.as_deref(), checks)?;
+    Ok(s)
+}
+
+/// What the ingester checks beyond the payload itself (`docs/security.md`):
+/// the key names the snapshot's machine, and the timestamp lies within
+/// `max_age` before and `max_future_skew` after the ingester's clock.
+fn check_trust(s: &Snapshot, key: Option<&[u8]>, checks: Checks) -> Result<(), DecodeError> {
+    if let Some(key) = key {
+        if key != s.machine_id.as_bytes() {
+            return Err(DecodeError::KeyMismatch {
+                key: crate::text::quote(&String::from_utf8_lossy(key)),
+                machine_id: crate::text::quote(&s.machine_id),
+            });
+        }
     }
+    let ahead = s.timestamp - checks.now;
+    if ahead > checks.max_future_skew.as_secs_f64() {
+        return Err(DecodeError::FutureTimestamp {
+            timestamp: s.timestamp,
+            ahead_secs: ahead,
+            skew_secs: checks.max_future_skew.as_secs(),
+        });
+    }
+    if let Some(max_age) = checks.max_age {
+        if -ahead > max_age.as_secs_f64() {
+            return Err(DecodeError::TooOld {
+                timestamp: s.timestamp,
+                age_secs: -ahead,
+                max_age_secs: max_age.as_secs(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Decodes every message, in order: small batches here, large ones in
@@ -425,14 +566,14 @@ fn decode_one(m: &Message, max_bytes: usize) -> Result<Snapshot, DecodeError> {
 /// ingester's CPU time).
 async fn decode_all(
     messages: Vec<Message>,
-    max_bytes: usize,
+    checks: Checks,
 ) -> (Vec<Message>, Vec<Result<Snapshot, DecodeError>>) {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
     if messages.len() < PARALLEL_DECODE_MIN {
-        let results = messages.iter().map(|m| decode_one(m, max_bytes)).collect();
+        let results = messages.iter().map(|m| decode_one(m, checks)).collect();
         return (messages, results);
     }
     let messages = Arc::new(messages);
@@ -446,7 +587,7 @@ async fn decode_all(
             tokio::task::spawn_blocking(move || {
                 ms[start..end]
                     .iter()
-                    .map(|m| decode_one(m, max_bytes))
+                    .map(|m| decode_one(m, checks))
                     .collect::<Vec<_>>()
             }),
         ));
@@ -456,52 +597,68 @@ async fn decode_all(
         match task.await {
             Ok(r) => results.extend(r),
             // The blocking pool refused or the chunk panicked: decode it here.
-            Err(_) => results.extend(messages[range].iter().map(|m| decode_one(m, max_bytes))),
+            Err(_) => results.extend(messages[range].iter().map(|m| decode_one(m, checks))),
         }
     }
     let messages = Arc::try_unwrap(messages).unwrap_or_else(|shared| (*shared).clone());
     (messages, results)
 }
 
-/// Writes `batch` to every sink: required ones until they succeed (or
-/// shutdown while failing), best-effort ones once.
+/// Writes `batch` to every sink: required ones until they succeed or refuse
+/// snapshots for good (isolated by halving, see [`write_required`]), best-effort
+/// ones once. Returns what was stored and what was refused.
 async fn store(
     sinks: &Sinks,
     stats: &IngestStats,
-    batch: &Batch,
+    batch: Option<Batch>,
+    mut origins: Vec<String>,
     shutdown: &CancellationToken,
-) -> Result<(), CoreError> {
+) -> Result<Stored, CoreError> {
+    let Some(mut batch) = batch else {
+        return Ok(Stored {
+            batch: None,
+            refused: Vec::new(),
+        });
+    };
+    let mut refused = Vec::new();
     for (sink, role) in sinks.iter() {
         match role {
             SinkRole::Required => {
-                let mut backoff = Duration::from_millis(100);
-                let mut failing_since: Option<Instant> = None;
-                loop {
-                    match sink.write(batch.clone()).await {
-                        Ok(()) => {
-                            if let Some(since) = failing_since {
-                                info!(sink = sink.name(), outage = ?since.elapsed(), "sink recovered");
-                            }
-                            break;
+                let bad = write_required(sink.as_ref(), stats, &batch, shutdown).await?;
+                if bad.is_empty() {
+                    continue;
+                }
+                warn!(
+                    sink = sink.name(),
+                    refused = bad.len(),
+                    stored = batch.len() - bad.len(),
+                    "the sink refused snapshots for good; dead-lettering them, storing the rest"
+                );
+                let mut reasons: BTreeMap<usize, SinkError> = bad.into_iter().collect();
+                let mut kept = Vec::with_capacity(batch.len() - reasons.len());
+                let mut kept_origins = Vec::with_capacity(kept.capacity());
+                for (i, (s, origin)) in batch.iter().zip(origins.drain(..)).enumerate() {
+                    match reasons.remove(&i) {
+                        Some(e) => {
+                            let (SinkError::Failed { sink, message }
+                            | SinkError::Unavailable { sink, message }) = e;
+                            let e = DecodeError::SinkRejected { sink, message }.bounded();
+                            refused.push((s.clone(), origin, e));
                         }
-                        Err(e) => {
-                            stats.sink_errors.fetch_add(1, Ordering::Relaxed);
-                            if failing_since.is_none() {
-                                error!(sink = sink.name(), error = %e,
-                                       "sink write failed; retrying (nothing is committed until it succeeds)");
-                                failing_since = Some(Instant::now());
-                            }
-                            if shutdown.is_cancelled() {
-                                return Err(CoreError::Sink(e));
-                            }
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = shutdown.cancelled() => return Err(CoreError::Sink(e)),
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        None => {
+                            kept.push(s.clone());
+                            kept_origins.push(origin);
                         }
                     }
                 }
+                origins = kept_origins;
+                if kept.is_empty() {
+                    return Ok(Stored {
+                        batch: None,
+                        refused,
+                    });
+                }
+                batch = kept.into();
             }
             SinkRole::BestEffort => {
                 if let Err(e) = sink.write(batch.clone()).await {
@@ -515,7 +672,91 @@ async fn store(
         .stored
         .fetch_add(batch.len() as u64, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    Ok(Stored {
+        batch: Some(batch),
+        refused,
+    })
+}
+
+/// Writes `batch` to a required sink. Transient failures are retried with
+/// backoff (until shutdown); when the sink fails for good the batch is split
+/// in halves, recursively, so that everything the sink takes is stored and
+/// the snapshots it refuses on their own are returned, by index, with the
+/// sink's error.
+async fn write_required(
+    sink: &dyn Sink,
+    stats: &IngestStats,
+    batch: &Batch,
+    shutdown: &CancellationToken,
+) -> Result<Vec<(usize, SinkError)>, CoreError> {
+    let mut refused = Vec::new();
+    // Ranges still to write, the next on top.
+    let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..batch.len());
+    while let Some(range) = todo.pop() {
+        let part: Batch = if range.len() == batch.len() {
+            batch.clone()
+        } else {
+            batch[range.clone()].to_vec().into()
+        };
+        match write_retrying(sink, stats, part, shutdown).await? {
+            Ok(()) => {}
+            Err(e) if range.len() == 1 => refused.push((range.start, e)),
+            Err(e) => {
+                if range.len() == batch.len() {
+                    debug!(sink = sink.name(), error = %e,
+                           "the sink refused the batch for good; splitting it to find the cause");
+                }
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+        }
+    }
+    Ok(refused)
+}
+
+/// Writes `part` to `sink`, retrying transient failures with backoff.
+/// `Ok(Err(e))`: the sink refused it for good; `Err`: shutdown while the sink
+/// was failing.
+async fn write_retrying(
+    sink: &dyn Sink,
+    stats: &IngestStats,
+    part: Batch,
+    shutdown: &CancellationToken,
+) -> Result<Result<(), SinkError>, CoreError> {
+    let mut backoff = Duration::from_millis(100);
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        match sink.write(part.clone()).await {
+            Ok(()) => {
+                if let Some(since) = failing_since {
+                    info!(sink = sink.name(), outage = ?since.elapsed(), "sink recovered");
+                }
+                return Ok(Ok(()));
+            }
+            Err(e @ SinkError::Failed { .. }) => {
+                stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                return Ok(Err(e));
+            }
+            Err(e @ SinkError::Unavailable { .. }) => {
+                stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                if failing_since.is_none() {
+                    error!(sink = sink.name(), error = %e,
+                           "sink write failed; retrying (nothing is committed until it succeeds)");
+                    failing_since = Some(Instant::now());
+                }
+                if shutdown.is_cancelled() {
+                    return Err(CoreError::Sink(e));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return Err(CoreError::Sink(e)),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 async fn maintain(sinks: &Sinks) {

@@ -9,14 +9,16 @@
 //! * [`agent`] and [`ingest`]: the runtimes that drive collectors into a transport
 //!   and a transport into sinks. One pipeline serves the embedded (channel) mode and
 //!   the distributed (Kafka) mode; only the transport differs.
-//! * [`config`]: the TOML configuration shared by every binary.
+//! * [`config`]: the TOML configuration shared by every binary (its `[alerts]`
+//!   and `[anomaly]` sections are typed by `sysmon-analytics`).
 
 pub mod agent;
-pub mod analytics;
+pub mod alert;
 pub mod buffer;
 pub mod codec;
 pub mod collector;
 pub mod config;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod histogram;
@@ -28,6 +30,7 @@ pub mod snapshot;
 pub mod spool;
 pub mod store;
 pub mod synth;
+pub mod text;
 pub mod transport;
 
 pub use agent::{Agent, AgentHandle, AgentStats};
@@ -38,8 +41,9 @@ pub use error::{CoreError, DecodeError};
 pub use ingest::{Ingest, IngestStats};
 pub use sink::{Batch, Sink, SinkError};
 pub use snapshot::{
-    CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg, Memory, NetworkIo, NetworkRate,
-    ProcessInfo, Snapshot, SCHEMA_VERSION,
+    BlockDevice, CgroupInfo, CgroupKind, CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg,
+    Memory, NetworkErrors, NetworkIo, NetworkRate, OpenFiles, Pressure, PressureLine,
+    PressureStall, ProcessInfo, Snapshot, Tcp, TcpStates, Temperature, SCHEMA_VERSION,
 };
 pub use store::{MachineSummary, SnapshotStore, StoreError};
 pub use transport::{

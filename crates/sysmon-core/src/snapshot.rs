@@ -77,6 +77,238 @@ pub struct Snapshot {
     /// Numeric metrics from user-defined collectors, by name (`app.queue_depth`).
     #[serde(default)]
     pub custom_metrics: BTreeMap<String, f64>,
+
+    // ----- host details (wire format 2; each absent when not collected) -----
+    /// Pressure stall information of the whole host (`/proc/pressure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<Pressure>,
+    /// Per block device I/O: counters since boot and rates over the last interval.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<BlockDevice>,
+    /// TCP sockets per state and retransmissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<Tcp>,
+    /// Top control groups (services, containers, pods) by CPU, highest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_cpu_cgroups: Vec<CgroupInfo>,
+    /// Top control groups by memory in use, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_mem_cgroups: Vec<CgroupInfo>,
+    /// Temperature sensors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub temperatures: Vec<Temperature>,
+    /// System-wide open file handles (`/proc/sys/fs/file-nr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<OpenFiles>,
+    /// Network errors and drops since boot, summed over the counted interfaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_errors: Option<NetworkErrors>,
+}
+
+/// Pressure stall information: how much time tasks waited for a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Pressure {
+    /// Waiting for CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<PressureStall>,
+    /// Waiting for memory (reclaim, swap-in, thrashing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<PressureStall>,
+    /// Waiting for block I/O.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<PressureStall>,
+}
+
+/// The `some` and `full` lines of one pressure file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct PressureStall {
+    /// Some task waited.
+    pub some: PressureLine,
+    /// Every non-idle task waited at once (absent for CPU on kernels before 5.13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<PressureLine>,
+}
+
+/// One line of a pressure file.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct PressureLine {
+    /// Percent of the last 10 seconds spent stalled, 0..=100.
+    pub avg10: f64,
+    /// Percent of the last 60 seconds.
+    pub avg60: f64,
+    /// Percent of the last 300 seconds.
+    pub avg300: f64,
+    /// Microseconds stalled since boot.
+    pub total_us: u64,
+}
+
+/// One block device's I/O.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BlockDevice {
+    /// The kernel's name, e.g. `sda`, `nvme0n1`, `dm-0`.
+    pub name: String,
+    /// Reads completed since boot.
+    pub read_ops: u64,
+    /// Writes completed since boot.
+    pub write_ops: u64,
+    /// Bytes read since boot.
+    pub read_bytes: u64,
+    /// Bytes written since boot.
+    pub write_bytes: u64,
+    /// Milliseconds spent reading since boot (summed over requests).
+    pub read_time_ms: u64,
+    /// Milliseconds spent writing since boot.
+    pub write_time_ms: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Milliseconds the device was busy since boot.
+    pub io_time_ms: u64,
+    /// Reads per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_iops: Option<f64>,
+    /// Writes per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_iops: Option<f64>,
+    /// Average milliseconds per read completed in the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_latency_ms: Option<f64>,
+    /// Average milliseconds per write completed in the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_latency_ms: Option<f64>,
+    /// Percent of the last interval the device was busy, 0..=100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utilization_percent: Option<f64>,
+}
+
+/// TCP sockets and retransmissions.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Tcp {
+    /// IPv4 sockets per state.
+    pub v4: TcpStates,
+    /// IPv6 sockets per state.
+    pub v6: TcpStates,
+    /// Segments sent since boot (`Tcp: OutSegs`).
+    pub out_segs: u64,
+    /// Segments retransmitted since boot (`Tcp: RetransSegs`).
+    pub retrans_segs: u64,
+    /// Segments retransmitted per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits_per_sec: Option<f64>,
+    /// Retransmitted segments in percent of segments sent over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmit_percent: Option<f64>,
+}
+
+/// Number of sockets in each TCP state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TcpStates {
+    /// `ESTABLISHED`
+    pub established: u64,
+    /// `SYN_SENT`
+    pub syn_sent: u64,
+    /// `SYN_RECV` (including request sockets)
+    pub syn_recv: u64,
+    /// `FIN_WAIT1`
+    pub fin_wait1: u64,
+    /// `FIN_WAIT2`
+    pub fin_wait2: u64,
+    /// `TIME_WAIT`
+    pub time_wait: u64,
+    /// `CLOSE`
+    pub close: u64,
+    /// `CLOSE_WAIT`
+    pub close_wait: u64,
+    /// `LAST_ACK`
+    pub last_ack: u64,
+    /// `LISTEN`
+    pub listen: u64,
+    /// `CLOSING`
+    pub closing: u64,
+}
+
+/// What a control group holds, read from its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupKind {
+    /// A systemd service (`*.service`).
+    SystemdService,
+    /// A Docker container (name: its 12-character id).
+    Docker,
+    /// A containerd container.
+    Containerd,
+    /// A CRI-O container.
+    CriO,
+    /// A Kubernetes pod (name: its uid).
+    KubernetesPod,
+    /// Anything else (slices, scopes, hand-made groups); also kinds this
+    /// version does not know.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+/// One control group in a top-N list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct CgroupInfo {
+    /// Path below the cgroup root, e.g. `/system.slice/nginx.service`.
+    pub path: String,
+    /// A readable name: the service, a container's short id, a pod's uid.
+    pub name: String,
+    /// What the group holds.
+    pub kind: CgroupKind,
+    /// CPU in percent of one core over the last interval.
+    pub cpu_percent: f64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+    /// Memory limit, bytes; absent when unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes and threads in the group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Bytes read per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_read_bytes_per_sec: Option<f64>,
+    /// Bytes written per second over the last interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_write_bytes_per_sec: Option<f64>,
+    /// The group's own pressure (cgroup v2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<Pressure>,
+}
+
+/// One temperature sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Temperature {
+    /// The sensor's chip and label, e.g. `coretemp Package id 0`.
+    pub label: String,
+    /// Degrees Celsius.
+    pub celsius: f64,
+    /// The critical threshold in degrees Celsius, when the sensor has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical_celsius: Option<f64>,
+}
+
+/// System-wide file handles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct OpenFiles {
+    /// File handles allocated.
+    pub allocated: u64,
+    /// The system-wide maximum (`fs.file-max`).
+    pub max: u64,
+}
+
+/// Network errors and drops since boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetworkErrors {
+    /// Receive errors.
+    pub rx_errors: u64,
+    /// Transmit errors.
+    pub tx_errors: u64,
+    /// Received packets dropped.
+    pub rx_dropped: u64,
+    /// Packets dropped on transmit.
+    pub tx_dropped: u64,
 }
 
 /// Cumulative disk I/O counters (legacy `disk_io`).
@@ -111,6 +343,19 @@ pub struct ProcessInfo {
     /// Resident memory in bytes, when known.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// Threads in the process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
+    /// The kernel's one-letter state: `R` running, `S` sleeping, `D` in
+    /// uninterruptible wait, `Z` zombie, `T` stopped, `I` idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Open file descriptors, where readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_fds: Option<u32>,
+    /// The owner's user name (the numeric uid when it has no name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Load averages.
@@ -196,7 +441,8 @@ impl Snapshot {
 
     /// Rounds measured values to the precision they carry: percentages and load
     /// averages to 0.01, rates to 0.1 B/s, the interval to 1 ms. Called by the agent
-    /// before publishing: 17-digit floats carry only sampling noise, make messages
+    /// before publishing (disk IOPS, latency and utilisation, TCP and cgroup CPU to
+    /// 0.01, cgroup I/O rates to 0.1 B/s): 17-digit floats carry only sampling noise, make messages
     /// larger and parse several times slower (exact float parsing takes its slow path).
     /// Custom metrics and counters are left alone.
     pub fn quantize(&mut self) {
@@ -233,6 +479,41 @@ impl Snapshot {
         if let Some(r) = self.network_rate.as_mut() {
             q(&mut r.sent, 10.0);
             q(&mut r.recv, 10.0);
+        }
+        for d in &mut self.disks {
+            for v in [
+                &mut d.read_iops,
+                &mut d.write_iops,
+                &mut d.read_latency_ms,
+                &mut d.write_latency_ms,
+                &mut d.utilization_percent,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                q(v, 100.0);
+            }
+        }
+        if let Some(t) = self.tcp.as_mut() {
+            for v in [&mut t.retransmits_per_sec, &mut t.retransmit_percent]
+                .into_iter()
+                .flatten()
+            {
+                q(v, 100.0);
+            }
+        }
+        for g in self
+            .top_cpu_cgroups
+            .iter_mut()
+            .chain(self.top_mem_cgroups.iter_mut())
+        {
+            q(&mut g.cpu_percent, 100.0);
+            for v in [&mut g.io_read_bytes_per_sec, &mut g.io_write_bytes_per_sec]
+                .into_iter()
+                .flatten()
+            {
+                q(v, 10.0);
+            }
         }
     }
 

@@ -2,14 +2,17 @@
 //! backlog survives an agent restart (`[agent] spool_dir`, `--spool-dir`).
 //!
 //! One file per machine, `<dir>/<machine_id>.spool.jsonl`, one native-JSON
-//! snapshot per line, oldest first. It is always replaced whole (temporary file,
-//! fsync, rename), so a crash leaves either the old or the new file, never half
-//! of one. On start the agent loads it before sampling, so the backlog goes out
+//! snapshot per line, oldest first. It is always replaced whole (a temporary
+//! file with a name of its own per process and save, fsync, rename, fsync of
+//! the directory so the rename itself is durable), so a crash leaves either the
+//! old or the new file, never half of one, and two writers never share a
+//! temporary file. On start the agent loads it before sampling, so the backlog goes out
 //! first and in order; it is removed once everything in it was delivered.
 //! A line that does not parse is skipped with a warning, never a panic.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::warn;
 
@@ -20,6 +23,20 @@ use crate::snapshot::Snapshot;
 #[derive(Debug, Clone)]
 pub struct Spool {
     path: PathBuf,
+}
+
+/// Makes a rename or removal in `dir` durable (fsync of the directory; a
+/// no-op where directories cannot be opened, as on Windows).
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 fn io(context: String) -> impl FnOnce(std::io::Error) -> CoreError {
@@ -101,11 +118,19 @@ impl Spool {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)
             .map_err(io(format!("creating spool directory {}", dir.display())))?;
+        static SAVES: AtomicU64 = AtomicU64::new(0);
         let mut tmp = self.path.as_os_str().to_owned();
-        tmp.push(".tmp");
+        tmp.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            SAVES.fetch_add(1, Ordering::Relaxed)
+        ));
         let tmp = PathBuf::from(tmp);
         let write = || -> std::io::Result<()> {
-            let file = std::fs::File::create(&tmp)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             let mut w = std::io::BufWriter::new(file);
             for s in snapshots {
                 serde_json::to_writer(&mut w, s)?;
@@ -113,15 +138,22 @@ impl Spool {
             }
             let file = w.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &self.path)?;
+            sync_dir(dir)
         };
-        write().map_err(io(format!("writing spool {}", self.path.display())))
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io(format!("writing spool {}", self.path.display()))(e)
+        })
     }
 
     /// Removes the spool (nothing left to deliver). A missing file is fine.
     pub fn clear(&self) -> Result<(), CoreError> {
         match std::fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                let dir = self.path.parent().unwrap_or(Path::new("."));
+                sync_dir(dir).map_err(io(format!("syncing spool directory {}", dir.display())))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(format!("removing spool {}", self.path.display()))(e)),
         }
@@ -209,6 +241,36 @@ pub(crate) mod tests {
         spool.save(&(1..=4).map(snap).collect::<Vec<_>>()).unwrap();
         spool.save(&[snap(9)]).unwrap();
         assert_eq!(seq(&spool.load(10).unwrap()), [9]);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from("m.spool.jsonl")]);
+    }
+
+    #[test]
+    fn concurrent_saves_never_share_a_temporary_file() {
+        let dir = tempdir().unwrap();
+        let spool = Spool::new(dir.path(), "m");
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let spool = spool.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let batch: Vec<_> =
+                            (0..50).map(|j| snap(t * 10_000 + i * 100 + j)).collect();
+                        spool.save(&batch).expect("every save succeeds");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // Whole: one writer's 50 snapshots, never a mix or half a file.
+        let loaded = seq(&spool.load(1000).unwrap());
+        assert_eq!(loaded.len(), 50);
+        assert!(loaded.windows(2).all(|w| w[1] == w[0] + 1), "{loaded:?}");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())

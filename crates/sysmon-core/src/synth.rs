@@ -163,6 +163,7 @@ impl SyntheticMachine {
                 cpu_percent: (cpu / (i as f64 + 1.5) + r.unit()).max(0.0),
                 memory_percent: Some(mem / (i as f64 + 2.0)),
                 memory_bytes: Some((used as f64 / (i as f64 + 2.0)) as u64),
+                ..ProcessInfo::default()
             })
             .collect();
         s.top_cpu_processes = procs.clone();
@@ -171,6 +172,119 @@ impl SyntheticMachine {
         // As a real agent publishes it.
         s.quantize();
         s
+    }
+}
+
+/// Fills every host-detail field of `s` (pressure, disks, TCP, cgroups,
+/// temperatures, open files, network errors, process details) with plausible
+/// values derived from its CPU and memory figures: for tests and benches of
+/// the storage and transport of those fields.
+pub fn fill_host_details(s: &mut Snapshot) {
+    let cpu = s.cpu_usage;
+    let line = |avg: f64, total: u64| PressureLine {
+        avg10: (avg * 100.0).round() / 100.0,
+        avg60: (avg * 80.0).round() / 100.0,
+        avg300: (avg * 50.0).round() / 100.0,
+        total_us: total,
+    };
+    let stall = |avg: f64| PressureStall {
+        some: line(avg, (avg * 1e6) as u64),
+        full: Some(line(avg / 2.0, (avg * 5e5) as u64)),
+    };
+    s.pressure = Some(Pressure {
+        cpu: Some(stall(cpu / 4.0)),
+        memory: Some(stall(s.memory_usage / 50.0)),
+        io: Some(stall(1.5)),
+    });
+    s.disks = vec![BlockDevice {
+        name: "nvme0n1".into(),
+        read_ops: s.disk_io.read / 4096,
+        write_ops: s.disk_io.write / 4096,
+        read_bytes: s.disk_io.read,
+        write_bytes: s.disk_io.write,
+        read_time_ms: s.disk_io.read / 400_000,
+        write_time_ms: s.disk_io.write / 300_000,
+        in_flight: 2,
+        io_time_ms: s.disk_io.write / 500_000,
+        read_iops: Some(120.0),
+        write_iops: Some((cpu * 3.0).round()),
+        read_latency_ms: Some(0.25),
+        write_latency_ms: Some(1.5),
+        utilization_percent: Some((cpu / 2.0).round()),
+    }];
+    s.tcp = Some(Tcp {
+        v4: TcpStates {
+            established: 120 + cpu as u64,
+            time_wait: 35,
+            close_wait: 2,
+            listen: 12,
+            ..TcpStates::default()
+        },
+        v6: TcpStates {
+            established: 8,
+            listen: 6,
+            ..TcpStates::default()
+        },
+        out_segs: s.network_io.sent / 1400,
+        retrans_segs: s.network_io.sent / 1_400_000,
+        retransmits_per_sec: Some(0.5),
+        retransmit_percent: Some(0.1),
+    });
+    let group = |path: &str, name: &str, kind: CgroupKind, cpu: f64, mem: u64| CgroupInfo {
+        path: path.into(),
+        name: name.into(),
+        kind,
+        cpu_percent: cpu,
+        memory_bytes: mem,
+        memory_limit_bytes: Some(2 << 30),
+        pids: Some(17),
+        io_read_bytes_per_sec: Some(0.0),
+        io_write_bytes_per_sec: Some(4096.0),
+        pressure: s.pressure,
+    };
+    s.top_cpu_cgroups = vec![
+        group(
+            "/system.slice/docker-3f1c2b9a8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a.scope",
+            "3f1c2b9a8d7e",
+            CgroupKind::Docker,
+            (cpu * 1.5 * 100.0).round() / 100.0,
+            900 << 20,
+        ),
+        group(
+            "/system.slice/postgresql.service",
+            "postgresql",
+            CgroupKind::SystemdService,
+            (cpu * 0.4 * 100.0).round() / 100.0,
+            1536 << 20,
+        ),
+    ];
+    let mut by_mem = s.top_cpu_cgroups.clone();
+    by_mem.reverse();
+    s.top_mem_cgroups = by_mem;
+    s.temperatures = vec![Temperature {
+        label: "coretemp Package id 0".into(),
+        celsius: (40.0 + cpu / 4.0).round(),
+        critical_celsius: Some(100.0),
+    }];
+    s.open_files = Some(OpenFiles {
+        allocated: 3_000,
+        max: 9_223_372_036_854_775_807,
+    });
+    s.network_errors = Some(NetworkErrors {
+        rx_errors: 1,
+        tx_errors: 0,
+        rx_dropped: 42,
+        tx_dropped: 0,
+    });
+    for p in s
+        .top_cpu_processes
+        .iter_mut()
+        .chain(s.top_mem_processes.iter_mut())
+    {
+        p.threads = Some(1 + p.pid % 9);
+        p.state = Some(if p.cpu_percent > 1.0 { "R" } else { "S" }.into());
+        p.open_fds = Some(8 + p.pid % 100);
+        p.user = Some(if p.pid % 2 == 0 { "root" } else { "www-data" }.into());
     }
 }
 

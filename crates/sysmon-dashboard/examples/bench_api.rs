@@ -16,6 +16,10 @@
 //! 3. The real `sysmon dashboard` process on loopback: the same requests over
 //!    HTTP, with 20 live (SSE) clients connected, then its peak RSS (VmHWM).
 
+#[allow(dead_code)] // each includer uses part of it
+#[path = "../tests/support/seed.rs"]
+mod seed;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -25,9 +29,9 @@ use anyhow::{bail, Context};
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
+use seed::{ingest_synthetic, SeedPlan};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::Sink;
-use sysmon_dashboard::seed::{ingest_synthetic, SeedPlan};
 use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;

@@ -16,18 +16,20 @@
 //! (the `cpu_high` alert fires), and `worker-03` has a CPU spike 30 minutes
 //! ago (an anomaly).
 
+#[allow(dead_code)] // each includer uses part of it
+#[path = "../tests/support/seed.rs"]
+mod seed;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sysmon_core::analytics::{AnalyticsEngine, AnalyticsService};
-use sysmon_core::config::Config;
+use seed::{hostile, ingest_synthetic, ingest_synthetic_analysed, SeedPlan, HOSTILE_MACHINE_ID};
+use sysmon_analytics::Config;
+use sysmon_analytics::{AnalyticsEngine, AnalyticsService};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::Sink;
 use sysmon_core::Snapshot;
-use sysmon_dashboard::seed::{
-    hostile, ingest_synthetic, ingest_synthetic_analysed, SeedPlan, HOSTILE_MACHINE_ID,
-};
 use sysmon_sinks::sqlite::SqliteSink;
 
 struct Args {

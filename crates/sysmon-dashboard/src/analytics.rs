@@ -1,50 +1,16 @@
 //! What the dashboard shows of alerting, anomaly detection and forecasting.
 //!
 //! The dashboard does not compute these: an [`AnalyticsSource`] supplies them
-//! in the API's own shapes ([`AlertView`], [`AnomalyView`], [`ForecastView`]).
+//! in core's shared shapes ([`ActiveAlert`], [`Anomaly`]), the same the stores
+//! write, and forecasts as [`ForecastView`]s.
 //! Until the analytics engine is wired in, [`NoAnalytics`] answers with empty
 //! lists and `available: false`, and the pages show their empty state.
 
 use async_trait::async_trait;
 use serde::Serialize;
-pub use sysmon_core::analytics::forecast::FilesystemForecast;
+pub use sysmon_analytics::forecast::FilesystemForecast;
+pub use sysmon_core::alert::{ActiveAlert, Anomaly};
 use sysmon_core::StoreError;
-
-/// One alert, active or recently resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AlertView {
-    /// The machine, or `None` for a fleet-wide rule.
-    pub machine_id: Option<String>,
-    /// The rule's name, e.g. `cpu_high`.
-    pub rule: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
-    /// `pending`, `firing` or `resolved`.
-    pub state: String,
-    /// When it entered its current state (seconds since the epoch).
-    pub since: f64,
-    /// The value that triggered it, when there is one.
-    pub value: Option<f64>,
-    /// A human-readable description.
-    pub message: String,
-}
-
-/// One anomalous sample.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AnomalyView {
-    /// The machine.
-    pub machine_id: String,
-    /// The sample's timestamp.
-    pub timestamp: f64,
-    /// Anomaly score (higher is more anomalous).
-    pub score: f64,
-    /// CPU % of the sample, for the scatter.
-    pub cpu: Option<f64>,
-    /// Memory % of the sample, for the scatter.
-    pub memory: Option<f64>,
-    /// What was unusual, in words.
-    pub message: String,
-}
 
 /// A forecast of one metric of one machine.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -78,14 +44,14 @@ pub trait AnalyticsSource: Send + Sync {
     fn available(&self) -> bool;
 
     /// Active and recently resolved alerts, newest first.
-    async fn alerts(&self) -> Result<Vec<AlertView>, StoreError>;
+    async fn alerts(&self) -> Result<Vec<ActiveAlert>, StoreError>;
 
     /// Anomalies since `since`, of one machine or all, newest first.
     async fn anomalies(
         &self,
         machine_id: Option<&str>,
         since: f64,
-    ) -> Result<Vec<AnomalyView>, StoreError>;
+    ) -> Result<Vec<Anomaly>, StoreError>;
 
     /// Forecasts of a machine's metrics over the next five minutes, and of
     /// its filesystems' time until full.
@@ -101,10 +67,10 @@ impl AnalyticsSource for NoAnalytics {
     fn available(&self) -> bool {
         false
     }
-    async fn alerts(&self) -> Result<Vec<AlertView>, StoreError> {
+    async fn alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
         Ok(Vec::new())
     }
-    async fn anomalies(&self, _: Option<&str>, _: f64) -> Result<Vec<AnomalyView>, StoreError> {
+    async fn anomalies(&self, _: Option<&str>, _: f64) -> Result<Vec<Anomaly>, StoreError> {
         Ok(Vec::new())
     }
     async fn forecast(&self, _: &str) -> Result<MachineForecast, StoreError> {

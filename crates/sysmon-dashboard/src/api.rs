@@ -581,6 +581,9 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response,
     if let Some(a) = &st.analytics_stats {
         text.push_str(&crate::prometheus::render_analytics(a));
     }
+    if let Some(extra) = &st.extra_metrics {
+        text.push_str(&extra());
+    }
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

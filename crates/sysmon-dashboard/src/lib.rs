@@ -28,7 +28,6 @@ pub mod live;
 pub mod metric;
 pub mod prometheus;
 pub mod redis;
-pub mod seed;
 pub mod source;
 pub mod sqlite;
 pub mod stored_analytics;
@@ -43,7 +42,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use sysmon_core::analytics::AnalyticsStats;
+use sysmon_analytics::AnalyticsStats;
 use sysmon_core::{Batch, IngestStats};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -55,7 +54,7 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::info;
 
 pub use analytics::{
-    AlertView, AnalyticsSource, AnomalyView, ForecastView, MachineForecast, NoAnalytics,
+    ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast, NoAnalytics,
 };
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};
@@ -97,6 +96,9 @@ impl Default for DashboardOptions {
 /// A function reporting the consumer lag (messages), when known.
 pub type LagFn = Arc<dyn Fn() -> Option<i64> + Send + Sync>;
 
+/// A function rendering extra Prometheus text for `/metrics`.
+pub type ExtraMetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Shared state of the handlers.
 pub(crate) struct AppState {
     pub(crate) source: Arc<dyn DashboardSource>,
@@ -105,6 +107,7 @@ pub(crate) struct AppState {
     pub(crate) live_kind: &'static str,
     pub(crate) ingest_stats: Option<Arc<IngestStats>>,
     pub(crate) consumer_lag: Option<LagFn>,
+    pub(crate) extra_metrics: Option<ExtraMetricsFn>,
     pub(crate) analytics_stats: Option<Arc<AnalyticsStats>>,
     pub(crate) auth_token: Option<String>,
     pub(crate) options: DashboardOptions,
@@ -119,6 +122,7 @@ pub struct Dashboard {
     live: Option<(broadcast::Sender<Batch>, &'static str)>,
     ingest_stats: Option<Arc<IngestStats>>,
     consumer_lag: Option<LagFn>,
+    extra_metrics: Option<ExtraMetricsFn>,
     analytics_stats: Option<Arc<AnalyticsStats>>,
     auth_token: Option<String>,
     options: DashboardOptions,
@@ -134,6 +138,7 @@ impl Dashboard {
             live: None,
             ingest_stats: None,
             consumer_lag: None,
+            extra_metrics: None,
             analytics_stats: None,
             auth_token: None,
             options: DashboardOptions::default(),
@@ -160,6 +165,14 @@ impl Dashboard {
         self
     }
 
+    /// Appends `metrics()` (Prometheus text, `# HELP`/`# TYPE` lines included)
+    /// to `/metrics`: gauges of the embedding process, e.g. the ingester's
+    /// consumer-group membership.
+    pub fn with_extra_metrics(mut self, metrics: ExtraMetricsFn) -> Self {
+        self.extra_metrics = Some(metrics);
+        self
+    }
+
     /// Exports the analytics' counters at `/metrics` (same process only).
     pub fn with_analytics_stats(mut self, stats: Arc<AnalyticsStats>) -> Self {
         self.analytics_stats = Some(stats);
@@ -169,7 +182,7 @@ impl Dashboard {
     /// Requires `token` on every route but `/healthz`; `None` or an empty
     /// token leaves the dashboard open.
     pub fn with_auth_token(mut self, token: Option<String>) -> Self {
-        self.auth_token = token.filter(|t| !t.is_empty());
+        self.auth_token = token.filter(|t| !t.trim().is_empty());
         self
     }
 
@@ -199,6 +212,7 @@ impl Dashboard {
             live_kind,
             ingest_stats: self.ingest_stats,
             consumer_lag: self.consumer_lag,
+            extra_metrics: self.extra_metrics,
             analytics_stats: self.analytics_stats,
             auth_token: self.auth_token,
             options: self.options.clone(),

@@ -149,7 +149,7 @@ pub fn render(
     let _ = writeln!(out, "# TYPE sysmon_dashboard_live_clients gauge");
     let _ = writeln!(out, "sysmon_dashboard_live_clients {sse_clients}");
     if let Some(st) = ingest {
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "sysmon_ingest_received_total",
                 "Messages received by the ingester.",
@@ -169,6 +169,11 @@ pub fn render(
                 "sysmon_ingest_dead_lettered_total",
                 "Messages copied to the dead-letter destination.",
                 st.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_ingest_dead_letter_failures_total",
+                "Rejected messages the dead-letter destination refused even shrunk (skipped).",
+                st.dead_letter_failures.load(Ordering::Relaxed),
             ),
             (
                 "sysmon_ingest_sink_errors_total",
@@ -228,7 +233,7 @@ fn write_counters(out: &mut String, counters: &[(&str, &str, u64)]) {
 }
 
 /// The analytics' counters in the text exposition format.
-pub fn render_analytics(stats: &sysmon_core::analytics::AnalyticsStats) -> String {
+pub fn render_analytics(stats: &sysmon_analytics::AnalyticsStats) -> String {
     let mut out = String::new();
     write_counters(
         &mut out,

@@ -8,13 +8,13 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use sysmon_core::analytics::alerts::AlertState;
-use sysmon_core::analytics::forecast::ForecastParams;
-use sysmon_core::analytics::{Forecaster, FEATURE_NAMES};
+use sysmon_analytics::alerts::AlertState;
+use sysmon_analytics::forecast::ForecastParams;
+use sysmon_analytics::{Forecaster, FEATURE_NAMES};
 use sysmon_core::StoreError;
 use sysmon_sinks::sqlite::SqliteSink;
 
-use crate::analytics::{AlertView, AnalyticsSource, AnomalyView, ForecastView, MachineForecast};
+use crate::analytics::{ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast};
 
 /// How far back resolved alerts are listed.
 const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
@@ -67,7 +67,7 @@ impl AnalyticsSource for StoredAnalytics {
         true
     }
 
-    async fn alerts(&self) -> Result<Vec<AlertView>, StoreError> {
+    async fn alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
         let active = self.db.active_alerts().await.map_err(store_err)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -82,18 +82,7 @@ impl AnalyticsSource for StoredAnalytics {
             .iter()
             .map(|a| (a.rule.clone(), a.machine_id.clone(), a.subject.clone()))
             .collect();
-        let mut out: Vec<AlertView> = active
-            .into_iter()
-            .map(|a| AlertView {
-                machine_id: a.machine_id,
-                rule: a.rule,
-                severity: a.severity,
-                state: a.state,
-                since: a.since,
-                value: a.value,
-                message: a.message,
-            })
-            .collect();
+        let mut out: Vec<ActiveAlert> = active;
         // Recently resolved, newest first, unless the same alert is active again.
         let mut seen = HashSet::new();
         for e in history {
@@ -101,15 +90,7 @@ impl AnalyticsSource for StoredAnalytics {
             if e.state != AlertState::Resolved || live.contains(&key) || !seen.insert(key) {
                 continue;
             }
-            out.push(AlertView {
-                machine_id: e.machine_id,
-                rule: e.rule,
-                severity: e.severity.to_string(),
-                state: e.state.name().to_string(),
-                since: e.at,
-                value: e.value.is_finite().then_some(e.value),
-                message: e.message,
-            });
+            out.push(ActiveAlert::from_event(e));
         }
         Ok(out)
     }
@@ -118,23 +99,11 @@ impl AnalyticsSource for StoredAnalytics {
         &self,
         machine_id: Option<&str>,
         since: f64,
-    ) -> Result<Vec<AnomalyView>, StoreError> {
-        let list = self
-            .db
+    ) -> Result<Vec<Anomaly>, StoreError> {
+        self.db
             .anomalies(machine_id, since, ANOMALY_LIMIT)
             .await
-            .map_err(store_err)?;
-        Ok(list
-            .into_iter()
-            .map(|a| AnomalyView {
-                machine_id: a.machine_id,
-                timestamp: a.timestamp,
-                score: a.score,
-                cpu: a.cpu,
-                memory: a.memory,
-                message: a.reasons.join("; "),
-            })
-            .collect())
+            .map_err(store_err)
     }
 
     async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError> {

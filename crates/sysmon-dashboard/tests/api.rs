@@ -2,6 +2,10 @@
 //! path (`sysmon_core::Ingest` + channel transport + `SqliteSink`), and one
 //! against a real redis-server for the live feed.
 
+#[allow(dead_code)] // each includer uses part of it
+#[path = "support/seed.rs"]
+mod seed;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +14,10 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use seed::{hostile, ingest_synthetic, SeedPlan, HOSTILE_MACHINE_ID, HOSTILE_PROCESS};
 use serde_json::Value;
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{IngestStats, Sink, SnapshotStore};
-use sysmon_dashboard::seed::{
-    hostile, ingest_synthetic, SeedPlan, HOSTILE_MACHINE_ID, HOSTILE_PROCESS,
-};
 use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

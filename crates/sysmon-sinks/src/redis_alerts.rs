@@ -6,14 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use serde_json::json;
-use sysmon_core::analytics::alerts::ActiveAlert;
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::alerts::ActiveAlert;
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::SinkError;
 
 use crate::redis::RedisSink;
 
-pub use sysmon_core::analytics::FLEET_SCOPE;
+pub use sysmon_analytics::FLEET_SCOPE;
 
 /// Writes the active alerts of each scope to Redis (through
 /// [`RedisSink::put_active_alerts`]; an empty scope deletes its key). Only
@@ -35,17 +34,9 @@ impl RedisAlertSink {
     }
 }
 
-/// One alert as stored in Redis.
+/// One alert as stored in Redis: the shared [`ActiveAlert`] shape.
 fn alert_json(a: &ActiveAlert) -> serde_json::Value {
-    json!({
-        "rule": a.rule,
-        "severity": a.severity.to_string(),
-        "machine_id": a.machine_id,
-        "subject": a.subject,
-        "state": a.state.name(),
-        "since": a.since,
-        "value": if a.value.is_finite() { Some(a.value) } else { None },
-    })
+    serde_json::to_value(a).unwrap_or(serde_json::Value::Null)
 }
 
 /// Every scope of `set` with its alerts as a JSON array (`[]` for none).

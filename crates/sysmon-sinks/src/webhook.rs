@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use sysmon_core::analytics::alerts::{AlertEvent, AlertState, Severity, WebhookConfig};
-use sysmon_core::analytics::notify::AlertNotifier;
+use sysmon_analytics::alerts::{AlertEvent, AlertState, Severity, WebhookConfig};
+use sysmon_analytics::notify::AlertNotifier;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 

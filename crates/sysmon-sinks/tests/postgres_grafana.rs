@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use sysmon_core::analytics::alerts::{AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::alerts::{AlertEvent, AlertState, Severity};
+use sysmon_analytics::{AnalyticsRecord, AnalyticsSink};
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Sink, Snapshot};
 use sysmon_sinks::postgres::{PostgresConfig, PostgresSink};

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Batch, CollectorFailure, Sink, SinkError, Snapshot, SnapshotStore};
 use sysmon_sinks::postgres::schema::{LATEST_VERSION, MIGRATIONS};
@@ -71,6 +71,9 @@ fn fleet(t0: f64, machines: usize, per_machine: usize) -> Vec<Snapshot> {
             if i == 2 {
                 s.top_cpu_processes.clear();
                 s.top_mem_processes.clear();
+            }
+            if i % 3 == 0 {
+                sysmon_core::synth::fill_host_details(&mut s);
             }
             out.push(s);
         }
@@ -405,6 +408,11 @@ fn alert(id: Option<&str>, state: AlertState, since: f64) -> ActiveAlert {
         state,
         since,
         value: 93.0,
+        // What the engine lists: the firing message, or a description.
+        message: match (state, id) {
+            (AlertState::Firing, Some(id)) => format!("cpu_usage on {id} is 93.0 > 80"),
+            _ => "cpu_high pending".into(),
+        },
     }
 }
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertState, Severity};
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::alerts::{ActiveAlert, AlertState, Severity};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
 use sysmon_core::config::RedisConfig;
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
@@ -20,6 +20,7 @@ fn active(rule: &str, machine: Option<&str>, state: AlertState) -> ActiveAlert {
         state,
         since: 1_764_086_400.0,
         value: 91.5,
+        message: format!("{rule} {}", state.name()),
     }
 }
 

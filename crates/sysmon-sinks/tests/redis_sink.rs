@@ -435,7 +435,7 @@ async fn latest_is_binary_readable_as_json_and_old_json_values_still_read() {
         .unwrap();
     assert_eq!(
         &raw[..4],
-        b"SMB1",
+        b"SMB2",
         "latest is stored in the binary encoding"
     );
     assert_eq!(
@@ -610,4 +610,45 @@ async fn a_direct_latest_write_never_wins_over_a_newer_one_from_another_writer()
         store.latest("m1").await.unwrap().map(|s| s.cpu_usage),
         Some(4.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_details_round_trip_through_redis() {
+    let server = RedisServer::start();
+    let sink = RedisSink::connect_with(&redis_config(&server.url(), "t14:", HOUR), quick_options())
+        .await
+        .unwrap();
+    let mut machines = fleet(2);
+    let t0 = now();
+    let detailed: Vec<Batch> = batches(&mut machines, t0, 3, 1.0, 2)
+        .iter()
+        .map(|b| {
+            let mut v = b.to_vec();
+            v.iter_mut().for_each(sysmon_core::synth::fill_host_details);
+            Batch::from(v)
+        })
+        .collect();
+    for b in &detailed {
+        sink.write(b.clone()).await.unwrap();
+    }
+    let store = sink.store();
+    let newest = detailed[2][1].clone();
+    assert!(newest.tcp.is_some() && !newest.top_cpu_cgroups.is_empty());
+    assert_eq!(
+        store.latest(&newest.machine_id).await.unwrap().unwrap(),
+        newest
+    );
+    let sent: Vec<Snapshot> = detailed
+        .iter()
+        .flat_map(|b| {
+            b.iter()
+                .filter(|s| s.machine_id == newest.machine_id)
+                .cloned()
+        })
+        .collect();
+    let back = store
+        .range(Some(&newest.machine_id), sent[0].timestamp, t0 + 600.0, 100)
+        .await
+        .unwrap();
+    assert_eq!(back, sent);
 }

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_core::analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{Batch, Sink, Snapshot};
 use sysmon_sinks::sqlite::SqliteSink;
@@ -63,6 +63,11 @@ fn active(id: Option<&str>, state: AlertState) -> ActiveAlert {
         state,
         since: T0 + 5.0,
         value: 93.0,
+        // What the engine lists: the firing message, or a description.
+        message: match (state, id) {
+            (AlertState::Firing, Some(id)) => format!("cpu_usage on {id} is 93.0 > 80"),
+            _ => "cpu_high pending".into(),
+        },
     }
 }
 
@@ -119,7 +124,7 @@ async fn scores_events_and_the_active_set_round_trip() {
     );
     assert_eq!(a.cpu, Some(99.0), "the sample's CPU is joined");
     assert_eq!(a.memory, Some(40.0));
-    assert_eq!(a.reasons, vec!["cpu_usage z=9.1".to_string()]);
+    assert_eq!(a.message, "cpu_usage z=9.1");
     assert!(db
         .anomalies(Some("db-01"), 0.0, 100)
         .await
@@ -132,14 +137,14 @@ async fn scores_events_and_the_active_set_round_trip() {
 
     let act = db.active_alerts().await.unwrap();
     assert_eq!(act.len(), 2);
-    assert_eq!(act[0].state, "firing", "firing first");
+    assert_eq!(act[0].state, AlertState::Firing, "firing first");
     assert_eq!(act[0].machine_id.as_deref(), Some("web-01"));
     assert_eq!(
         act[0].message, "cpu_usage on web-01 is 93.0 > 80",
         "a firing alert carries its firing message"
     );
     assert_eq!(act[1].machine_id, None, "fleet scope");
-    assert_eq!(act[1].state, "pending");
+    assert_eq!(act[1].state, AlertState::Pending);
 
     // Resolution: a new history row; the active set replaced by an empty one.
     db.record(&AnalyticsRecord {

@@ -88,6 +88,7 @@ fn build_v1(path: &Path) {
         cpu_percent: 12.5,
         memory_percent: Some(3.25),
         memory_bytes: Some(1 << 28),
+        ..ProcessInfo::default()
     };
     codec::encode_processes(
         std::slice::from_ref(&p),

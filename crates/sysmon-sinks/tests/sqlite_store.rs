@@ -65,6 +65,7 @@ fn legacy(machine: &str, ts: f64) -> Snapshot {
             cpu_percent: 0.0,
             memory_percent: None,
             memory_bytes: None,
+            ..ProcessInfo::default()
         }],
         top_mem_processes: vec![],
         schema_version: 0,
@@ -100,6 +101,9 @@ fn varied_snapshots() -> Vec<Snapshot> {
                 ]);
                 s.disk_rate = None;
                 s.load_avg = None;
+            }
+            if k % 5 == 2 {
+                sysmon_core::synth::fill_host_details(&mut s);
             }
             if k == 7 {
                 s.disk_io.read = u64::MAX;
@@ -152,6 +156,11 @@ async fn snapshots_round_trip_exactly() {
         assert_eq!(got.cpu_per_core, want.cpu_per_core);
         assert_eq!(got.filesystems, want.filesystems);
         assert_eq!(got.memory, want.memory);
+        assert_eq!(got.pressure, want.pressure);
+        assert_eq!(got.disks, want.disks);
+        assert_eq!(got.tcp, want.tcp);
+        assert_eq!(got.top_cpu_cgroups, want.top_cpu_cgroups);
+        assert_eq!(got.top_mem_cgroups, want.top_mem_cgroups);
         // ...then the whole snapshot.
         assert_eq!(got, want);
     }
@@ -161,6 +170,10 @@ async fn snapshots_round_trip_exactly() {
     assert_eq!(legacy_back.top_cpu_processes[0].memory_percent, None);
     assert_eq!(legacy_back.hostname, None);
     assert_eq!(legacy_back.load_avg, None);
+    assert!(
+        back.iter().filter(|s| s.tcp.is_some()).count() >= 6,
+        "host details were among the stored samples"
+    );
 }
 
 #[tokio::test]

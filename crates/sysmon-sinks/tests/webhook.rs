@@ -13,8 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use sysmon_core::analytics::alerts::{AlertEvent, AlertState, Severity, WebhookConfig};
-use sysmon_core::analytics::notify::{AlertNotifier, LogNotifier};
+use sysmon_analytics::alerts::{AlertEvent, AlertState, Severity, WebhookConfig};
+use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_sinks::webhook::{WebhookNotifier, WebhookOptions, WebhookStats};
 use tokio::net::TcpListener;
 

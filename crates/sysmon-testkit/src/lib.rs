@@ -7,5 +7,6 @@
 
 pub mod ports;
 pub mod postgres;
+pub mod process;
 pub mod redis_server;
 pub mod tansu;

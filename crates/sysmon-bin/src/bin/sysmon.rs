@@ -102,3 +102,32 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn help_never_prints_secret_bearing_environment_values() {
+        std::env::set_var("SYSMON_REDIS", "redis://user:hunter2@cache:6379/0");
+        std::env::set_var("SYSMON_AUTH_TOKEN", "t0ps3cret");
+        let mut cli = Cli::command();
+        for sub in ["ingest", "dashboard", "query", "doctor"] {
+            let help = cli
+                .find_subcommand_mut(sub)
+                .unwrap_or_else(|| panic!("no subcommand {sub}"))
+                .render_long_help()
+                .to_string();
+            assert!(
+                help.contains("SYSMON_REDIS"),
+                "{sub}: the variable is named"
+            );
+            assert!(
+                !help.contains("hunter2"),
+                "{sub} --help shows the Redis password"
+            );
+            assert!(!help.contains("t0ps3cret"), "{sub} --help shows the token");
+        }
+    }
+}

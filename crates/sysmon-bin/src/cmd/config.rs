@@ -2,7 +2,7 @@
 
 use anyhow::bail;
 use clap::Args;
-use sysmon_core::config::DEFAULT_CONFIG_TOML;
+use sysmon_analytics::config::default_config_toml;
 
 use crate::cli::CommonArgs;
 
@@ -20,7 +20,7 @@ pub struct ConfigArgs {
 /// Runs `sysmon config`.
 pub fn run(args: ConfigArgs, common: &CommonArgs) -> anyhow::Result<()> {
     if args.print_default {
-        print!("{DEFAULT_CONFIG_TOML}");
+        print!("{}", default_config_toml());
         return Ok(());
     }
     if args.check {

@@ -1,18 +1,8 @@
 //! `sysmon dashboard`: the web dashboard and HTTP API in their own process,
 //! reading the SQLite history (and Redis' hot window and live channel with
-//! `--redis`). `sysmon standalone` serves the same dashboard in-process.
-
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use anyhow::Context;
+//! `--redis`). `sysmon standalone` and `sysmon ingest --listen` serve it
+//! in-process; the wiring of all three is in [`crate::serve`].
 use clap::Args;
-use sysmon_core::config::Config;
-use sysmon_dashboard::redis::{redis_feed, RedisSource};
-use sysmon_dashboard::{Dashboard, DashboardSource};
-use sysmon_sinks::redis::RedisStore;
-use tokio::net::TcpListener;
-use tokio::sync::broadcast;
 use tracing::{info, warn};
 
 use crate::cli::{CommonArgs, DbArgs};
@@ -25,7 +15,7 @@ pub struct DashboardArgs {
     /// Redis URL (redis://[user:pass@]host:port/db or rediss://): latest values and
     /// the recent window from Redis, and live updates from the ingester's Redis
     /// channel. Without it, live updates come from polling SQLite once a second.
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     /// Address to listen on [default: 127.0.0.1:7861]; 0.0.0.0:7861 opens it to the LAN
     /// (then set --auth-token).
@@ -35,25 +25,6 @@ pub struct DashboardArgs {
     /// or through the login form (which sets an HttpOnly cookie).
     #[arg(long, env = "SYSMON_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
-}
-
-/// Binds the dashboard's listen address with a readable error.
-pub async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
-    let addr: SocketAddr = listen
-        .parse()
-        .with_context(|| format!("--listen {listen:?} is not an address like 127.0.0.1:7861"))?;
-    TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr} (is another sysmon dashboard already running there?)")
-    })
-}
-
-/// Warns when the dashboard is reachable from the network without a token.
-pub fn warn_if_open(listener: &TcpListener, config: &Config) {
-    if let Ok(a) = listener.local_addr() {
-        if !a.ip().is_loopback() && config.dashboard.auth_token.is_none() {
-            warn!(addr = %a, "the dashboard is open to the network without --auth-token: anyone who can reach it can read every machine's metrics");
-        }
-    }
 }
 
 /// Runs until SIGINT/SIGTERM.
@@ -76,31 +47,9 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
     let sqlite = crate::history::History::open(&config, args.db.db_password_file.as_deref())
         .await?
         .for_dashboard()?;
-    let listener = bind(&config.dashboard.listen).await?;
-    warn_if_open(&listener, &config);
+    let listener = crate::serve::listen(&config).await?;
     let stop = crate::shutdown_on_signal();
-
-    // Alerts, anomalies and forecasts as the ingester's analytics stored them.
-    let analytics = Arc::new(sysmon_dashboard::StoredAnalytics::new((*sqlite).clone()));
-    let dashboard = match &config.redis.url {
-        Some(url) => {
-            let store = RedisStore::connect(&config.redis)
-                .await
-                .context("connecting to Redis")?;
-            let (tx, _) = broadcast::channel(256);
-            tokio::spawn(redis_feed(
-                url.clone(),
-                store.clone(),
-                tx.clone(),
-                stop.clone(),
-            ));
-            let source: Arc<dyn DashboardSource> = Arc::new(RedisSource::new(sqlite, store));
-            Dashboard::new(source).with_live(tx, "redis")
-        }
-        None => Dashboard::new(sqlite as Arc<dyn DashboardSource>),
-    }
-    .with_auth_token(config.dashboard.auth_token.clone())
-    .with_analytics(analytics);
+    let dashboard = crate::serve::from_stores(&config, sqlite, &stop).await?;
 
     println!(
         "sysmon dashboard: history in {}{}",
@@ -113,7 +62,7 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
     );
     println!(
         "dashboard: {}",
-        crate::cmd::standalone::dashboard_url(&config.dashboard.listen)
+        crate::serve::dashboard_url(&config.dashboard.listen)
     );
     dashboard.serve(listener, stop).await?;
     info!("dashboard stopped");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use sysmon_core::analytics::{AnomalyDetector, AnomalyScore};
+use sysmon_analytics::{AnomalyDetector, AnomalyScore};
 use sysmon_core::codec::{decode_with, Format};
 
 use crate::cli::CommonArgs;

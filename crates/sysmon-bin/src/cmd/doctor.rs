@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use sysmon_core::config::Config;
-use sysmon_sinks::kafka::{doctor, CheckStatus, DoctorCheck, DoctorReport};
+use sysmon_analytics::Config;
+use sysmon_core::doctor::{CheckStatus, DoctorCheck, DoctorReport};
+use sysmon_sinks::kafka::doctor;
 use sysmon_sinks::redis::RedisStore;
 use sysmon_sinks::sqlite::SqliteSink;
 
@@ -25,7 +26,7 @@ pub struct DoctorArgs {
     #[arg(long, env = "SYSMON_TOPIC")]
     topic: Option<String>,
     /// Also check this Redis (redis://[user:pass@]host:port/db or rediss://).
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     #[command(flatten)]
     db: DbArgs,
@@ -35,11 +36,10 @@ pub struct DoctorArgs {
 }
 
 fn check(name: &str, status: CheckStatus, detail: String, fix: Option<&str>) -> DoctorCheck {
-    DoctorCheck {
-        name: name.to_string(),
-        status,
-        detail,
-        fix: fix.map(str::to_string),
+    let c = DoctorCheck::new(name, status, detail);
+    match fix {
+        Some(fix) => c.with_fix(fix),
+        None => c,
     }
 }
 

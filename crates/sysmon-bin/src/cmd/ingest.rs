@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Ingest, IngestStats, SnapshotStore};
-use sysmon_sinks::kafka::KafkaReceiver;
+use sysmon_sinks::kafka::{KafkaReceiver, Membership};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::SinksError;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,12 @@ pub struct IngestArgs {
     /// Consumer group; ingesters sharing a group split the partitions [default: sysmon-ingest].
     #[arg(long, env = "SYSMON_GROUP")]
     group: Option<String>,
+    /// This ingester's static member name in the group (librdkafka `group.instance.id`):
+    /// restarted under the same name it resumes its partitions at once [default:
+    /// ingest-<machine id>, or [kafka] instance_id]. Two ingesters on one host need
+    /// different names (the second would fence the first); "" turns static membership off.
+    #[arg(long, env = "SYSMON_INSTANCE_ID", value_name = "NAME")]
+    instance_id: Option<String>,
     /// Partitions of the topic if the ingester has to create it [default: 6].
     #[arg(long)]
     partitions: Option<i32>,
@@ -46,7 +52,7 @@ pub struct IngestArgs {
     db: DbArgs,
     /// Redis URL (redis://[user:pass@]host:port/db or rediss://): also keep the recent
     /// window and live updates in Redis (best effort: SQLite is the record).
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
     /// Messages larger than this many bytes are dead-lettered [default: 1048576].
     #[arg(long)]
@@ -54,7 +60,7 @@ pub struct IngestArgs {
     /// Most messages stored and committed per batch [default: 1000].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Write a JSON summary (stored, rejected, active seconds, stored per second,
+    /// Write a JSON summary (stored, rejected, dead-lettered, dead letters refused, active seconds, stored per second,
     /// latency p50/p90/p99/max in seconds) to FILE every second and at exit, for scripts
     /// and benchmarks. The file is replaced atomically.
     #[arg(long, value_name = "FILE")]
@@ -81,6 +87,14 @@ impl IngestArgs {
         }
         if let Some(g) = &self.group {
             config.kafka.group = g.clone();
+        }
+        if let Some(i) = &self.instance_id {
+            config.kafka.instance_id = Some(i.clone());
+        }
+        if config.kafka.instance_id.is_none() {
+            // Stable across restarts of this host's ingester.
+            let host = sysmon_core::identity::resolve_machine_id(None)?;
+            config.kafka.instance_id = Some(format!("ingest-{host}"));
         }
         if let Some(p) = self.partitions {
             config.kafka.partitions = p;
@@ -137,6 +151,27 @@ async fn connect(config: &Config, stop: &CancellationToken) -> anyhow::Result<Ka
     }
 }
 
+/// `/metrics` gauges of this ingester's place in its consumer group.
+fn membership_metrics(m: &Membership) -> String {
+    let mut text = String::new();
+    if let Some(n) = m.assigned() {
+        text.push_str(
+            "# HELP sysmon_ingest_assigned_partitions Partitions this ingester owns in its group.\n\
+             # TYPE sysmon_ingest_assigned_partitions gauge\n",
+        );
+        text.push_str(&format!("sysmon_ingest_assigned_partitions {n}\n"));
+    }
+    if let Some(lag) = m.unowned_lag() {
+        text.push_str(
+            "# HELP sysmon_ingest_idle_group_lag While this ingester owns no partitions: \
+             messages its group has not committed (a lower bound on tansu).\n\
+             # TYPE sysmon_ingest_idle_group_lag gauge\n",
+        );
+        text.push_str(&format!("sysmon_ingest_idle_group_lag {lag}\n"));
+    }
+    text
+}
+
 /// The summary `--stats-json` writes.
 fn stats_json(stats: &IngestStats) -> serde_json::Value {
     let l = stats.latency_summary();
@@ -144,6 +179,8 @@ fn stats_json(stats: &IngestStats) -> serde_json::Value {
         "received": stats.received.load(Ordering::Relaxed),
         "stored": stats.stored.load(Ordering::Relaxed),
         "rejected": stats.rejected.load(Ordering::Relaxed),
+        "dead_lettered": stats.dead_lettered.load(Ordering::Relaxed),
+        "dead_letter_failures": stats.dead_letter_failures.load(Ordering::Relaxed),
         "batches": stats.batches.load(Ordering::Relaxed),
         "active_secs": stats.active_time().as_secs_f64(),
         "stored_per_sec": stats.stored_per_sec(),
@@ -176,16 +213,15 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let listener = match &args.listen {
         Some(_) => {
             history.for_dashboard()?;
-            let l = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
-            crate::cmd::dashboard::warn_if_open(&l, &config);
-            Some(l)
+            Some(crate::serve::listen(&config).await?)
         }
         None => None,
     };
     let stop = crate::shutdown_on_signal();
     let receiver = connect(&config, &stop).await?;
     let consumer_lag = receiver.consumer_lag();
-    let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
+    let membership = receiver.membership();
+    let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
     ingest.add_sink(history.sink(), SinkRole::Required);
     let mut redis_for_alerts = None;
     if config.redis.url.is_some() {
@@ -215,18 +251,12 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         let lag = consumer_lag.clone();
         println!(
             "dashboard: {}",
-            crate::cmd::standalone::dashboard_url(&config.dashboard.listen)
+            crate::serve::dashboard_url(&config.dashboard.listen)
         );
         tokio::spawn(
-            sysmon_dashboard::Dashboard::new(sqlite.clone())
-                .with_live(ingest.events(), "in-process")
-                .with_ingest_stats(stats.clone())
-                .with_analytics_stats(analytics.stats.clone())
-                .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
-                    (*sqlite).clone(),
-                )))
+            crate::serve::in_process(&config, &sqlite, ingest.events(), stats.clone(), &analytics)
                 .with_consumer_lag(Arc::new(move || lag.get()))
-                .with_auth_token(config.dashboard.auth_token.clone())
+                .with_extra_metrics(Arc::new(move || membership_metrics(&membership)))
                 .serve(listener, stop.clone()),
         )
     });
@@ -234,6 +264,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         brokers = %config.kafka.brokers,
         topic = %config.kafka.topic,
         group = %config.kafka.group,
+        instance_id = config.kafka.instance_id.as_deref().unwrap_or(""),
         db = %history.describe(),
         redis = config.redis.url.is_some(),
         "sysmon ingest running"

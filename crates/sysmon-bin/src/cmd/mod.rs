@@ -13,7 +13,7 @@ pub mod standalone;
 
 use std::sync::Arc;
 
-use sysmon_core::config::Config;
+use sysmon_analytics::Config;
 use sysmon_core::Transport;
 
 /// The Kafka transport for an agent, from `[kafka]` (brokers, topic, format,

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use sysmon_core::agent::now_epoch_secs;
-use sysmon_core::{Snapshot, SnapshotStore};
+use sysmon_core::text::escape;
+use sysmon_core::{MachineSummary, Snapshot, SnapshotStore};
 use sysmon_sinks::query::QueryLayer;
 use sysmon_sinks::redis::RedisStore;
 
@@ -44,7 +45,7 @@ pub struct QueryArgs {
     /// Redis URL (redis://[user:pass@]host:port/db or rediss://) of the ingester's hot
     /// window: the recent part of the range is read from Redis, older samples from SQLite
     /// (same answer, faster; SQLite answers whatever Redis cannot).
-    #[arg(long, env = "SYSMON_REDIS")]
+    #[arg(long, env = "SYSMON_REDIS", hide_env_values = true)]
     redis: Option<String>,
 }
 
@@ -77,15 +78,7 @@ pub async fn run(args: QueryArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.machines {
-        for m in store.machines().await? {
-            writeln!(
-                out,
-                "{}\t{}\t{}",
-                m.machine_id,
-                m.hostname.as_deref().unwrap_or("-"),
-                format_time(m.last_seen)
-            )?;
-        }
+        write_machines(&mut out, &store.machines().await?)?;
         out.flush()?;
         return Ok(());
     }
@@ -131,6 +124,22 @@ fn human_rate(bytes_per_sec: Option<f64>) -> String {
     format!("{v:.1}{}", UNITS[u])
 }
 
+/// `--machines`: id, host name and last seen, one machine a line. What agents
+/// sent is escaped (a host name with terminal escape codes prints them as
+/// `\u{1b}`, never acts on the terminal).
+fn write_machines(out: &mut impl Write, machines: &[MachineSummary]) -> std::io::Result<()> {
+    for m in machines {
+        writeln!(
+            out,
+            "{}\t{}\t{}",
+            escape(&m.machine_id),
+            escape(m.hostname.as_deref().unwrap_or("-")),
+            format_time(m.last_seen)
+        )?;
+    }
+    Ok(())
+}
+
 fn write_table(out: &mut impl Write, rows: &[Snapshot]) -> std::io::Result<()> {
     writeln!(
         out,
@@ -142,7 +151,7 @@ fn write_table(out: &mut impl Write, rows: &[Snapshot]) -> std::io::Result<()> {
             out,
             "{:<19}  {:<24} {:>6.1} {:>6.1} {:>10} {:>10} {:>10} {:>10} {:>6}",
             format_time(s.timestamp),
-            s.machine_id,
+            escape(&s.machine_id),
             s.cpu_usage,
             s.memory_usage,
             human_rate(s.disk_rate.map(|r| r.read)),
@@ -155,4 +164,44 @@ fn write_table(out: &mut impl Write, rows: &[Snapshot]) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escape_codes_from_agents_are_printed_escaped() {
+        let evil = "web\u{1b}]0;owned\u{7}\u{1b}[2J";
+        let mut out = Vec::new();
+        write_machines(
+            &mut out,
+            &[MachineSummary {
+                machine_id: "m\u{9b}1".into(),
+                hostname: Some(evil.into()),
+                last_seen: 1_764_086_400.0,
+            }],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{9b}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("web\\u{1b}]0;owned\\u{7}\\u{1b}[2J"),
+            "{text}"
+        );
+        assert!(text.starts_with("m\\u{9b}1\t"), "{text}");
+
+        let mut out = Vec::new();
+        write_table(
+            &mut out,
+            &[Snapshot::new("a\u{1b}[31mred", 1_764_086_400.0)],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("a\\u{1b}[31mred"), "{text}");
+    }
 }

@@ -45,11 +45,10 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
     // The dashboard standalone serves reads SQLite only (for now).
     let sqlite = history.for_dashboard()?;
-    let listener = crate::cmd::dashboard::bind(&config.dashboard.listen).await?;
-    crate::cmd::dashboard::warn_if_open(&listener, &config);
+    let listener = crate::serve::listen(&config).await?;
 
     let (transport, receiver) = channel_transport(64);
-    let mut ingest = Ingest::new(Box::new(receiver), config.ingest.clone());
+    let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
     ingest.add_sink(history.sink(), SinkRole::Required);
     let stats = ingest.stats();
     let events = ingest.events();
@@ -61,14 +60,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     let interval = options.interval;
     let stop = crate::shutdown_on_signal();
     let dashboard_task = tokio::spawn(
-        sysmon_dashboard::Dashboard::new(sqlite.clone())
-            .with_live(events, "in-process")
-            .with_ingest_stats(stats.clone())
-            .with_analytics_stats(analytics.stats.clone())
-            .with_analytics(Arc::new(sysmon_dashboard::StoredAnalytics::new(
-                (*sqlite).clone(),
-            )))
-            .with_auth_token(config.dashboard.auth_token.clone())
+        crate::serve::in_process(&config, &sqlite, events, stats.clone(), &analytics)
             .serve(listener, stop.clone()),
     );
     let agent = Agent::new(options, Arc::new(transport))
@@ -80,7 +72,10 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         sysmon_core::duration::format(interval),
         config.sqlite.path.display()
     );
-    println!("dashboard: {}", dashboard_url(&config.dashboard.listen));
+    println!(
+        "dashboard: {}",
+        crate::serve::dashboard_url(&config.dashboard.listen)
+    );
     println!("press Ctrl-C to stop");
 
     stop.cancelled().await;
@@ -100,15 +95,4 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         "standalone stopped; everything collected was stored"
     );
     Ok(())
-}
-
-/// The URL to print for a listen address (`0.0.0.0` is shown as this host's name).
-pub fn dashboard_url(listen: &str) -> String {
-    match listen.rsplit_once(':') {
-        Some(("0.0.0.0", port)) | Some(("[::]", port)) => {
-            let host = sysmon_core::identity::hostname().unwrap_or_else(|| "localhost".into());
-            format!("http://{host}:{port}/ (listening on all interfaces)")
-        }
-        _ => format!("http://{listen}/"),
-    }
 }

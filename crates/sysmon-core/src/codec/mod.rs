@@ -7,9 +7,16 @@
 //! [`DecodeError`] saying what is wrong.
 
 pub mod binary;
+#[doc(hidden)]
+pub mod fuzzing;
 mod validate;
 
-pub use validate::validate;
+pub use validate::{
+    validate, MAX_COLLECTOR_ERRORS, MAX_COLLECTOR_MESSAGE_BYTES, MAX_COLLECTOR_NAME_BYTES,
+    MAX_CORES, MAX_CUSTOM_METRICS, MAX_CUSTOM_METRIC_NAME_BYTES, MAX_FILESYSTEMS,
+    MAX_FS_TYPE_BYTES, MAX_HOSTNAME_BYTES, MAX_LABELS, MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES,
+    MAX_MACHINE_ID_BYTES, MAX_MOUNT_POINT_BYTES, MAX_PROCESS_NAME_BYTES, MAX_TOP_PROCESSES,
+};
 
 use crate::error::DecodeError;
 use crate::snapshot::{Snapshot, SCHEMA_VERSION};
@@ -76,7 +83,13 @@ pub fn encode(snapshot: &Snapshot, format: Format) -> Vec<u8> {
 }
 
 /// Decodes JSON (native or legacy) without the size check, and validates it.
+/// Errors are [bounded](DecodeError::bounded): they quote the input only as a
+/// short escaped head and tail.
 pub fn decode_json(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
+    decode_json_unbounded(bytes).map_err(DecodeError::bounded)
+}
+
+fn decode_json_unbounded(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
     let snapshot: Snapshot = match serde_json::from_slice(bytes) {
         Ok(s) => s,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
@@ -100,7 +113,7 @@ pub fn decode_json(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 ///
 /// `hint` is the format named by the transport (a Kafka header, say); without
 /// it the first non-blank byte decides. Messages over `max_bytes` are rejected
-/// before parsing.
+/// before parsing. Errors are [bounded](DecodeError::bounded).
 pub fn decode_with(
     bytes: &[u8],
     hint: Option<Format>,
@@ -122,9 +135,9 @@ pub fn decode_with(
     match format {
         Format::Json => decode_json(bytes),
         Format::Binary => {
-            let snapshot = binary::decode(bytes)?;
+            let snapshot = binary::decode(bytes).map_err(DecodeError::bounded)?;
             check_version(&snapshot)?;
-            validate(&snapshot)?;
+            validate(&snapshot).map_err(DecodeError::bounded)?;
             Ok(snapshot)
         }
     }
@@ -137,7 +150,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
 
 /// Guesses the format from the first bytes: the binary magic, else JSON.
 pub fn sniff(bytes: &[u8]) -> Format {
-    if bytes.starts_with(binary::MAGIC) {
+    if binary::is_binary(bytes) {
         Format::Binary
     } else {
         Format::Json

@@ -31,6 +31,11 @@ impl TransportReceiver for Scripted {
         Ok(())
     }
     async fn dead_letter(&mut self, m: &Message, e: &DecodeError) -> Result<(), TransportError> {
+        // Messages from partition `refused` stand for dead letters the broker
+        // will never take (too large even cut).
+        if m.origin.starts_with("refused/") {
+            return Err(TransportError::Rejected("message size too large".into()));
+        }
         self.dead
             .lock()
             .unwrap()
@@ -88,6 +93,7 @@ fn encoded(bytes: Vec<u8>, origin: &str) -> Message {
             bytes,
             format: None,
         },
+        key: None,
         origin: origin.into(),
     }
 }
@@ -112,6 +118,7 @@ async fn poison_messages_are_dead_lettered_and_valid_ones_stored() {
     let batch2 = vec![
         Message {
             payload: Payload::Snapshot(Box::new(good[2].clone())),
+            key: None,
             origin: "c#1".into(),
         },
         encoded(b"".to_vec(), "t/1@0"),
@@ -173,6 +180,7 @@ async fn best_effort_sink_failure_does_not_block_and_required_failure_blocks_com
     let mut m = SyntheticMachine::new("m1", 1);
     let msgs = vec![Message {
         payload: Payload::Snapshot(Box::new(m.next_snapshot(1_764_086_400.0, 1))),
+        key: None,
         origin: "c#1".into(),
     }];
     let commits = Arc::new(AtomicU64::new(0));
@@ -383,4 +391,178 @@ async fn pipelined_commit_never_covers_an_unstored_batch() {
     assert!(at("stored 3") < at("commit 3"), "{log:?}");
     let commits: Vec<&String> = log.iter().filter(|e| e.starts_with("commit")).collect();
     assert_eq!(commits, ["commit 1", "commit 2", "commit 3"], "{log:?}");
+}
+
+/// Refuses for good (`SinkError::Failed`) any batch holding a snapshot of
+/// machine `poison`; stores everything else.
+#[derive(Default)]
+struct RefusesPoison {
+    rows: Mutex<Vec<Snapshot>>,
+    writes: AtomicU64,
+}
+#[async_trait]
+impl Sink for RefusesPoison {
+    fn name(&self) -> &str {
+        "picky"
+    }
+    async fn write(&self, batch: Batch) -> Result<(), SinkError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if batch.iter().any(|s| s.machine_id == "poison") {
+            return Err(SinkError::Failed {
+                sink: "picky".into(),
+                message: format!("cannot store {}", "x".repeat(100_000)),
+            });
+        }
+        self.rows.lock().unwrap().extend(batch.iter().cloned());
+        Ok(())
+    }
+}
+
+/// `(origin, kind)` of every dead letter.
+type DeadLetters = Arc<Mutex<Vec<(String, String)>>>;
+
+fn scripted(batches: Vec<Vec<Message>>) -> (Scripted, Arc<AtomicU64>, DeadLetters) {
+    let commits = Arc::new(AtomicU64::new(0));
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    (
+        Scripted {
+            batches,
+            commits: commits.clone(),
+            dead: dead.clone(),
+            handed_out: 0,
+        },
+        commits,
+        dead,
+    )
+}
+
+#[tokio::test]
+async fn snapshots_a_required_sink_refuses_for_good_are_isolated_and_the_rest_stored() {
+    let now = crate::agent::now_epoch_secs();
+    let msgs: Vec<Message> = (0..100)
+        .map(|i| {
+            let id = if i == 30 || i == 71 { "poison" } else { "ok" };
+            let s = Snapshot::new(id, now - 100.0 + f64::from(i));
+            encoded(encode(&s, Format::Json), &format!("t/0@{i}"))
+        })
+        .collect();
+    let (recv, commits, dead) = scripted(vec![msgs]);
+    let sink = Arc::new(RefusesPoison::default());
+    let after = Arc::new(Memory::default());
+    let mut ingest = Ingest::new(Box::new(recv), IngestConfig::default());
+    ingest.add_sink(sink.clone(), SinkRole::Required);
+    ingest.add_sink(after.clone(), SinkRole::BestEffort);
+    let mut events = ingest.subscribe();
+    let stats = ingest.stats();
+    ingest.run(CancellationToken::new()).await.unwrap();
+
+    let stored: Vec<f64> = sink
+        .rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.timestamp)
+        .collect();
+    assert_eq!(stored.len(), 98, "everything but the two refused");
+    assert!(sink
+        .rows
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.machine_id == "ok"));
+    assert_eq!(
+        after.rows.lock().unwrap().len(),
+        98,
+        "later sinks get the rest"
+    );
+    assert_eq!(
+        *dead.lock().unwrap(),
+        vec![
+            ("t/0@30".to_string(), "sink_rejected".to_string()),
+            ("t/0@71".to_string(), "sink_rejected".to_string()),
+        ]
+    );
+    assert_eq!(commits.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.stored.load(Ordering::SeqCst), 98);
+    assert_eq!(stats.rejected_by_kind()["sink_rejected"], 2);
+    assert_eq!(events.recv().await.unwrap().len(), 98);
+    // Halving: far fewer writes than one per snapshot.
+    let writes = sink.writes.load(Ordering::SeqCst);
+    assert!(writes < 30, "{writes} writes");
+}
+
+#[tokio::test]
+async fn forged_keys_and_samples_outside_the_time_window_are_dead_lettered() {
+    let now = crate::agent::now_epoch_secs();
+    let with_key = |s: &Snapshot, key: Option<&str>, origin: &str| Message {
+        payload: Payload::Encoded {
+            bytes: encode(s, Format::Json),
+            format: Some(Format::Json),
+        },
+        key: key.map(|k| k.as_bytes().to_vec()),
+        origin: origin.into(),
+    };
+    let b = |ts: f64| Snapshot::new("machine-b", ts);
+    let msgs = vec![
+        with_key(&b(now - 10.0), Some("machine-b"), "t/0@0"),
+        with_key(&b(now - 9.0), None, "t/0@1"),
+        with_key(&b(now - 8.0), Some("attacker"), "t/0@2"),
+        with_key(&b(4_070_908_800.0), Some("machine-b"), "t/0@3"),
+        with_key(&b(now + 60.0), Some("machine-b"), "t/0@4"),
+        with_key(&b(now + 3600.0), Some("machine-b"), "t/0@5"),
+        with_key(&b(now - 40.0 * 86_400.0), Some("machine-b"), "t/0@6"),
+        with_key(&b(now - 20.0 * 86_400.0), Some("machine-b"), "t/0@7"),
+    ];
+    let (recv, _, dead) = scripted(vec![msgs]);
+    let sink = Arc::new(Memory::default());
+    let options = IngestConfig {
+        max_sample_age: Some(Duration::from_secs(30 * 86_400)),
+        ..IngestConfig::default()
+    };
+    let mut ingest = Ingest::new(Box::new(recv), options);
+    ingest.add_sink(sink.clone(), SinkRole::Required);
+    ingest.run(CancellationToken::new()).await.unwrap();
+    let origins_stored = sink.rows.lock().unwrap().len();
+    assert_eq!(
+        origins_stored, 4,
+        "keyed, keyless, within the skew, within retention"
+    );
+    assert_eq!(
+        *dead.lock().unwrap(),
+        vec![
+            ("t/0@2".to_string(), "key_mismatch".to_string()),
+            ("t/0@3".to_string(), "future_timestamp".to_string()),
+            ("t/0@5".to_string(), "future_timestamp".to_string()),
+            ("t/0@6".to_string(), "too_old".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_dead_letter_refused_for_good_is_counted_skipped_and_committed() {
+    let now = crate::agent::now_epoch_secs();
+    let good = Snapshot::new("m", now - 5.0);
+    let msgs = vec![
+        encoded(b"{not json".to_vec(), "refused/0@0"),
+        encoded(b"".to_vec(), "refused/0@1"),
+        encoded(encode(&good, Format::Json), "refused/0@2"),
+    ];
+    let (recv, commits, dead) = scripted(vec![msgs]);
+    let sink = Arc::new(Memory::default());
+    let mut ingest = Ingest::new(Box::new(recv), IngestConfig::default());
+    ingest.add_sink(sink.clone(), SinkRole::Required);
+    let stats = ingest.stats();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        ingest.run(CancellationToken::new()),
+    )
+    .await
+    .expect("a refused dead letter never loops")
+    .unwrap();
+    assert_eq!(sink.rows.lock().unwrap().len(), 1);
+    assert!(dead.lock().unwrap().is_empty());
+    assert_eq!(stats.dead_letter_failures.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.dead_lettered.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.rejected.load(Ordering::SeqCst), 2);
+    assert_eq!(commits.load(Ordering::SeqCst), 1, "the batch is committed");
 }

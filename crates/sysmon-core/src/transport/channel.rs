@@ -25,6 +25,9 @@ pub fn channel_transport(capacity: usize) -> (ChannelTransport, ChannelReceiver)
     )
 }
 
+/// How many dead letters a [`ChannelReceiver`] keeps (the oldest go first).
+pub const MAX_KEPT_DEAD_LETTERS: usize = 1024;
+
 /// The publishing half. Cloning it gives another publisher on the same channel;
 /// the receiver sees [`Received::Closed`] once every clone is dropped.
 #[derive(Debug, Clone)]
@@ -57,7 +60,8 @@ pub struct ChannelReceiver {
 }
 
 impl ChannelReceiver {
-    /// Messages set aside as undecodable, as `(origin, reason)`.
+    /// Messages set aside as undecodable, as `(origin, reason)`: the most
+    /// recent [`MAX_KEPT_DEAD_LETTERS`].
     pub fn dead_letters(&self) -> &[(String, String)] {
         &self.dead_letters
     }
@@ -66,6 +70,7 @@ impl ChannelReceiver {
         self.received += 1;
         Message {
             payload: Payload::Snapshot(Box::new(s)),
+            key: None,
             origin: format!("channel#{}", self.received),
         }
     }
@@ -126,8 +131,12 @@ impl TransportReceiver for ChannelReceiver {
         message: &Message,
         error: &DecodeError,
     ) -> Result<(), TransportError> {
+        // Bounded: the most recent dead letters are kept, the oldest dropped.
+        if self.dead_letters.len() >= MAX_KEPT_DEAD_LETTERS {
+            self.dead_letters.remove(0);
+        }
         self.dead_letters
-            .push((message.origin.clone(), error.to_string()));
+            .push((message.origin.clone(), error.reason()));
         Ok(())
     }
 

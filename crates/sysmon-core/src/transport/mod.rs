@@ -48,6 +48,10 @@ pub enum Payload {
 pub struct Message {
     /// The payload.
     pub payload: Payload,
+    /// The transport's message key, if it has one (Kafka: agents publish with
+    /// key = machine id; the legacy producer sent none). A keyed message whose
+    /// key is not its snapshot's `machine_id` is rejected.
+    pub key: Option<Vec<u8>>,
     /// Where it came from, for logs and dead letters, e.g. `system_metrics/3@1841`.
     pub origin: String,
 }
@@ -123,6 +127,10 @@ pub enum TransportError {
     /// The transport was closed.
     #[error("transport closed")]
     Closed,
+    /// The other side refused this request for good (a dead letter the broker
+    /// will not take even when shrunk); retrying will not help.
+    #[error("refused for good: {0}")]
+    Rejected(String),
     /// Any other failure.
     #[error("transport error: {0}")]
     Other(String),

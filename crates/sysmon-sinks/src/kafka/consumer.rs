@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -39,13 +40,14 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use sysmon_core::codec::encode_json;
 use sysmon_core::config::KafkaConfig;
+use sysmon_core::text::MAX_REASON_BYTES;
 use sysmon_core::transport::CommitMark;
 use sysmon_core::{DecodeError, Message, Payload, Received, TransportError, TransportReceiver};
 use tracing::{debug, info, warn};
 
 use super::admin::ensure_topic;
 use super::lag::{measure, ConsumerLag, PartitionStats};
-use super::producer::{enqueue, is_permanent, ProducerHandle, PRODUCER_DEFAULTS};
+use super::producer::{enqueue, is_permanent, producer_defaults, ProducerHandle};
 use super::{
     client_config, creation_error, header_format, origin_of, transport_error, ClientState,
     SysmonContext, FORMAT_HEADER, ORIGIN_HEADER, REASON_HEADER, REASON_KIND_HEADER,
@@ -84,6 +86,14 @@ const IDLE_GAP: Duration = Duration::from_millis(20);
 
 /// A dead letter is cut to this size when the broker refuses the original.
 const TRUNCATED_DEAD_LETTER_BYTES: usize = 64 * 1024;
+/// ... and to this size, with a reason of at most [`MIN_REASON_BYTES`], when
+/// the broker refuses that too; a refusal then is counted and skipped.
+const MIN_DEAD_LETTER_BYTES: usize = 1024;
+/// The shortest `sysmon-reason` header (the last attempt's).
+const MIN_REASON_BYTES: usize = 256;
+/// How many distinct unknown `sysmon-format` values are each warned about
+/// once; past that they are only counted at debug level (the set is bounded).
+const MAX_WARNED_FORMATS: usize = 16;
 
 type TopicPartition = (String, i32);
 
@@ -211,10 +221,16 @@ pub struct KafkaReceiver {
     /// Sequence number of the last batch returned.
     seq: u64,
     lag: ConsumerLag,
+    membership: Membership,
+    idle_check: Option<tokio::task::JoinHandle<Option<i64>>>,
+    next_idle_check: Instant,
     topic: String,
     dlq_topic: String,
     group: String,
+    instance_id: Option<String>,
     brokers: String,
+    /// Unknown format header values already warned about (at most
+    /// [`MAX_WARNED_FORMATS`]).
     warned_unknown_format: HashSet<String>,
 }
 
@@ -252,6 +268,15 @@ impl KafkaReceiver {
             cc.set(*k, *v);
         }
         cc.set("group.id", &config.group);
+        // Static membership: a restarted member with the same name takes its
+        // partitions back at once (see `KafkaConfig::instance_id`).
+        if let Some(id) = config
+            .instance_id
+            .as_deref()
+            .filter(|i| !i.trim().is_empty())
+        {
+            cc.set("group.instance.id", id);
+        }
         let (inner, consumer_state) = SysmonContext::new("consumer");
         let group_state = Arc::new(Mutex::new(GroupState::default()));
         let lag = ConsumerLag::default();
@@ -269,7 +294,7 @@ impl KafkaReceiver {
 
         let pc = client_config(
             &config.brokers,
-            PRODUCER_DEFAULTS,
+            &producer_defaults(config.compression),
             &dlq_options(&config.options),
         )?;
         let dlq = ProducerHandle::new(pc, "dead-letter producer")?;
@@ -283,9 +308,13 @@ impl KafkaReceiver {
             returned: VecDeque::new(),
             seq: 0,
             lag,
+            membership: Membership::default(),
+            idle_check: None,
+            next_idle_check: Instant::now() + IDLE_CHECK_EVERY,
             topic: config.topic.clone(),
             dlq_topic,
             group: config.group.clone(),
+            instance_id: config.instance_id.clone().filter(|i| !i.trim().is_empty()),
             brokers: config.brokers.clone(),
             warned_unknown_format: HashSet::new(),
         })
@@ -315,6 +344,70 @@ impl KafkaReceiver {
         self.lag.clone()
     }
 
+    /// A handle on this member's partition count and, while it owns none,
+    /// the group's lag on the partitions others own (for `/metrics`).
+    pub fn membership(&self) -> Membership {
+        self.membership.clone()
+    }
+
+    /// While this member owns no partitions, checks every
+    /// [`IDLE_CHECK_EVERY`] (on the blocking pool, never more than one at a
+    /// time) whether the group has messages waiting; says so once in the log
+    /// and keeps the figure for `/metrics`. An idle member beside a backlog
+    /// means more ingesters than partitions, or a dead member still holding
+    /// them (a static member restarted under its name takes them back).
+    fn watch_idle(&mut self) {
+        let (joined, owned) = {
+            let g = lock(&self.group_state);
+            (g.rebalances > 0, g.assigned.len())
+        };
+        self.membership.assigned.store(
+            if joined { owned as i64 } else { -1 },
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if self.idle_check.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        if let Some(task) = self.idle_check.take() {
+            let lag = task.now_or_never().and_then(|r| r.ok()).flatten();
+            self.record_idle_lag(lag, owned);
+        }
+        if !joined || owned > 0 {
+            if self.membership.unowned_lag().is_some_and(|l| l > 0) {
+                info!("this ingester owns partitions again");
+            }
+            self.membership.set_unowned_lag(None);
+            return;
+        }
+        if Instant::now() < self.next_idle_check {
+            return;
+        }
+        self.next_idle_check = Instant::now() + IDLE_CHECK_EVERY;
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let task = tokio::task::spawn_blocking(move || unowned_group_lag(&consumer, &topic));
+        self.idle_check = Some(task);
+    }
+
+    fn record_idle_lag(&mut self, lag: Option<i64>, owned: usize) {
+        if owned > 0 {
+            return;
+        }
+        let before = self.membership.unowned_lag();
+        self.membership.set_unowned_lag(lag);
+        match (before, lag) {
+            (None | Some(0), Some(n)) if n > 0 => warn!(
+                group = %self.group, lag = n,
+                "this ingester owns no partitions while its group has messages waiting: \
+                 more ingesters than partitions, or a dead member still holds them \
+                 (restart it under its --instance-id, or wait for its session to time out)"
+            ),
+            (Some(b), Some(0)) if b > 0 => info!(group = %self.group,
+                "the group's backlog is consumed (this ingester still owns no partitions)"),
+            _ => {}
+        }
+    }
+
     /// Drops what belongs to partitions revoked since the last call.
     fn forget_revoked(&mut self) {
         let revoked = std::mem::take(&mut lock(&self.group_state).revoked);
@@ -338,14 +431,21 @@ impl KafkaReceiver {
         let format = match header_format(m) {
             Ok(f) => f,
             Err(value) => {
-                if self.warned_unknown_format.insert(value.clone()) {
+                let value = sysmon_core::text::quote(&value);
+                if self.warned_unknown_format.len() < MAX_WARNED_FORMATS
+                    && self.warned_unknown_format.insert(value.clone())
+                {
                     warn!(origin = %origin_of(m), header = FORMAT_HEADER, %value,
                           "unknown format header; telling the format from the payload instead");
+                } else {
+                    debug!(origin = %origin_of(m), header = FORMAT_HEADER, %value,
+                           "unknown format header");
                 }
                 None
             }
         };
         Message {
+            key: m.key().map(<[u8]>::to_vec),
             payload: Payload::Encoded {
                 bytes: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                 format,
@@ -381,7 +481,7 @@ impl KafkaReceiver {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(e) if is_permanent(&e) => Err(TransportError::Other(format!("permanent: {e}"))),
+            Err(e) if is_permanent(&e) => Err(TransportError::Rejected(e.to_string())),
             Err(e) => {
                 let err = transport_error(&e, &slot.state);
                 self.dlq.replace(slot, "dead letter not delivered");
@@ -389,6 +489,74 @@ impl KafkaReceiver {
             }
         }
     }
+}
+
+/// How often an ingester that owns no partitions checks the group's lag.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(10);
+
+/// A receiver's place in its group, for `/metrics`: how many partitions it
+/// owns and, while it owns none, the group's lag elsewhere. Cheap to clone
+/// and read.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    assigned: Arc<std::sync::atomic::AtomicI64>,
+    unowned_lag: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Default for Membership {
+    fn default() -> Self {
+        Membership {
+            assigned: Arc::new((-1).into()),
+            unowned_lag: Arc::new((-1).into()),
+        }
+    }
+}
+
+impl Membership {
+    /// Partitions this member owns; `None` before it joined the group.
+    pub fn assigned(&self) -> Option<i64> {
+        let v = self.assigned.load(std::sync::atomic::Ordering::Relaxed);
+        (v >= 0).then_some(v)
+    }
+
+    /// While this member owns no partitions: the messages its group has not
+    /// committed on the topic (a lower bound on tansu, whose `ListOffsets`
+    /// answers the last record batch's first offset plus one); `None` while it
+    /// owns partitions or before the first check.
+    pub fn unowned_lag(&self) -> Option<i64> {
+        let v = self.unowned_lag.load(std::sync::atomic::Ordering::Relaxed);
+        (v >= 0).then_some(v)
+    }
+
+    fn set_unowned_lag(&self, lag: Option<i64>) {
+        self.unowned_lag
+            .store(lag.unwrap_or(-1), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The group's committed offsets against the partitions' end, summed over
+/// every partition of `topic` (blocking: three broker round trips).
+fn unowned_group_lag(consumer: &StreamConsumer<ReceiverContext>, topic: &str) -> Option<i64> {
+    let timeout = Duration::from_secs(5);
+    let md = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    let mut tpl = TopicPartitionList::new();
+    for p in t.partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    let committed = consumer.committed_offsets(tpl, timeout).ok()?;
+    let mut lag = 0i64;
+    for e in committed.elements() {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, e.partition(), timeout)
+            .ok()?;
+        let from = match e.offset() {
+            Offset::Offset(o) if o >= 0 => o,
+            _ => lo,
+        };
+        lag += (hi - from).max(0);
+    }
+    Some(lag)
 }
 
 /// The dead-letter producer's options: the user's, minus consumer-only ones.
@@ -425,6 +593,7 @@ impl TransportReceiver for KafkaReceiver {
         let deadline = Instant::now() + wait;
         let mut last_error: Option<KafkaError> = None;
         let consumer = self.consumer.clone();
+        self.watch_idle();
         // Cancel-safe: between awaits every message taken is in `self.pending`.
         while self.pending.len() < max {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -552,12 +721,16 @@ impl TransportReceiver for KafkaReceiver {
                 (&owned, None)
             }
         };
-        let reason = error.to_string();
-        let headers = || {
-            let h = OwnedHeaders::new_with_capacity(4)
+        // Bounded whatever the input: the reason quotes input only as a short
+        // escaped head and tail (<= 1 KiB), the origin is ours.
+        let reason = error.reason();
+        let origin = sysmon_core::text::quote(&message.origin);
+        let size = bytes.len().to_string();
+        let headers = |reason: &str, truncated: bool| {
+            let h = OwnedHeaders::new_with_capacity(5)
                 .insert(Header {
                     key: REASON_HEADER,
-                    value: Some(reason.as_str()),
+                    value: Some(reason),
                 })
                 .insert(Header {
                     key: REASON_KIND_HEADER,
@@ -565,37 +738,61 @@ impl TransportReceiver for KafkaReceiver {
                 })
                 .insert(Header {
                     key: ORIGIN_HEADER,
-                    value: Some(message.origin.as_str()),
+                    value: Some(origin.as_str()),
                 });
-            match format {
+            let h = match format {
                 Some(f) => h.insert(Header {
                     key: FORMAT_HEADER,
                     value: Some(f.as_str()),
                 }),
                 None => h,
-            }
-        };
-        match self.produce_dead_letter(bytes, headers()).await {
-            Err(TransportError::Other(m))
-                if m.starts_with("permanent:") && bytes.len() > TRUNCATED_DEAD_LETTER_BYTES =>
-            {
-                // The broker will never take the original (too large): keep its
-                // head and say so, rather than stall ingestion retrying forever.
-                let size = bytes.len().to_string();
-                let h = headers().insert(Header {
+            };
+            if truncated {
+                h.insert(Header {
                     key: TRUNCATED_HEADER,
                     value: Some(size.as_str()),
-                });
-                self.produce_dead_letter(&bytes[..TRUNCATED_DEAD_LETTER_BYTES], h)
-                    .await
+                })
+            } else {
+                h
             }
-            other => other,
+        };
+        // The original first; if the broker refuses it for good (too large),
+        // its head with a shorter reason, then a smaller head; if even that is
+        // refused the caller counts and skips it rather than stall ingestion.
+        let mut last = String::new();
+        let mut tried: Option<(usize, usize)> = None;
+        for (cut, reason_bytes) in [
+            (usize::MAX, MAX_REASON_BYTES),
+            (TRUNCATED_DEAD_LETTER_BYTES, MAX_REASON_BYTES),
+            (MIN_DEAD_LETTER_BYTES, MIN_REASON_BYTES),
+        ] {
+            let payload = &bytes[..bytes.len().min(cut)];
+            let reason = sysmon_core::text::truncate(&reason, reason_bytes);
+            if tried == Some((payload.len(), reason.len())) {
+                continue; // the same message again would be refused again
+            }
+            tried = Some((payload.len(), reason.len()));
+            let truncated = payload.len() < bytes.len();
+            match self
+                .produce_dead_letter(payload, headers(reason, truncated))
+                .await
+            {
+                Err(TransportError::Rejected(m)) => last = m,
+                other => return other,
+            }
         }
+        Err(TransportError::Rejected(format!(
+            "the broker refused the dead letter even cut to {MIN_DEAD_LETTER_BYTES} bytes: {last}"
+        )))
     }
 
     fn describe(&self) -> String {
+        let member = match &self.instance_id {
+            Some(id) => format!(" as static member {id}"),
+            None => String::new(),
+        };
         format!(
-            "kafka {} topic {} group {} (dead letters to {})",
+            "kafka {} topic {} group {}{member} (dead letters to {})",
             self.brokers, self.topic, self.group, self.dlq_topic
         )
     }

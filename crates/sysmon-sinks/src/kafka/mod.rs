@@ -42,8 +42,8 @@ use tracing::{debug, error};
 use crate::error::SinksError;
 
 pub use admin::{ensure_topic, EnsuredTopic};
-pub use consumer::KafkaReceiver;
-pub use doctor::{doctor, CheckStatus, DoctorCheck, DoctorReport};
+pub use consumer::{KafkaReceiver, Membership};
+pub use doctor::doctor;
 pub use lag::ConsumerLag;
 pub use producer::KafkaTransport;
 

@@ -12,7 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use sysmon_core::codec::{encode, Format};
-use sysmon_core::config::KafkaConfig;
+use sysmon_core::config::{Compression, KafkaConfig};
 use sysmon_core::{Snapshot, Transport, TransportError};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
@@ -23,18 +23,26 @@ use super::{
 };
 use crate::error::SinksError;
 
-/// Producer settings sysmon applies before `[kafka.options]` (which may override them).
-pub(crate) const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+/// Producer settings sysmon applies before `[kafka.options]` (which may
+/// override them); `compression.type` comes from `[kafka] compression`
+/// (see [`producer_defaults`]).
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("client.id", "sysmon-agent"),
     ("acks", "all"),
     ("enable.idempotence", "true"),
-    ("compression.type", "lz4"),
     ("linger.ms", "5"),
     // Bounded, so an outage surfaces as a failed publish (the agent keeps the
     // samples in its buffer and retries) instead of a publish that never returns.
     ("message.timeout.ms", "30000"),
     ("socket.keepalive.enable", "true"),
 ];
+
+/// [`PRODUCER_DEFAULTS`] plus `compression.type` = `compression`.
+pub(crate) fn producer_defaults(compression: Compression) -> Vec<(&'static str, &'static str)> {
+    let mut defaults = PRODUCER_DEFAULTS.to_vec();
+    defaults.push(("compression.type", compression.as_str()));
+    defaults
+}
 
 /// Where a message went: `(partition, offset)`.
 pub(crate) type Delivered = Result<(i32, i64), KafkaError>;
@@ -227,6 +235,7 @@ pub struct KafkaTransport {
     producer: ProducerHandle,
     topic: String,
     format: Format,
+    compression: String,
     brokers: String,
 }
 
@@ -235,7 +244,11 @@ impl KafkaTransport {
     /// and every `config.options` entry. Connecting happens in the background;
     /// an unreachable broker shows up as failed publishes, not here.
     pub fn new(config: &KafkaConfig) -> Result<Self, SinksError> {
-        let client_config = client_config(&config.brokers, PRODUCER_DEFAULTS, &config.options)?;
+        let client_config = client_config(
+            &config.brokers,
+            &producer_defaults(config.compression),
+            &config.options,
+        )?;
         if config.topic.trim().is_empty() {
             return Err(SinksError::Config("the Kafka topic name is empty".into()));
         }
@@ -243,6 +256,11 @@ impl KafkaTransport {
             producer: ProducerHandle::new(client_config, "producer")?,
             topic: config.topic.clone(),
             format: config.format,
+            compression: config
+                .options
+                .get("compression.type")
+                .cloned()
+                .unwrap_or_else(|| config.compression.to_string()),
             brokers: config.brokers.clone(),
         })
     }
@@ -408,8 +426,8 @@ impl Transport for KafkaTransport {
 
     fn describe(&self) -> String {
         format!(
-            "kafka {} topic {} ({})",
-            self.brokers, self.topic, self.format
+            "kafka {} topic {} ({}, {} compression)",
+            self.brokers, self.topic, self.format, self.compression
         )
     }
 }
@@ -420,6 +438,7 @@ impl std::fmt::Debug for KafkaTransport {
             .field("brokers", &self.brokers)
             .field("topic", &self.topic)
             .field("format", &self.format)
+            .field("compression", &self.compression)
             .finish()
     }
 }

@@ -1,18 +1,16 @@
 //! Analytics in PostgreSQL: anomaly scores, alert history and the active
 //! alerts (scoped per ingester), written by the ingester's
-//! [`AnalyticsService`](sysmon_core::analytics::AnalyticsService) through
+//! [`AnalyticsService`](sysmon_analytics::AnalyticsService) through
 //! [`AnalyticsSink`], as in SQLite.
 
 use async_trait::async_trait;
-use sysmon_core::analytics::alerts::AlertState;
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
+use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
 use sysmon_core::SinkError;
 use tokio_postgres::Client;
 
 use super::maintain::{PartitionCache, ALERT_EVENTS, ANOMALY_SCORES};
 use super::{to_sink_error, PostgresSink};
 use crate::error::SinksError;
-use crate::sqlite::analytics::describe_pending;
 
 const INSERT_SCORES: &str = "
 INSERT INTO anomaly_scores (machine, time, ts, score, anomaly, reasons)
@@ -28,12 +26,6 @@ ON CONFLICT (machine, time) DO UPDATE SET
 const INSERT_EVENT: &str = "
 INSERT INTO alert_events (time, at, rule, severity, machine_id, subject, state, value, message)
 VALUES (timestamptz 'epoch' + $1::int8 * interval '1 millisecond', $2, $3, $4, $5, $6, $7, $8, $9)";
-
-const FIRING_MESSAGE: &str = "
-SELECT message FROM alert_events
-WHERE rule = $1 AND machine_id IS NOT DISTINCT FROM $2 AND subject IS NOT DISTINCT FROM $3
-  AND state = 'firing'
-ORDER BY time DESC, id DESC LIMIT 1";
 
 const UPSERT_ACTIVE: &str = "
 INSERT INTO active_alerts (rule, machine_id, subject, severity, state, since, value, message)
@@ -137,14 +129,6 @@ pub(crate) async fn write_record(
         )
         .await?;
         for a in &set.alerts {
-            let firing = if a.state == AlertState::Firing {
-                tx.query_opt(FIRING_MESSAGE, &[&a.rule, &a.machine_id, &a.subject])
-                    .await?
-                    .map(|r| r.get::<_, String>(0))
-            } else {
-                None
-            };
-            let message = firing.unwrap_or_else(|| describe_pending(a));
             tx.execute(
                 UPSERT_ACTIVE,
                 &[
@@ -155,7 +139,7 @@ pub(crate) async fn write_record(
                     &a.state.name(),
                     &a.since,
                     &finite(a.value),
-                    &message,
+                    &a.message,
                 ],
             )
             .await?;

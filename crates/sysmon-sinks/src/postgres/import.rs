@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use futures::SinkExt;
-use sysmon_core::analytics::alerts::AlertEvent;
+use sysmon_analytics::alerts::AlertEvent;
 use sysmon_core::MachineSummary;
 
 use super::copy::CopyBuf;

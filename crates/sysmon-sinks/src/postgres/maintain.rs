@@ -302,6 +302,8 @@ async fn drop_expired(
 
 /// The statement recomputing one chunk of dirty minutes: `$1` the chunk size,
 /// `$2` the raw horizon, `$3` the rollup cutoff (older minutes are skipped).
+/// The averages sum in time order, so that a recomputed minute is bit for bit
+/// the same whatever the rows' physical order (updates move rows).
 const ROLLUP_CHUNK_SQL: &str = "
 WITH d AS (
     DELETE FROM dirty_minutes
@@ -320,13 +322,13 @@ WITH d AS (
         n_load, load1_avg, load1_min, load1_max,
         n_swap, swap_avg, swap_min, swap_max)
     SELECT d.machine, d.minute, count(*),
-        avg(s.cpu), min(s.cpu), max(s.cpu), avg(s.mem), min(s.mem), max(s.mem),
-        count(s.disk_read_rate), avg(s.disk_read_rate), min(s.disk_read_rate), max(s.disk_read_rate),
-        avg(s.disk_write_rate), min(s.disk_write_rate), max(s.disk_write_rate),
-        count(s.net_sent_rate), avg(s.net_sent_rate), min(s.net_sent_rate), max(s.net_sent_rate),
-        avg(s.net_recv_rate), min(s.net_recv_rate), max(s.net_recv_rate),
-        count(s.load1), avg(s.load1), min(s.load1), max(s.load1),
-        count(s.swap_used), avg(s.swap_used), min(s.swap_used), max(s.swap_used)
+        avg(s.cpu ORDER BY s.time), min(s.cpu), max(s.cpu), avg(s.mem ORDER BY s.time), min(s.mem), max(s.mem),
+        count(s.disk_read_rate), avg(s.disk_read_rate ORDER BY s.time), min(s.disk_read_rate), max(s.disk_read_rate),
+        avg(s.disk_write_rate ORDER BY s.time), min(s.disk_write_rate), max(s.disk_write_rate),
+        count(s.net_sent_rate), avg(s.net_sent_rate ORDER BY s.time), min(s.net_sent_rate), max(s.net_sent_rate),
+        avg(s.net_recv_rate ORDER BY s.time), min(s.net_recv_rate), max(s.net_recv_rate),
+        count(s.load1), avg(s.load1 ORDER BY s.time), min(s.load1), max(s.load1),
+        count(s.swap_used), avg(s.swap_used ORDER BY s.time), min(s.swap_used), max(s.swap_used)
     FROM d JOIN samples s ON s.machine = d.machine
         AND s.time >= d.minute AND s.time < d.minute + interval '1 minute'
     WHERE d.minute >= timestamptz 'epoch' + $3::int8 * interval '1 millisecond'

@@ -15,7 +15,7 @@
 //! * `lock`: maintenance runs in exactly one ingester at a time (an advisory
 //!   lock, handed over when its holder dies).
 //! * `read`: [`SnapshotStore`].
-//! * `analytics`: [`AnalyticsSink`](sysmon_core::analytics::AnalyticsSink).
+//! * `analytics`: [`AnalyticsSink`](sysmon_analytics::AnalyticsSink).
 //!
 //! Failures a retry may cure (the server down or restarting, connections
 //! refused, a read-only or full database, a deadlock) are
@@ -52,7 +52,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use sysmon_core::analytics::AnalyticsRecord;
+use sysmon_analytics::AnalyticsRecord;
 use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStore, StoreError};
 use tokio_postgres::error::SqlState;
 

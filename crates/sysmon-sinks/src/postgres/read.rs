@@ -17,14 +17,13 @@ const SNAPSHOT_COLUMNS: &str = "m.machine_id, (extract(epoch FROM s.time) * 1000
     s.disk_write_total, s.net_sent_total, s.net_recv_total, s.load1, s.load5, s.load15, \
     s.mem_total, s.mem_used, s.mem_available, s.swap_total, s.swap_used, s.disk_read_rate, \
     s.disk_write_rate, s.net_sent_rate, s.net_recv_rate, s.uptime_secs, s.cpu_per_core, \
-    s.filesystems, s.labels, s.collector_errors, s.custom_metrics, p.top";
+    s.filesystems, s.labels, s.collector_errors, s.custom_metrics, p.top, s.host_details";
 
 const JOINS: &str = "JOIN machines m ON m.id = s.machine \
     LEFT JOIN processes p ON p.machine = s.machine AND p.time = s.time";
 
 /// Rebuilds the snapshot stored in a row selected with [`SNAPSHOT_COLUMNS`]
-/// (no `..Default::default()`: a new [`Snapshot`] field fails to compile here
-/// until this backend stores it).
+/// (the host details come from one blob, as in SQLite's read path).
 fn snapshot_from_row(row: &Row) -> Result<Snapshot, SinksError> {
     let machine_id: String = row.try_get(0)?;
     let ts_ms: i64 = row.try_get(1)?;
@@ -63,7 +62,8 @@ fn snapshot_from_row(row: &Row) -> Result<Snapshot, SinksError> {
     };
     let uptime: Option<i64> = row.try_get(24)?;
     let schema_version: i32 = row.try_get(3)?;
-    Ok(Snapshot {
+    let details: Option<&[u8]> = row.try_get(31)?;
+    let mut s = Snapshot {
         timestamp: row.try_get(2)?,
         cpu_usage: row.try_get(6)?,
         memory_usage: row.try_get(7)?,
@@ -103,8 +103,14 @@ fn snapshot_from_row(row: &Row) -> Result<Snapshot, SinksError> {
         labels: json(row.try_get(27)?, "labels", m, ts_ms)?,
         collector_errors: json(row.try_get(28)?, "collector_errors", m, ts_ms)?,
         custom_metrics: json(row.try_get(29)?, "custom_metrics", m, ts_ms)?,
-        machine_id,
-    })
+        ..Snapshot::default()
+    };
+    if let Some(b) = details {
+        sysmon_core::codec::binary::decode_host_details(b, &mut s)
+            .map_err(|e| corrupt(m, ts_ms, format!("host_details: {e}")))?;
+    }
+    s.machine_id = machine_id;
+    Ok(s)
 }
 
 fn snapshots(rows: Vec<Row>) -> Result<Vec<Snapshot>, SinksError> {

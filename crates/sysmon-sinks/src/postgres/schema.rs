@@ -23,8 +23,9 @@
 //!   `timestamptz` (the idempotency key, and what Grafana charts), `ts` the
 //!   exact timestamp. Per-core CPU, filesystems and the top processes use the
 //!   SQLite codec's compact binary encodings, labels, collector errors and
-//!   custom metrics JSON text. Unsigned counters are stored as their bit
-//!   pattern in `bigint`.
+//!   custom metrics JSON text, the host details (pressure, block devices, TCP,
+//!   cgroups, temperatures, ...) the core's binary encoding in `host_details`.
+//!   Unsigned counters are stored as their bit pattern in `bigint`.
 //! * `processes(machine, time, top)`: both top-process lists of a sample.
 //! * `rollups(machine, minute, n, cpu_avg, ...)`: per-minute avg/min/max.
 //! * `dirty_minutes(machine, minute)`: minutes written since the last rollup pass.
@@ -194,8 +195,16 @@ CREATE VIEW rollup_metrics AS
     FROM rollups r JOIN machines m ON m.id = r.machine;
 "#;
 
+/// Version 3: the host details of wire format 2 (pressure, block devices, TCP,
+/// cgroups, temperatures, open files, network errors) as one blob in the
+/// core's binary encoding (`sysmon_core::codec::binary::encode_host_details`,
+/// as SQLite's `host_details`); NULL when a sample has none.
+const V3: &str = r#"
+ALTER TABLE samples ADD COLUMN host_details bytea;
+"#;
+
 /// The migration steps, oldest first: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -268,7 +277,12 @@ pub async fn migrate(client: &mut Client, what: &str) -> Result<i64, SinksError>
     let from = current_version(&tx, what).await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         tx.batch_execute(sql).await.map_err(|e| {
-            SinksError::Schema(format!("{what}: migration to schema {} failed: {e}", i + 1))
+            let why = e.as_db_error().map(|d| d.message().to_string());
+            SinksError::Schema(format!(
+                "{what}: migration to schema {} failed: {}",
+                i + 1,
+                why.unwrap_or_else(|| e.to_string())
+            ))
         })?;
     }
     if from < LATEST_VERSION {

@@ -18,7 +18,7 @@ use crate::sqlite::codec;
 use crate::sqlite::write::{u2i, validate_batch};
 
 /// The columns of `samples`, in table order.
-pub(crate) const SAMPLE_COLUMNS: [&str; 30] = [
+pub(crate) const SAMPLE_COLUMNS: [&str; 31] = [
     "machine",
     "time",
     "ts",
@@ -49,6 +49,7 @@ pub(crate) const SAMPLE_COLUMNS: [&str; 30] = [
     "labels",
     "collector_errors",
     "custom_metrics",
+    "host_details",
 ];
 
 /// Per-connection staging tables, emptied at every commit (created once per
@@ -250,6 +251,13 @@ fn encode(
             "custom_metrics",
             &mut scratch,
         )?;
+        if sysmon_core::codec::binary::has_host_details(s) {
+            samples
+                .bytes(&sysmon_core::codec::binary::encode_host_details(s))
+                .map_err(too_big)?;
+        } else {
+            samples.null();
+        }
 
         if s.top_cpu_processes.is_empty() && s.top_mem_processes.is_empty() {
             no_procs_machine.push(machine);

@@ -2,35 +2,19 @@
 //! (schema version 4), written by the ingester's [`AnalyticsService`] and read
 //! by the dashboard.
 //!
-//! [`AnalyticsService`]: sysmon_core::analytics::AnalyticsService
+//! [`AnalyticsService`]: sysmon_analytics::AnalyticsService
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
-use sysmon_core::analytics::alerts::{ActiveAlert, AlertEvent, AlertState};
-use sysmon_core::analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
+use sysmon_analytics::alerts::AlertEvent;
+use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
+use sysmon_core::alert::{ActiveAlert, Anomaly};
 use sysmon_core::SinkError;
 
 use super::keys::{self, TS_BITS};
 use super::{to_sink_error, SqliteSink};
 use crate::error::SinksError;
-
-/// A flagged sample, with the sample's CPU and memory for the scatter.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredAnomaly {
-    /// The machine.
-    pub machine_id: String,
-    /// The sample's timestamp, seconds since the epoch.
-    pub timestamp: f64,
-    /// The detector's score in [0, 1) (0.5 is the decision boundary).
-    pub score: f64,
-    /// Why it was flagged.
-    pub reasons: Vec<String>,
-    /// CPU % of the sample (when the sample is still stored).
-    pub cpu: Option<f64>,
-    /// Memory % of the sample (when the sample is still stored).
-    pub memory: Option<f64>,
-}
 
 /// One point of a machine's anomaly-score series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -43,27 +27,6 @@ pub struct ScorePoint {
     pub anomaly: bool,
 }
 
-/// A pending or firing alert as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredActiveAlert {
-    /// The rule's name.
-    pub rule: String,
-    /// `info`, `warning` or `critical`.
-    pub severity: String,
-    /// The machine, `None` for fleet rules.
-    pub machine_id: Option<String>,
-    /// The mount point of filesystem rules.
-    pub subject: Option<String>,
-    /// `pending` or `firing`.
-    pub state: String,
-    /// Since when, seconds since the epoch.
-    pub since: f64,
-    /// The latest value.
-    pub value: Option<f64>,
-    /// The firing message, or a description while pending.
-    pub message: String,
-}
-
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
@@ -73,21 +36,6 @@ fn machine_key_id(conn: &Connection, machine_id: &str) -> Result<Option<i64>, Si
         .prepare_cached("SELECT id FROM machines WHERE machine_id = ?1")?
         .query_row(params![machine_id], |r| r.get(0))
         .optional()?)
-}
-
-pub(crate) fn describe_pending(a: &ActiveAlert) -> String {
-    let on = a.machine_id.as_deref().unwrap_or("the fleet");
-    let what = a
-        .subject
-        .as_deref()
-        .map(|s| format!(" ({s})"))
-        .unwrap_or_default();
-    format!(
-        "{} {} on {on}{what}: value {:.1}",
-        a.rule,
-        a.state.name(),
-        a.value
-    )
 }
 
 /// Stores one record in one transaction.
@@ -167,27 +115,12 @@ pub(crate) fn write_record(
                 clear.execute(params![column])?;
             }
         }
-        let mut firing_message = tx.prepare_cached(
-            "SELECT message FROM alert_events
-             WHERE rule = ?1 AND machine_id IS ?2 AND subject IS ?3 AND state = 'firing'
-             ORDER BY id DESC LIMIT 1",
-        )?;
         let mut insert = tx.prepare_cached(
             "INSERT OR REPLACE INTO active_alerts
              (rule, machine_id, subject, severity, state, since, value, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for a in &set.alerts {
-            let message = if a.state == AlertState::Firing {
-                firing_message
-                    .query_row(params![a.rule, a.machine_id, a.subject], |r| {
-                        r.get::<_, String>(0)
-                    })
-                    .optional()?
-            } else {
-                None
-            }
-            .unwrap_or_else(|| describe_pending(a));
             insert.execute(params![
                 a.rule,
                 a.machine_id.as_deref().unwrap_or(""),
@@ -196,7 +129,7 @@ pub(crate) fn write_record(
                 a.state.name(),
                 a.since,
                 finite(a.value),
-                message
+                a.message
             ])?;
         }
     }
@@ -210,7 +143,7 @@ pub(crate) fn anomalies(
     machine_id: Option<&str>,
     since: f64,
     limit: usize,
-) -> Result<Vec<StoredAnomaly>, SinksError> {
+) -> Result<Vec<Anomaly>, SinksError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let sql = format!(
         "SELECT m.machine_id, a.ts, a.score, a.reasons, s.cpu, s.mem
@@ -234,7 +167,7 @@ pub(crate) fn anomalies(
     let mut out = Vec::new();
     for row in rows {
         let (machine_id, timestamp, score, reasons, cpu, memory) = row?;
-        let reasons = match reasons {
+        let reasons: Vec<String> = match reasons {
             Some(j) => serde_json::from_str(&j).map_err(|e| {
                 SinksError::Corrupt(format!(
                     "anomaly reasons of {machine_id:?} at {timestamp}: {e}"
@@ -242,13 +175,13 @@ pub(crate) fn anomalies(
             })?,
             None => Vec::new(),
         };
-        out.push(StoredAnomaly {
+        out.push(Anomaly {
             machine_id,
             timestamp,
             score,
-            reasons,
             cpu,
             memory,
+            message: reasons.join("; "),
         });
     }
     Ok(out)
@@ -327,26 +260,48 @@ pub(crate) fn alert_events(
 }
 
 /// The pending and firing alerts, firing first, then by rule and machine.
-pub(crate) fn active_alerts(conn: &Connection) -> Result<Vec<StoredActiveAlert>, SinksError> {
+pub(crate) fn active_alerts(conn: &Connection) -> Result<Vec<ActiveAlert>, SinksError> {
     let mut stmt = conn.prepare_cached(
         "SELECT rule, severity, machine_id, subject, state, since, value, message
          FROM active_alerts ORDER BY state = 'firing' DESC, rule, machine_id, subject",
     )?;
     let rows = stmt.query_map([], |r| {
-        let machine: String = r.get(2)?;
-        let subject: String = r.get(3)?;
-        Ok(StoredActiveAlert {
-            rule: r.get(0)?,
-            severity: r.get(1)?,
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, f64>(5)?,
+            r.get::<_, Option<f64>>(6)?,
+            r.get::<_, String>(7)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (rule, severity, machine, subject, state, since, value, message) = row?;
+        out.push(ActiveAlert {
+            severity: parse_name(&severity).map_err(|e| corrupt_alert(&rule, "severity", e))?,
+            state: parse_name(&state).map_err(|e| corrupt_alert(&rule, "state", e))?,
+            rule,
             machine_id: (!machine.is_empty()).then_some(machine),
             subject: (!subject.is_empty()).then_some(subject),
-            state: r.get(4)?,
-            since: r.get(5)?,
-            value: r.get(6)?,
-            message: r.get(7)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+            since,
+            value: value.unwrap_or(f64::NAN),
+            message,
+        });
+    }
+    Ok(out)
+}
+
+/// A severity or state from its stored name.
+fn parse_name<T: serde::de::DeserializeOwned>(name: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|e| format!("{name:?}: {e}"))
+}
+
+fn corrupt_alert(rule: &str, what: &str, e: String) -> SinksError {
+    SinksError::Corrupt(format!("active alert {rule:?}: {what} {e}"))
 }
 
 impl SqliteSink {
@@ -364,7 +319,7 @@ impl SqliteSink {
         machine_id: Option<&str>,
         since: f64,
         limit: usize,
-    ) -> Result<Vec<StoredAnomaly>, SinksError> {
+    ) -> Result<Vec<Anomaly>, SinksError> {
         let machine_id = machine_id.map(str::to_string);
         self.blocking(move |inner| {
             inner.with_reader(|c| anomalies(c, machine_id.as_deref(), since, limit))
@@ -395,7 +350,7 @@ impl SqliteSink {
     }
 
     /// The pending and firing alerts as last stored.
-    pub async fn active_alerts(&self) -> Result<Vec<StoredActiveAlert>, SinksError> {
+    pub async fn active_alerts(&self) -> Result<Vec<ActiveAlert>, SinksError> {
         self.blocking(move |inner| inner.with_reader(active_alerts))
             .await
     }

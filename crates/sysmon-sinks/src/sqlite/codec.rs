@@ -14,8 +14,9 @@
 //!   fs type, total, used, available bytes.
 //! * processes: version byte `1`, then the distinct processes of both lists
 //!   (count; per process: pid, name, `cpu_percent` as `f64` LE, a flags byte
-//!   with bit 0 = `memory_percent` present and bit 1 = `memory_bytes` present,
-//!   then those values: `f64` LE and varint), then the top-CPU list and the
+//!   with bit 0 = `memory_percent` present, bit 1 = `memory_bytes`, bit 2 =
+//!   `threads`, bit 3 = `state`, bit 4 = `open_fds`, bit 5 = `user`, then
+//!   those values in that order: `f64` LE, varints and strings), then the top-CPU list and the
 //!   top-memory list as indices into the distinct processes (count, indices).
 //!   A process that appears in both lists (the usual case) is stored once.
 //!
@@ -198,10 +199,20 @@ fn same_process(a: &ProcessInfo, b: &ProcessInfo) -> bool {
         && a.memory_percent.map(f64::to_bits) == b.memory_percent.map(f64::to_bits)
         && a.memory_bytes == b.memory_bytes
         && a.name == b.name
+        && a.threads == b.threads
+        && a.state == b.state
+        && a.open_fds == b.open_fds
+        && a.user == b.user
 }
 
 const HAS_MEM_PERCENT: u8 = 1;
 const HAS_MEM_BYTES: u8 = 2;
+const HAS_THREADS: u8 = 4;
+const HAS_STATE: u8 = 8;
+const HAS_OPEN_FDS: u8 = 16;
+const HAS_USER: u8 = 32;
+const ALL_FLAGS: u8 =
+    HAS_MEM_PERCENT | HAS_MEM_BYTES | HAS_THREADS | HAS_STATE | HAS_OPEN_FDS | HAS_USER;
 
 /// Appends both top-process lists to `out`, storing a process present in both once.
 ///
@@ -235,21 +246,32 @@ pub fn encode_processes(
         put_varint(out, u64::from(p.pid));
         put_str(out, &p.name);
         put_f64(out, p.cpu_percent);
-        let flags = if p.memory_percent.is_some() {
-            HAS_MEM_PERCENT
-        } else {
-            0
-        } | if p.memory_bytes.is_some() {
-            HAS_MEM_BYTES
-        } else {
-            0
-        };
-        out.push(flags);
+        let flag = |present: bool, bit: u8| if present { bit } else { 0 };
+        out.push(
+            flag(p.memory_percent.is_some(), HAS_MEM_PERCENT)
+                | flag(p.memory_bytes.is_some(), HAS_MEM_BYTES)
+                | flag(p.threads.is_some(), HAS_THREADS)
+                | flag(p.state.is_some(), HAS_STATE)
+                | flag(p.open_fds.is_some(), HAS_OPEN_FDS)
+                | flag(p.user.is_some(), HAS_USER),
+        );
         if let Some(m) = p.memory_percent {
             put_f64(out, m);
         }
         if let Some(b) = p.memory_bytes {
             put_varint(out, b);
+        }
+        if let Some(t) = p.threads {
+            put_varint(out, u64::from(t));
+        }
+        if let Some(st) = &p.state {
+            put_str(out, st);
+        }
+        if let Some(n) = p.open_fds {
+            put_varint(out, u64::from(n));
+        }
+        if let Some(u) = &p.user {
+            put_str(out, u);
         }
     }
     put_varint(out, top_cpu.len() as u64);
@@ -274,7 +296,7 @@ pub fn decode_processes(buf: &[u8]) -> Result<(Vec<ProcessInfo>, Vec<ProcessInfo
         let name = r.str()?;
         let cpu_percent = r.f64()?;
         let flags = r.byte()?;
-        if flags & !(HAS_MEM_PERCENT | HAS_MEM_BYTES) != 0 {
+        if flags & !ALL_FLAGS != 0 {
             return Err(r.err(format!("unknown flags {flags:#x}")));
         }
         let memory_percent = if flags & HAS_MEM_PERCENT != 0 {
@@ -287,12 +309,28 @@ pub fn decode_processes(buf: &[u8]) -> Result<(Vec<ProcessInfo>, Vec<ProcessInfo
         } else {
             None
         };
+        let u32_of = |r: &mut Reader<'_>| -> Result<u32> {
+            let v = r.varint()?;
+            u32::try_from(v).map_err(|_| r.err(format!("{v} exceeds u32")))
+        };
+        let threads = (flags & HAS_THREADS != 0)
+            .then(|| u32_of(&mut r))
+            .transpose()?;
+        let state = (flags & HAS_STATE != 0).then(|| r.str()).transpose()?;
+        let open_fds = (flags & HAS_OPEN_FDS != 0)
+            .then(|| u32_of(&mut r))
+            .transpose()?;
+        let user = (flags & HAS_USER != 0).then(|| r.str()).transpose()?;
         distinct.push(ProcessInfo {
             pid,
             name,
             cpu_percent,
             memory_percent,
             memory_bytes,
+            threads,
+            state,
+            open_fds,
+            user,
         });
     }
     let mut lists = [Vec::new(), Vec::new()];
@@ -324,6 +362,7 @@ mod tests {
             cpu_percent: cpu,
             memory_percent: mem,
             memory_bytes: bytes,
+            ..ProcessInfo::default()
         }
     }
 

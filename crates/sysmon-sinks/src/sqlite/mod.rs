@@ -53,7 +53,7 @@ use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStor
 
 use crate::error::SinksError;
 
-pub use analytics::{ScorePoint, StoredActiveAlert, StoredAnomaly};
+pub use analytics::ScorePoint;
 pub use export::{RollupCursor, RollupRow, ROLLUP_COLUMNS};
 pub use maintain::MaintenanceReport;
 pub use series::{

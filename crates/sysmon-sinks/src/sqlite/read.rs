@@ -16,7 +16,7 @@ const SNAPSHOT_COLUMNS: &str = "m.machine_id, s.key, s.ts, s.schema_version, s.h
     s.net_recv_total, s.load1, s.load5, s.load15, s.mem_total, s.mem_used, s.mem_available, \
     s.swap_total, s.swap_used, s.disk_read_rate, s.disk_write_rate, s.net_sent_rate, \
     s.net_recv_rate, s.uptime_secs, s.cpu_per_core, s.filesystems, s.labels, \
-    s.collector_errors, s.custom_metrics, p.top";
+    s.collector_errors, s.custom_metrics, p.top, s.host_details";
 
 /// `JOIN machines m ... LEFT JOIN processes p ...` for a row of `samples s`.
 fn joins() -> String {
@@ -106,7 +106,8 @@ fn snapshot_from_row(row: &Row<'_>) -> Result<Snapshot, SinksError> {
         None => (Vec::new(), Vec::new()),
     };
     let uptime: Option<i64> = row.get(24)?;
-    Ok(Snapshot {
+    let details: Option<Vec<u8>> = row.get(31)?;
+    let mut s = Snapshot {
         timestamp: row.get(2)?,
         cpu_usage: row.get(6)?,
         memory_usage: row.get(7)?,
@@ -145,8 +146,14 @@ fn snapshot_from_row(row: &Row<'_>) -> Result<Snapshot, SinksError> {
         labels: json(row.get(27)?, "labels", m, ts_ms)?,
         collector_errors: json(row.get(28)?, "collector_errors", m, ts_ms)?,
         custom_metrics: json(row.get(29)?, "custom_metrics", m, ts_ms)?,
-        machine_id,
-    })
+        ..Snapshot::default()
+    };
+    if let Some(b) = details {
+        sysmon_core::codec::binary::decode_host_details(&b, &mut s)
+            .map_err(|e| corrupt(m, ts_ms, format!("host_details: {e}")))?;
+    }
+    s.machine_id = machine_id;
+    Ok(s)
 }
 
 fn collect(

@@ -202,8 +202,15 @@ CREATE TABLE active_alerts (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 5: the host details (pressure, disks, TCP, cgroups, temperatures,
+/// open files, network errors) in sysmon's binary encoding
+/// (`sysmon_core::codec::binary::encode_host_details`); NULL when none.
+const V5: &str = r#"
+ALTER TABLE samples ADD COLUMN host_details BLOB;
+"#;
+
 /// The migration steps, oldest first: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sysmon_core::Snapshot;
 
 use super::{codec, keys};
@@ -40,9 +40,9 @@ INSERT OR REPLACE INTO samples (
     disk_read_total, disk_write_total, net_sent_total, net_recv_total,
     load1, load5, load15, mem_total, mem_used, mem_available, swap_total, swap_used,
     disk_read_rate, disk_write_rate, net_sent_rate, net_recv_rate, uptime_secs,
-    cpu_per_core, filesystems, labels, collector_errors, custom_metrics
+    cpu_per_core, filesystems, labels, collector_errors, custom_metrics, host_details
 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
-          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)";
+          ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)";
 
 const INSERT_PROCESSES: &str = "INSERT OR REPLACE INTO processes (key, top) VALUES (?1, ?2)";
 
@@ -108,6 +108,40 @@ pub(crate) fn validate_batch(batch: &[Snapshot]) -> Result<(), SinksError> {
     Ok(())
 }
 
+/// Renumbers the machine just inserted as `id` (past [`keys::MAX_MACHINE`])
+/// with the lowest number no machine uses (one forgotten by retention), and
+/// clears anything still keyed by that number. Fails when every number is in
+/// use: that many machines alive at once do not fit one database.
+fn reuse_machine_number(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<i64, SinksError> {
+    let free: Option<i64> = tx
+        .prepare_cached(
+            "SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM machines WHERE id = 1)
+             UNION ALL
+             SELECT * FROM (SELECT m.id + 1 FROM machines m
+                 WHERE m.id < ?1
+                   AND NOT EXISTS (SELECT 1 FROM machines n WHERE n.id = m.id + 1)
+                 ORDER BY m.id LIMIT 1)
+             LIMIT 1",
+        )?
+        .query_row(params![keys::MAX_MACHINE], |r| r.get(0))
+        .optional()?;
+    let Some(free) = free else {
+        // (The transaction, with the row just inserted, is rolled back.)
+        return Err(SinksError::InvalidInput(format!(
+            "all {} machine numbers of this database are in use by machines with stored data",
+            keys::MAX_MACHINE
+        )));
+    };
+    tx.prepare_cached("UPDATE machines SET id = ?1 WHERE id = ?2")?
+        .execute(params![free, id])?;
+    // Retention removed the old machine's samples with their scores; a score
+    // written after that must not be shown as the new machine's.
+    let (lo, hi) = keys::sample_range(free, 0, i64::MAX);
+    tx.prepare_cached("DELETE FROM anomaly_scores WHERE key >= ?1 AND key < ?2")?
+        .execute(params![lo, hi])?;
+    Ok(free)
+}
+
 /// Writes `batch` in one transaction. Replaying a batch replaces the rows it
 /// wrote before (same key), so it never duplicates.
 pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(), SinksError> {
@@ -134,8 +168,14 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
     {
         let mut upsert = tx.prepare_cached(UPSERT_MACHINE)?;
         for (machine_id, (last_seen, hostname)) in &newest {
-            let id: i64 =
+            let mut id: i64 =
                 upsert.query_row(params![machine_id, hostname, last_seen], |r| r.get(0))?;
+            if id > keys::MAX_MACHINE {
+                // SQLite numbers a new row max(id) + 1: churn reaches the
+                // ceiling while the numbers of forgotten machines lie unused
+                // below it. Give the new machine the lowest free one.
+                id = reuse_machine_number(&tx, id)?;
+            }
             keys::check_machine(id)?;
             ids.insert(machine_id, id);
         }
@@ -179,6 +219,8 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
             } else {
                 Some(json(&s.custom_metrics, "custom_metrics")?)
             };
+            let details = sysmon_core::codec::binary::has_host_details(s)
+                .then(|| sysmon_core::codec::binary::encode_host_details(s));
             let load = s.load_avg.as_ref();
             let mem = s.memory.as_ref();
             let disk = s.disk_rate.as_ref();
@@ -213,6 +255,7 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
                 labels,
                 errors,
                 custom,
+                details,
             ])?;
 
             if s.top_cpu_processes.is_empty() && s.top_mem_processes.is_empty() {
@@ -236,4 +279,102 @@ pub(crate) fn write_batch(conn: &mut Connection, batch: &[Snapshot]) -> Result<(
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut c, ":memory:").unwrap();
+        c
+    }
+
+    fn sample(machine: &str, ts: f64) -> Snapshot {
+        Snapshot::new(machine, ts)
+    }
+
+    fn number_of(c: &Connection, machine: &str) -> i64 {
+        c.query_row(
+            "SELECT id FROM machines WHERE machine_id = ?1",
+            [machine],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn new_machines_past_the_ceiling_reuse_forgotten_numbers() {
+        let mut c = db();
+        let t = 1_764_086_400.0;
+        write_batch(&mut c, &[sample("a", t)]).unwrap();
+        write_batch(&mut c, &[sample("b", t)]).unwrap();
+        assert_eq!((number_of(&c, "a"), number_of(&c, "b")), (1, 2));
+        // Churn has reached the ceiling: the newest machine holds the last
+        // number, and `a`'s number was freed when retention forgot it.
+        c.execute(
+            "UPDATE machines SET id = ?1 WHERE machine_id = 'b'",
+            [keys::MAX_MACHINE],
+        )
+        .unwrap();
+        c.execute("DELETE FROM samples WHERE key >> 42 = 1", [])
+            .unwrap();
+        c.execute("DELETE FROM dirty_minutes", []).unwrap();
+        c.execute("DELETE FROM machines WHERE machine_id = 'a'", [])
+            .unwrap();
+        // A stale score under the freed number must not become the new machine's.
+        c.execute(
+            "INSERT INTO anomaly_scores (key, ts, score, anomaly) VALUES (?1, ?2, 9, 1)",
+            params![keys::sample_key(1, 1_764_086_400_000), t],
+        )
+        .unwrap();
+
+        write_batch(&mut c, &[sample("b", t + 1.0)]).unwrap();
+        write_batch(&mut c, &[sample("c", t + 1.0), sample("b", t + 2.0)]).unwrap();
+        assert_eq!(number_of(&c, "c"), 1, "the lowest free number is reused");
+        assert_eq!(number_of(&c, "b"), keys::MAX_MACHINE);
+        let scores: i64 = c
+            .query_row("SELECT count(*) FROM anomaly_scores", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(scores, 0);
+        // The next one takes the next gap, and the samples are where they belong.
+        write_batch(&mut c, &[sample("d", t + 2.0)]).unwrap();
+        assert_eq!(number_of(&c, "d"), 2);
+        let c_rows: i64 = c
+            .query_row(
+                "SELECT count(*) FROM samples_by_machine WHERE machine_id = 'c'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(c_rows, 1);
+    }
+
+    #[test]
+    fn a_full_database_refuses_new_machines_only() {
+        let mut c = db();
+        let t = 1_764_086_400.0;
+        write_batch(&mut c, &[sample("old", t)]).unwrap();
+        // Every number below the ceiling in use (simulated by a run of rows).
+        c.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO machines (id, machine_id, last_seen) SELECT i, 'm' || i, 0 FROM n",
+            [keys::MAX_MACHINE],
+        )
+        .unwrap();
+        let e = write_batch(&mut c, &[sample("new", t)]).unwrap_err();
+        assert!(matches!(e, SinksError::InvalidInput(_)), "{e}");
+        assert!(e.to_string().contains("in use"), "{e}");
+        // Known machines still write.
+        write_batch(&mut c, &[sample("old", t + 1.0)]).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM machines WHERE machine_id = 'new'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0);
+    }
 }

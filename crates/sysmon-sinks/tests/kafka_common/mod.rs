@@ -11,7 +11,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
-use sysmon_core::config::KafkaConfig;
+use sysmon_core::config::{Compression, KafkaConfig};
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Batch, Collector, CollectorError, Format, Sink, SinkError, Snapshot};
 
@@ -30,10 +30,12 @@ pub fn kafka_config(bootstrap: &str, topic: &str, group: &str, partitions: i32) 
         topic: topic.to_string(),
         dlq_topic: None,
         group: group.to_string(),
+        instance_id: None,
         format: Format::Json,
         partitions,
         replication_factor: 1,
         options: BTreeMap::new(),
+        compression: Compression::Gzip,
     }
 }
 

@@ -1,0 +1,314 @@
+use super::*;
+use crate::alerts::rule::{Comparison, Metric, Severity};
+use sysmon_core::snapshot::Filesystem;
+
+const T0: f64 = 1_764_086_400.0;
+
+fn snap(id: &str, t: f64, cpu: f64, mem: f64) -> Snapshot {
+    let mut s = Snapshot::new(id, T0 + t);
+    s.cpu_usage = cpu;
+    s.memory_usage = mem;
+    s
+}
+
+fn states(events: &[AlertEvent]) -> Vec<(String, AlertState)> {
+    events.iter().map(|e| (e.rule.clone(), e.state)).collect()
+}
+
+#[test]
+fn one_spike_pages_nobody_and_a_sustained_breach_fires_once_then_resolves_with_hysteresis() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    let mut all = Vec::new();
+    // A 20 s spike: pending, never firing.
+    for t in 0..20 {
+        all.extend(e.observe(&snap("web-01", t as f64, 95.0, 40.0)));
+    }
+    assert_eq!(e.active()[0].state, AlertState::Pending);
+    for t in 20..30 {
+        all.extend(e.observe(&snap("web-01", t as f64, 20.0, 40.0)));
+    }
+    assert!(all.is_empty(), "{all:?}");
+    assert!(e.active().is_empty());
+    // 90 % from t=100: fires at t=130 (30 s after the first sample above).
+    for t in 100..131 {
+        let ev = e.observe(&snap("web-01", t as f64, 90.0, 40.0));
+        if t < 130 {
+            assert!(ev.is_empty(), "t={t} {ev:?}");
+        } else {
+            assert_eq!(
+                states(&ev),
+                vec![("cpu_high".to_string(), AlertState::Firing)]
+            );
+            assert_eq!(ev[0].machine_id.as_deref(), Some("web-01"));
+            assert_eq!(ev[0].value, 90.0);
+            assert_eq!(ev[0].at, T0 + 130.0);
+            assert!(
+                ev[0].message.contains("cpu_usage 90.0 % > 80.0 %"),
+                "{}",
+                ev[0].message
+            );
+        }
+    }
+    // Hovering between the clear threshold and the threshold: still firing,
+    // no events.
+    for t in 131..400 {
+        let cpu = if t % 2 == 0 { 79.0 } else { 81.0 };
+        assert!(e.observe(&snap("web-01", t as f64, cpu, 40.0)).is_empty());
+    }
+    assert_eq!(e.active()[0].state, AlertState::Firing);
+    let ev = e.observe(&snap("web-01", 400.0, 74.0, 40.0));
+    assert_eq!(
+        states(&ev),
+        vec![("cpu_high".to_string(), AlertState::Resolved)]
+    );
+    assert!(
+        ev[0].message.contains("back to 74.0 %"),
+        "{}",
+        ev[0].message
+    );
+    assert!(e.active().is_empty());
+}
+
+#[test]
+fn flapping_around_the_threshold_cannot_storm() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    let mut n = 0;
+    // 74 % / 81 % alternating for an hour: never 30 s in a row above 80.
+    for t in 0..3600 {
+        let mem = if t % 2 == 0 { 74.0 } else { 81.0 };
+        n += e.observe(&snap("db", t as f64, 10.0, mem)).len();
+    }
+    assert_eq!(n, 0);
+    // Above for 40 s, then flapping 74/81 every 10 s for an hour: one firing,
+    // one resolved, then at most one pair per 30 s-plus episode.
+    let mut events = Vec::new();
+    for t in 3600..3640 {
+        events.extend(e.observe(&snap("db", t as f64, 10.0, 85.0)));
+    }
+    for t in 3640..7240 {
+        let mem = if (t / 10) % 2 == 0 { 74.0 } else { 81.0 };
+        events.extend(e.observe(&snap("db", t as f64, 10.0, mem)));
+    }
+    assert_eq!(
+        states(&events),
+        vec![
+            ("memory_high".to_string(), AlertState::Firing),
+            ("memory_high".to_string(), AlertState::Resolved)
+        ]
+    );
+}
+
+#[test]
+fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    e.observe(&snap("a", 0.0, 10.0, 10.0));
+    e.observe(&snap("b", 0.0, 10.0, 10.0));
+    e.observe(&snap("b", 50.0, 10.0, 10.0));
+    assert!(e.tick(T0 + 59.0).is_empty());
+    let ev = e.tick(T0 + 61.0);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].rule, "machine_offline");
+    assert_eq!(ev[0].machine_id.as_deref(), Some("a"));
+    assert_eq!(ev[0].state, AlertState::Firing);
+    assert_eq!(ev[0].severity, Severity::Critical);
+    assert!(
+        ev[0].message.contains("silent for 61s"),
+        "{}",
+        ev[0].message
+    );
+    assert!(
+        e.tick(T0 + 70.0).is_empty(),
+        "no repeat while still offline"
+    );
+    let back = e.observe(&snap("a", 80.0, 10.0, 10.0));
+    assert_eq!(
+        states(&back),
+        vec![("machine_offline".to_string(), AlertState::Resolved)]
+    );
+    // b went silent at 50: offline at 111.
+    let ev = e.tick(T0 + 111.0);
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].machine_id.as_deref(), Some("b"));
+    // Retiring b resolves its alert; retiring it again does nothing.
+    let gone = e.forget("b", T0 + 120.0);
+    assert_eq!(gone.len(), 1);
+    assert_eq!(gone[0].state, AlertState::Resolved);
+    assert!(e.forget("b", T0 + 121.0).is_empty());
+    assert!(e
+        .tick(T0 + 1000.0)
+        .iter()
+        .all(|x| x.machine_id.as_deref() == Some("a")));
+}
+
+#[test]
+fn offline_detection_uses_the_receive_time() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    // The sender's clock is 10 minutes behind; it reports every second.
+    for i in 0..100 {
+        let s = snap("skewed", i as f64 - 600.0, 10.0, 10.0);
+        e.observe_at(&s, T0 + i as f64);
+    }
+    assert!(e.tick(T0 + 100.0).is_empty());
+}
+
+#[test]
+fn fleet_rules_aggregate_recent_machines_on_tick() {
+    let toml = r#"
+        [[rules]]
+        name = "fleet_cpu"
+        metric = "cpu_usage"
+        op = ">"
+        threshold = 70
+        scope = "fleet_avg"
+        clear_threshold = 60
+        severity = "critical"
+
+        [[rules]]
+        name = "hottest"
+        metric = "cpu_usage"
+        op = "gt"
+        threshold = 95
+        scope = "fleet_max"
+    "#;
+    let cfg: AlertsConfig = toml::from_str(toml).unwrap();
+    let mut e = AlertEngine::from_config(&cfg).unwrap();
+    e.observe(&snap("a", 0.0, 90.0, 10.0));
+    e.observe(&snap("b", 0.0, 90.0, 10.0));
+    e.observe(&snap("c", 0.0, 20.0, 10.0));
+    assert!(e.tick(T0 + 1.0).is_empty(), "avg 66.7");
+    e.observe(&snap("c", 2.0, 50.0, 10.0));
+    let ev = e.tick(T0 + 3.0);
+    assert_eq!(
+        states(&ev),
+        vec![("fleet_cpu".to_string(), AlertState::Firing)]
+    );
+    assert_eq!(ev[0].machine_id, None);
+    assert!((ev[0].value - 230.0 / 3.0).abs() < 1e-9);
+    assert!(ev[0].message.contains("the fleet (average)"));
+    // a and b fall silent for over a minute: only c (50 %) counts now.
+    e.observe(&snap("c", 100.0, 50.0, 10.0));
+    let ev = e.tick(T0 + 100.0);
+    assert_eq!(
+        states(&ev),
+        vec![("fleet_cpu".to_string(), AlertState::Resolved)]
+    );
+    e.observe(&snap("c", 101.0, 99.0, 10.0));
+    let ev = e.tick(T0 + 101.0);
+    assert_eq!(
+        states(&ev),
+        vec![
+            ("fleet_cpu".to_string(), AlertState::Firing),
+            ("hottest".to_string(), AlertState::Firing)
+        ]
+    );
+    assert!(ev[1].message.contains("the fleet (maximum)"));
+    assert_eq!(e.active().len(), 2);
+}
+
+#[test]
+fn below_threshold_rules_and_rates_from_counters() {
+    let rule = AlertRule::threshold(
+        "writes_stalled",
+        Metric::DiskWriteRate,
+        Comparison::Lt,
+        1000.0,
+        Duration::ZERO,
+        5000.0,
+        Severity::Info,
+    );
+    let mut e = AlertEngine::new(vec![rule]);
+    let mut written = 0u64;
+    let mut evs = Vec::new();
+    for t in 0..30u64 {
+        // 10 kB/s, stalled from 10 to 19 s, then 3 kB/s, then 10 kB/s.
+        written += match t {
+            10..=19 => 0,
+            20..=24 => 3000,
+            _ => 10_000,
+        };
+        let mut s = snap("db", t as f64, 10.0, 10.0);
+        s.disk_io.write = written;
+        evs.extend(e.observe(&s).into_iter().map(|x| (t, x.state)));
+    }
+    assert_eq!(
+        evs,
+        vec![(10, AlertState::Firing), (25, AlertState::Resolved)]
+    );
+}
+
+fn fs_snap(t: f64, used: u64) -> Snapshot {
+    let mut s = snap("files", t, 10.0, 10.0);
+    let total = 10_000_000_000u64;
+    s.filesystems = vec![Filesystem {
+        mount_point: "/var".into(),
+        fs_type: "xfs".into(),
+        total_bytes: total,
+        used_bytes: used,
+        available_bytes: total - used,
+    }];
+    s
+}
+
+#[test]
+fn a_filling_filesystem_fires_and_a_flat_one_does_not() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    let mut fired = None;
+    // 9.9 GB used of 10 GB, growing 50 kB/s: full in ~2000 s < 1 h.
+    for t in 0..200 {
+        let ev = e.observe(&fs_snap(t as f64, 9_900_000_000 + 50_000 * t));
+        if let Some(x) = ev.into_iter().find(|x| x.rule == "filesystem_full_soon") {
+            fired.get_or_insert((t, x));
+        }
+    }
+    let (t, ev) = fired.expect("fires");
+    // 10 samples to judge growth, then `for = 1m`.
+    assert!((69..=72).contains(&t), "{t}");
+    assert_eq!(ev.subject.as_deref(), Some("/var"));
+    assert!(ev.value > 1500.0 && ev.value < 2100.0, "{}", ev.value);
+    assert!(
+        ev.message.contains("/var on files projected full in"),
+        "{}",
+        ev.message
+    );
+    let active = e.active();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].subject.as_deref(), Some("/var"));
+    // Someone cleans up: usage drops and stays flat, the alert resolves.
+    let mut resolved = false;
+    for t in 200..600 {
+        for x in e.observe(&fs_snap(t as f64, 5_000_000_000)) {
+            resolved |= x.state == AlertState::Resolved;
+        }
+    }
+    assert!(resolved);
+    // A flat filesystem with noise never fires.
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    for t in 0..600u64 {
+        let used = 9_990_000_000 + (t * 7919 % 1000) * 1000;
+        assert!(e.observe(&fs_snap(t as f64, used)).is_empty());
+    }
+}
+#[test]
+fn out_of_order_and_non_finite_samples_are_ignored() {
+    let mut e = AlertEngine::new(vec![AlertRule::threshold(
+        "cpu",
+        Metric::CpuUsage,
+        Comparison::Gt,
+        50.0,
+        Duration::ZERO,
+        50.0,
+        Severity::Warning,
+    )]);
+    assert_eq!(e.observe(&snap("m", 10.0, 90.0, 0.0)).len(), 1);
+    assert!(
+        e.observe(&snap("m", 5.0, 10.0, 0.0)).is_empty(),
+        "older sample"
+    );
+    let mut nan = snap("m", 11.0, 10.0, 0.0);
+    nan.timestamp = f64::NAN;
+    assert!(e.observe(&nan).is_empty());
+    assert!(e.tick(f64::NAN).is_empty());
+    // A CPU value out of range is unknown, not a breach or a clearance.
+    assert!(e.observe(&snap("m", 12.0, f64::INFINITY, 0.0)).is_empty());
+    assert_eq!(e.observe(&snap("m", 13.0, 10.0, 0.0)).len(), 1);
+}

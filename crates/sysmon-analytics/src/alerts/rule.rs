@@ -1,0 +1,494 @@
+//! What an alert rule is: a [`Condition`] with a name and a [`Severity`], and
+//! its flat TOML form (`[[alerts.rules]]`, with errors that name the rule).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::streaming::human_rate;
+use sysmon_core::duration::serde_duration;
+
+pub use sysmon_core::alert::Severity;
+
+/// A metric a threshold rule watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Whole-host CPU %.
+    CpuUsage,
+    /// Memory used %.
+    MemoryUsage,
+    /// Swap used % (machines without swap never match).
+    SwapUsage,
+    /// Disk reads, bytes/s (from the cumulative counters).
+    DiskReadRate,
+    /// Disk writes, bytes/s.
+    DiskWriteRate,
+    /// Network sent, bytes/s.
+    NetSentRate,
+    /// Network received, bytes/s.
+    NetRecvRate,
+    /// 1-minute load average.
+    #[serde(rename = "load_1m")]
+    Load1m,
+    /// Used % of the machine's fullest filesystem.
+    FilesystemUsage,
+}
+
+impl Metric {
+    /// The configuration name, e.g. `cpu_usage`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::CpuUsage => "cpu_usage",
+            Metric::MemoryUsage => "memory_usage",
+            Metric::SwapUsage => "swap_usage",
+            Metric::DiskReadRate => "disk_read_rate",
+            Metric::DiskWriteRate => "disk_write_rate",
+            Metric::NetSentRate => "net_sent_rate",
+            Metric::NetRecvRate => "net_recv_rate",
+            Metric::Load1m => "load_1m",
+            Metric::FilesystemUsage => "filesystem_usage",
+        }
+    }
+
+    pub(super) fn format_value(self, v: f64) -> String {
+        match self {
+            Metric::CpuUsage
+            | Metric::MemoryUsage
+            | Metric::SwapUsage
+            | Metric::FilesystemUsage => {
+                format!("{v:.1} %")
+            }
+            Metric::Load1m => format!("{v:.2}"),
+            _ => human_rate(v),
+        }
+    }
+
+    pub(super) const ALL: [Metric; 9] = [
+        Metric::CpuUsage,
+        Metric::MemoryUsage,
+        Metric::SwapUsage,
+        Metric::DiskReadRate,
+        Metric::DiskWriteRate,
+        Metric::NetSentRate,
+        Metric::NetRecvRate,
+        Metric::Load1m,
+        Metric::FilesystemUsage,
+    ];
+
+    pub(super) fn index(self) -> usize {
+        Metric::ALL.iter().position(|m| *m == self).unwrap_or(0)
+    }
+}
+
+/// The comparison of a threshold rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Comparison {
+    /// Fires when the value is above the threshold.
+    Gt,
+    /// Fires when the value is below the threshold.
+    Lt,
+}
+
+impl Comparison {
+    pub(super) fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Gt => ">",
+            Comparison::Lt => "<",
+        }
+    }
+    pub(super) fn breached(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => value > threshold,
+            Comparison::Lt => value < threshold,
+        }
+    }
+    /// Past the clear threshold, on the good side.
+    pub(super) fn cleared(self, value: f64, clear: f64) -> bool {
+        match self {
+            Comparison::Gt => value < clear,
+            Comparison::Lt => value > clear,
+        }
+    }
+}
+
+impl Serialize for Comparison {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.symbol())
+    }
+}
+
+impl<'de> Deserialize<'de> for Comparison {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            ">" | "gt" => Ok(Comparison::Gt),
+            "<" | "lt" => Ok(Comparison::Lt),
+            other => Err(serde::de::Error::custom(format!(
+                "op `{other}` is not one of \">\", \"<\", \"gt\", \"lt\""
+            ))),
+        }
+    }
+}
+
+/// How a fleet-scoped rule aggregates the machines' latest values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    /// The mean over the machines.
+    Avg,
+    /// The highest value.
+    Max,
+}
+
+/// Where a threshold rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Each machine on its own.
+    #[default]
+    EachMachine,
+    /// The aggregate over the machines seen in the last minute (evaluated by
+    /// [`AlertEngine::tick`]).
+    Fleet(Aggregate),
+}
+
+impl Scope {
+    fn name(self) -> &'static str {
+        match self {
+            Scope::EachMachine => "each_machine",
+            Scope::Fleet(Aggregate::Avg) => "fleet_avg",
+            Scope::Fleet(Aggregate::Max) => "fleet_max",
+        }
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            "each_machine" => Ok(Scope::EachMachine),
+            "fleet_avg" => Ok(Scope::Fleet(Aggregate::Avg)),
+            "fleet_max" => Ok(Scope::Fleet(Aggregate::Max)),
+            other => Err(serde::de::Error::custom(format!(
+                "scope `{other}` is not one of \"each_machine\", \"fleet_avg\", \"fleet_max\""
+            ))),
+        }
+    }
+}
+
+/// A threshold condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdRule {
+    /// The metric.
+    pub metric: Metric,
+    /// The comparison.
+    pub op: Comparison,
+    /// The value that makes the condition true.
+    pub threshold: f64,
+    /// How long the condition must hold before the alert fires.
+    pub for_: Duration,
+    /// Each machine, or the fleet aggregate.
+    pub scope: Scope,
+    /// Once firing, the alert resolves only past this value (hysteresis).
+    pub clear_threshold: f64,
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// A metric against a threshold.
+    Threshold(ThresholdRule),
+    /// No snapshot from a machine for longer than `after`.
+    MachineOffline {
+        /// Silence that makes a machine offline.
+        after: Duration,
+    },
+    /// A filesystem's projected time until full is within `horizon`.
+    FilesystemFullWithin {
+        /// How far ahead to look.
+        horizon: Duration,
+        /// How long the projection must stay within the horizon before firing.
+        for_: Duration,
+    },
+}
+
+/// A named alert rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RuleSpec", into = "RuleSpec")]
+pub struct AlertRule {
+    /// Unique name, e.g. `cpu_high`.
+    pub name: String,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// What it watches.
+    pub condition: Condition,
+}
+
+impl AlertRule {
+    /// A threshold rule on each machine.
+    pub fn threshold(
+        name: impl Into<String>,
+        metric: Metric,
+        op: Comparison,
+        threshold: f64,
+        for_: Duration,
+        clear_threshold: f64,
+        severity: Severity,
+    ) -> Self {
+        AlertRule {
+            name: name.into(),
+            severity,
+            condition: Condition::Threshold(ThresholdRule {
+                metric,
+                op,
+                threshold,
+                for_,
+                scope: Scope::EachMachine,
+                clear_threshold,
+            }),
+        }
+    }
+
+    /// The default rules: the legacy thresholds (CPU > 80 %, memory > 80 %) held
+    /// for 30 s and cleared below 75 %; a filesystem full within 1 h (held 1 min);
+    /// a machine silent for more than 60 s.
+    pub fn defaults() -> Vec<AlertRule> {
+        vec![
+            AlertRule::threshold(
+                "cpu_high",
+                Metric::CpuUsage,
+                Comparison::Gt,
+                80.0,
+                Duration::from_secs(30),
+                75.0,
+                Severity::Warning,
+            ),
+            AlertRule::threshold(
+                "memory_high",
+                Metric::MemoryUsage,
+                Comparison::Gt,
+                80.0,
+                Duration::from_secs(30),
+                75.0,
+                Severity::Warning,
+            ),
+            AlertRule {
+                name: "filesystem_full_soon".into(),
+                severity: Severity::Critical,
+                condition: Condition::FilesystemFullWithin {
+                    horizon: Duration::from_secs(3600),
+                    for_: Duration::from_secs(60),
+                },
+            },
+            AlertRule {
+                name: "machine_offline".into(),
+                severity: Severity::Critical,
+                condition: Condition::MachineOffline {
+                    after: Duration::from_secs(60),
+                },
+            },
+        ]
+    }
+}
+
+/// The flat TOML form of a rule (`[[alerts.rules]]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<RuleKind>,
+    #[serde(default)]
+    severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    metric: Option<Metric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    op: Option<Comparison>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threshold: Option<f64>,
+    #[serde(
+        default,
+        rename = "for",
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    for_: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Scope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clear_threshold: Option<f64>,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    after: Option<Duration>,
+    #[serde(
+        default,
+        with = "opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    horizon: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RuleKind {
+    Threshold,
+    MachineOffline,
+    FilesystemFullWithin,
+}
+
+mod opt_duration {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => serde_duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        serde_duration::deserialize(d).map(Some)
+    }
+}
+
+impl TryFrom<RuleSpec> for AlertRule {
+    type Error = String;
+
+    fn try_from(s: RuleSpec) -> Result<Self, String> {
+        let name = s.name.trim().to_string();
+        if name.is_empty() {
+            return Err("an alert rule needs a non-empty `name`".into());
+        }
+        let kind = s.kind.unwrap_or(RuleKind::Threshold);
+        let only = |field: &str, present: bool, kinds: &str| {
+            if present {
+                Err(format!(
+                    "alert rule `{name}`: `{field}` only applies to kind = {kinds}"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let threshold_fields = [
+            ("metric", s.metric.is_some()),
+            ("op", s.op.is_some()),
+            ("threshold", s.threshold.is_some()),
+            ("scope", s.scope.is_some()),
+            ("clear_threshold", s.clear_threshold.is_some()),
+        ];
+        let condition = match kind {
+            RuleKind::Threshold => {
+                only("after", s.after.is_some(), "\"machine_offline\"")?;
+                only("horizon", s.horizon.is_some(), "\"filesystem_full_within\"")?;
+                let metric = s.metric.ok_or_else(|| {
+                    format!("alert rule `{name}`: a threshold rule needs `metric`")
+                })?;
+                let threshold = s.threshold.ok_or_else(|| {
+                    format!("alert rule `{name}`: a threshold rule needs `threshold`")
+                })?;
+                if !threshold.is_finite() {
+                    return Err(format!("alert rule `{name}`: `threshold` must be finite"));
+                }
+                let op = s.op.unwrap_or(Comparison::Gt);
+                let clear = s.clear_threshold.unwrap_or(threshold);
+                let consistent = match op {
+                    Comparison::Gt => clear <= threshold,
+                    Comparison::Lt => clear >= threshold,
+                };
+                if !clear.is_finite() || !consistent {
+                    return Err(format!(
+                        "alert rule `{name}`: clear_threshold {clear} must be on the good side of \
+                         threshold {threshold} ({} for op \"{}\")",
+                        if op == Comparison::Gt { "<=" } else { ">=" },
+                        op.symbol()
+                    ));
+                }
+                Condition::Threshold(ThresholdRule {
+                    metric,
+                    op,
+                    threshold,
+                    for_: s.for_.unwrap_or_default(),
+                    scope: s.scope.unwrap_or_default(),
+                    clear_threshold: clear,
+                })
+            }
+            RuleKind::MachineOffline => {
+                for (f, present) in threshold_fields {
+                    only(f, present, "\"threshold\"")?;
+                }
+                only(
+                    "for",
+                    s.for_.is_some(),
+                    "\"threshold\" or \"filesystem_full_within\"",
+                )?;
+                only("horizon", s.horizon.is_some(), "\"filesystem_full_within\"")?;
+                let after = s.after.ok_or_else(|| {
+                    format!("alert rule `{name}`: a machine_offline rule needs `after`")
+                })?;
+                if after.is_zero() {
+                    return Err(format!("alert rule `{name}`: `after` must be positive"));
+                }
+                Condition::MachineOffline { after }
+            }
+            RuleKind::FilesystemFullWithin => {
+                for (f, present) in threshold_fields {
+                    only(f, present, "\"threshold\"")?;
+                }
+                only("after", s.after.is_some(), "\"machine_offline\"")?;
+                let horizon = s.horizon.ok_or_else(|| {
+                    format!("alert rule `{name}`: a filesystem_full_within rule needs `horizon`")
+                })?;
+                Condition::FilesystemFullWithin {
+                    horizon,
+                    for_: s.for_.unwrap_or_default(),
+                }
+            }
+        };
+        Ok(AlertRule {
+            name,
+            severity: s.severity,
+            condition,
+        })
+    }
+}
+
+impl From<AlertRule> for RuleSpec {
+    fn from(r: AlertRule) -> Self {
+        let mut s = RuleSpec {
+            name: r.name,
+            severity: r.severity,
+            ..RuleSpec::default()
+        };
+        match r.condition {
+            Condition::Threshold(t) => {
+                s.kind = Some(RuleKind::Threshold);
+                s.metric = Some(t.metric);
+                s.op = Some(t.op);
+                s.threshold = Some(t.threshold);
+                s.for_ = Some(t.for_);
+                s.scope = Some(t.scope);
+                s.clear_threshold = Some(t.clear_threshold);
+            }
+            Condition::MachineOffline { after } => {
+                s.kind = Some(RuleKind::MachineOffline);
+                s.after = Some(after);
+            }
+            Condition::FilesystemFullWithin { horizon, for_ } => {
+                s.kind = Some(RuleKind::FilesystemFullWithin);
+                s.horizon = Some(horizon);
+                s.for_ = Some(for_);
+            }
+        }
+        s
+    }
+}

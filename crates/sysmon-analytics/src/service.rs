@@ -1,0 +1,368 @@
+//! Analytics in the ingester: every stored batch goes through the anomaly
+//! detector and the alert rules, and the results go to storage and to people.
+//!
+//! * [`AnalyticsEngine`] is the synchronous part: [`AnomalyDetector`] and
+//!   [`AlertEngine`] over batches of snapshots, plus a periodic
+//!   [`tick`](AnalyticsEngine::tick) for what depends on time passing
+//!   (machines going offline, fleet rules). It returns an [`AnalyticsRecord`].
+//! * [`AnalyticsService`] is the runtime around it: it subscribes to the
+//!   ingester's stored-batch broadcast ([`sysmon_core::Ingest::subscribe`]), runs the
+//!   engine on the blocking pool, hands each record to the [`AnalyticsSink`]s
+//!   (alert history and anomaly scores in SQLite, active alerts in Redis) and
+//!   each alert transition to the [`AlertNotifier`]s (a log line, webhooks).
+//!
+//! Analytics never holds ingestion back: it reads the broadcast after the
+//! batch is stored and committed. If it falls behind by more than the
+//! broadcast's capacity (a large backlog replayed at full speed), the batches
+//! it missed are counted and logged (`analytics_skipped_batches`), and it goes
+//! on with the newest.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::alerts::{ActiveAlert, AlertEngine, AlertEvent};
+use super::detector::{AnomalyDetector, AnomalyScore};
+use super::notify::AlertNotifier;
+use crate::config::Config;
+use sysmon_core::error::CoreError;
+use sysmon_core::sink::{Batch, SinkError};
+use sysmon_core::snapshot::Snapshot;
+
+/// What one step of the engine produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AnalyticsRecord {
+    /// The anomaly score of every snapshot that could be scored.
+    pub scores: Vec<AnomalyScore>,
+    /// Alerts that started firing or were resolved.
+    pub events: Vec<AlertEvent>,
+    /// The pending and firing alerts, when they changed since the last record or
+    /// are due to be re-sent (so that a store that lost them, such as a restarted
+    /// Redis, gets them back); `None` when unchanged.
+    pub active: Option<ActiveSet>,
+}
+
+/// The scope of fleet-wide alerts in [`ActiveSet::scopes`] (and Redis keys).
+pub const FLEET_SCOPE: &str = "fleet";
+
+/// The active alerts of the scopes one engine owns.
+///
+/// An engine owns the machines it has seen (and [`FLEET_SCOPE`] when a rule is
+/// fleet-scoped): with several ingesters in one consumer group each owns the
+/// machines of its partitions, so a store replaces the alerts of `scopes` only
+/// and leaves the others' alone.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActiveSet {
+    /// Every scope (machine id, or [`FLEET_SCOPE`]) whose alerts `alerts` lists completely.
+    pub scopes: Vec<String>,
+    /// The pending and firing alerts of those scopes.
+    pub alerts: Vec<ActiveAlert>,
+    /// A periodic re-send of an unchanged set (stores that keep a memo of
+    /// what they wrote should write everything again).
+    pub full: bool,
+}
+
+impl ActiveSet {
+    /// The scope of an alert: its machine, or [`FLEET_SCOPE`].
+    pub fn scope_of(alert: &ActiveAlert) -> &str {
+        alert.machine_id.as_deref().unwrap_or(FLEET_SCOPE)
+    }
+}
+
+impl AnalyticsRecord {
+    /// True when there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty() && self.events.is_empty() && self.active.is_none()
+    }
+}
+
+/// Anomaly detection and alert rules over the snapshot stream (no I/O).
+#[derive(Debug)]
+pub struct AnalyticsEngine {
+    detector: Option<AnomalyDetector>,
+    alerts: AlertEngine,
+    last_active: Option<(usize, Vec<ActiveAlert>)>,
+    last_full_send: f64,
+    resend_every: f64,
+}
+
+impl AnalyticsEngine {
+    /// The engine `[anomaly]` and `[alerts]` describe (a disabled part does nothing).
+    pub fn from_config(config: &Config) -> Result<AnalyticsEngine, CoreError> {
+        let detector = if config.anomaly.enabled {
+            Some(AnomalyDetector::new(config.anomaly.clone())?)
+        } else {
+            None
+        };
+        Ok(AnalyticsEngine {
+            detector,
+            alerts: AlertEngine::from_config(&config.alerts)?,
+            last_active: None,
+            last_full_send: f64::NEG_INFINITY,
+            resend_every: 30.0,
+        })
+    }
+
+    /// True when neither detection nor any alert rule is enabled.
+    pub fn is_idle(&self) -> bool {
+        self.detector.is_none() && self.alerts.rules().is_empty()
+    }
+
+    /// Every so often the active set is sent again even when unchanged (default 30 s).
+    pub fn set_resend_every(&mut self, every: Duration) {
+        self.resend_every = every.as_secs_f64();
+    }
+
+    /// Scores and evaluates the snapshots of one stored batch, received at `now`
+    /// (seconds since the epoch, this host's clock).
+    pub fn observe_batch(&mut self, batch: &[Snapshot], now: f64) -> AnalyticsRecord {
+        let mut record = AnalyticsRecord::default();
+        for s in batch {
+            if let Some(d) = self.detector.as_mut() {
+                if let Some(score) = d.observe(s) {
+                    record.scores.push(score);
+                }
+            }
+            record.events.extend(self.alerts.observe_at(s, now));
+        }
+        record.active = self.active_if_changed(now);
+        record
+    }
+
+    /// Evaluates what depends on time passing at `now`: machines gone silent,
+    /// fleet-scoped rules.
+    pub fn tick(&mut self, now: f64) -> AnalyticsRecord {
+        AnalyticsRecord {
+            scores: Vec::new(),
+            events: self.alerts.tick(now),
+            active: self.active_if_changed(now),
+        }
+    }
+
+    /// The alerts pending or firing now.
+    pub fn active_alerts(&self) -> Vec<ActiveAlert> {
+        self.alerts.active()
+    }
+
+    fn active_if_changed(&mut self, now: f64) -> Option<ActiveSet> {
+        let active = self.alerts.active();
+        let machines = self.alerts.machine_ids();
+        let due = now - self.last_full_send >= self.resend_every;
+        let changed = self
+            .last_active
+            .as_ref()
+            .is_none_or(|(n, a)| *n != machines.len() || a != &active);
+        if !due && !changed {
+            return None;
+        }
+        self.last_active = Some((machines.len(), active.clone()));
+        if due {
+            self.last_full_send = now;
+        }
+        let mut scopes = machines;
+        if self.alerts.has_fleet_rules() {
+            scopes.push(FLEET_SCOPE.to_string());
+        }
+        Some(ActiveSet {
+            scopes,
+            alerts: active,
+            full: due,
+        })
+    }
+}
+
+/// Where analytics results are kept: alert history and anomaly scores
+/// (SQLite), the active alerts (Redis).
+#[async_trait]
+pub trait AnalyticsSink: Send + Sync {
+    /// A short name for logs, e.g. `sqlite`.
+    fn name(&self) -> &str;
+
+    /// Stores one record. Must be idempotent for scores (same machine and
+    /// timestamp overwrite) and replace the active set when `active` is `Some`.
+    async fn record(&self, record: &AnalyticsRecord) -> Result<(), SinkError>;
+}
+
+/// Counters of a running [`AnalyticsService`].
+#[derive(Debug, Default)]
+pub struct AnalyticsStats {
+    /// Batches analysed.
+    pub batches: AtomicU64,
+    /// Snapshots scored.
+    pub scored: AtomicU64,
+    /// Snapshots flagged as anomalous.
+    pub anomalies: AtomicU64,
+    /// Alert transitions (firing or resolved).
+    pub alert_events: AtomicU64,
+    /// Batches missed because analytics fell behind the broadcast.
+    pub skipped_batches: AtomicU64,
+    /// Failed writes to analytics sinks.
+    pub sink_errors: AtomicU64,
+}
+
+/// Runs an [`AnalyticsEngine`] on the ingester's stored batches.
+pub struct AnalyticsService {
+    /// Shared with the blocking-pool task that runs each step.
+    engine: Arc<Mutex<AnalyticsEngine>>,
+    sinks: Vec<Arc<dyn AnalyticsSink>>,
+    notifiers: Vec<Arc<dyn AlertNotifier>>,
+    tick_every: Duration,
+    stats: Arc<AnalyticsStats>,
+}
+
+impl AnalyticsService {
+    /// A service around `engine`, with no sinks or notifiers yet.
+    pub fn new(engine: AnalyticsEngine) -> AnalyticsService {
+        AnalyticsService {
+            engine: Arc::new(Mutex::new(engine)),
+            sinks: Vec::new(),
+            notifiers: Vec::new(),
+            tick_every: Duration::from_secs(1),
+            stats: Arc::new(AnalyticsStats::default()),
+        }
+    }
+
+    /// Adds a place to store results.
+    pub fn add_sink(&mut self, sink: Arc<dyn AnalyticsSink>) -> &mut Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Adds a receiver of alert transitions.
+    pub fn add_notifier(&mut self, notifier: Arc<dyn AlertNotifier>) -> &mut Self {
+        self.notifiers.push(notifier);
+        self
+    }
+
+    /// How often time-dependent rules are evaluated (default 1 s).
+    pub fn set_tick_every(&mut self, every: Duration) -> &mut Self {
+        self.tick_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<AnalyticsStats> {
+        self.stats.clone()
+    }
+
+    /// Analyses every batch from `batches` until the broadcast closes or `stop`
+    /// fires; after `stop` it still analyses what was already broadcast.
+    pub async fn run(
+        mut self,
+        mut batches: broadcast::Receiver<Batch>,
+        stop: CancellationToken,
+    ) -> Result<(), CoreError> {
+        if lock(&self.engine).is_idle() {
+            info!("analytics: anomaly detection and alert rules are disabled");
+        }
+        let mut tick = tokio::time::interval(self.tick_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warned_lag = false;
+        loop {
+            tokio::select! {
+                biased;
+                got = batches.recv() => match got {
+                    Ok(batch) => {
+                        self.analyse(Some(batch)).await?;
+                        warned_lag = false;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        self.stats.skipped_batches.fetch_add(n, Ordering::Relaxed);
+                        if !warned_lag {
+                            warn!(skipped_batches = n,
+                                  "analytics fell behind the ingester; skipped batches are stored \
+                                   but not scored (analytics_skipped_batches counts them)");
+                            warned_lag = true;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = tick.tick() => self.analyse(None).await?,
+                _ = stop.cancelled() => {
+                    // What was stored before the stop is still analysed.
+                    while let Ok(batch) = batches.try_recv() {
+                        self.analyse(Some(batch)).await?;
+                    }
+                    break;
+                }
+            }
+        }
+        debug!("analytics stopped");
+        Ok(())
+    }
+
+    /// One step: a batch, or a tick when `batch` is `None`.
+    async fn analyse(&mut self, batch: Option<Batch>) -> Result<(), CoreError> {
+        let now = now_secs();
+        let engine = self.engine.clone();
+        // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
+        let record = tokio::task::spawn_blocking(move || {
+            let mut engine = lock(&engine);
+            match &batch {
+                Some(b) => engine.observe_batch(b, now),
+                None => engine.tick(now),
+            }
+        })
+        .await
+        .map_err(|e| CoreError::Config(format!("analytics task failed: {e}")))?;
+        self.deliver(record).await;
+        Ok(())
+    }
+
+    async fn deliver(&self, record: AnalyticsRecord) {
+        if !record.scores.is_empty() {
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        let flagged = record.scores.iter().filter(|s| s.anomaly).count() as u64;
+        self.stats
+            .scored
+            .fetch_add(record.scores.len() as u64, Ordering::Relaxed);
+        self.stats.anomalies.fetch_add(flagged, Ordering::Relaxed);
+        self.stats
+            .alert_events
+            .fetch_add(record.events.len() as u64, Ordering::Relaxed);
+        for s in record.scores.iter().filter(|s| s.anomaly) {
+            debug!(machine_id = %s.machine_id, timestamp = s.timestamp, score = s.score,
+                   reasons = ?s.reasons, "anomaly");
+        }
+        for event in &record.events {
+            for n in &self.notifiers {
+                n.notify(event);
+            }
+        }
+        if record.is_empty() {
+            return;
+        }
+        for sink in &self.sinks {
+            if let Err(e) = sink.record(&record).await {
+                let n = self.stats.sink_errors.fetch_add(1, Ordering::Relaxed);
+                // Logged on the first failure and then every 100th, not per batch.
+                if n % 100 == 0 {
+                    warn!(sink = sink.name(), error = %e, failures = n + 1,
+                          "storing analytics failed (ingestion goes on)");
+                }
+            }
+        }
+    }
+}
+
+/// The engine's state stays consistent across a panic in a step (each step
+/// only adds to it), so a poisoned lock is taken over.
+fn lock(engine: &Mutex<AnalyticsEngine>) -> MutexGuard<'_, AnalyticsEngine> {
+    engine.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests;
