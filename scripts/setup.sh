@@ -10,12 +10,13 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # --- Debian packages -----------------------------------------------------------
 # pkg-config, libssl-dev, zlib1g-dev, make, g++: building librdkafka (rdkafka-sys) and
 # SQLite (bundled); redis-server: the Redis tests start their own instances;
-# postgresql-client: durable tansu storage in the outage tests; python3-venv: the
+# postgresql: the PostgreSQL history's tests (each in its own database) and durable
+# tansu storage in the outage tests; python3-venv: the
 # legacy Python consumer's venv in the compatibility test; systemd: systemd-analyze
 # verifies the packages' unit files (build-essential brings dpkg-dev, which cargo-deb
 # uses for the packages' Depends).
 need=()
-for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium; do
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium postgresql; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # package:command pairs, installed when the command is missing
@@ -56,10 +57,18 @@ if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
   cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 
-# --- PostgreSQL (durable tansu storage in the broker-outage tests) ----------------
+# --- PostgreSQL (the PostgreSQL history's tests; durable tansu storage) ----------
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 2>/dev/null; then
   log "starting PostgreSQL"
   $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+fi
+# The tests connect as postgres over 127.0.0.1 without a password (trust, this host only).
+if pg_isready -q -h 127.0.0.1 2>/dev/null \
+   && ! PGCONNECT_TIMEOUT=5 psql -w -h 127.0.0.1 -U postgres -XtAc 'SELECT 1' >/dev/null 2>&1; then
+  hba="$(ls /etc/postgresql/*/main/pg_hba.conf | head -n1)"
+  log "allowing the postgres user over 127.0.0.1 without a password ($hba)"
+  $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main reload || true
 fi
 
 log "ready"

@@ -21,7 +21,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "feature boundaries (an agent-only embedder and the dashboard compile no backend they do not use)"
 agent_tree=$(cargo tree --locked -p sysmon --no-default-features --features agent -e normal)
 dashboard_tree=$(cargo tree --locked -p sysmon-dashboard -e normal)
-for pat in rdkafka rusqlite redis axum; do
+for pat in rdkafka rusqlite redis axum tokio-postgres; do
     if grep -q "^[^a-z]*$pat v" <<<"$agent_tree"; then
         echo "sysmon --features agent depends on $pat" >&2; exit 1
     fi
@@ -30,7 +30,7 @@ if grep -q "^[^a-z]*rdkafka v" <<<"$dashboard_tree"; then
     echo "sysmon-dashboard depends on rdkafka" >&2; exit 1
 fi
 cargo check --locked --quiet -p sysmon --no-default-features --features agent
-for feature in kafka sqlite redis webhook; do
+for feature in kafka sqlite redis webhook postgres; do
     cargo check --locked --quiet -p sysmon-sinks --no-default-features --features "$feature"
 done
 

@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_analytics::Config;
-use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsStats};
+use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
 use sysmon_core::{Batch, CoreError};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
-use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_sinks::webhook::WebhookNotifier;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -51,17 +50,17 @@ impl RunningAnalytics {
 
 /// Subscribes to `events` (the ingester's stored batches: call this before the
 /// ingester runs so that no batch is missed) and starts the analytics `[anomaly]`
-/// and `[alerts]` describe: scores and alert history to `sqlite`, the active
+/// and `[alerts]` describe: scores and alert history to `history`, the active
 /// alerts to `redis` when given, every transition to the log and the webhooks.
 pub fn start(
     config: &Config,
     events: &broadcast::Sender<Batch>,
-    sqlite: &SqliteSink,
+    history: Arc<dyn AnalyticsSink>,
     redis: Option<RedisSink>,
 ) -> anyhow::Result<RunningAnalytics> {
     let engine = AnalyticsEngine::from_config(config)?;
     let mut service = AnalyticsService::new(engine);
-    service.add_sink(Arc::new(sqlite.clone()));
+    service.add_sink(history);
     if let Some(redis) = redis {
         service.add_sink(Arc::new(RedisAlertSink::new(redis)));
     }

@@ -47,12 +47,18 @@ impl AgentIdentityArgs {
     }
 }
 
-/// Where the SQLite history lives.
+/// Where the history lives: a SQLite file or a PostgreSQL database.
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
-    /// SQLite database file [default: ./data/sysmon.db, or [sqlite] path].
-    #[arg(long, env = "SYSMON_DB")]
+    /// SQLite database file, or a PostgreSQL URL
+    /// (postgresql://user@host:5432/sysmon?sslmode=verify-full) shared by several
+    /// ingesters [default: ./data/sysmon.db, or [sqlite] path].
+    #[arg(long, env = "SYSMON_DB", hide_env_values = true)]
     pub db: Option<PathBuf>,
+    /// File whose first line is the PostgreSQL password (when the URL has none;
+    /// PGPASSWORD is read last).
+    #[arg(long, env = "SYSMON_DB_PASSWORD_FILE")]
+    pub db_password_file: Option<PathBuf>,
 }
 
 impl DbArgs {

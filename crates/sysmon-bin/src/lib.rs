@@ -5,6 +5,7 @@
 pub mod analytics;
 pub mod cli;
 pub mod cmd;
+pub mod history;
 pub mod serve;
 pub mod stdout;
 

@@ -38,6 +38,15 @@ pub enum SinksError {
         #[source]
         source: rusqlite::Error,
     },
+    /// PostgreSQL refused or failed a statement, or the connection broke.
+    #[cfg(feature = "postgres")]
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No pooled PostgreSQL connection could be had (the server is down or
+    /// refuses connections, or every connection stayed busy).
+    #[cfg(feature = "postgres")]
+    #[error("postgres pool: {0}")]
+    PostgresPool(String),
     /// Input (a snapshot to store, a query's arguments) is invalid; retrying will not help.
     #[error("invalid input: {0}")]
     InvalidInput(String),

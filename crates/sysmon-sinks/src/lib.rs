@@ -5,16 +5,19 @@
 //! [`sysmon_core::TransportReceiver`]. One file (or folder) per backend:
 //!
 //! * [`sqlite`]: `SqliteSink`, the durable history (raw samples, per-minute rollups).
+//! * [`postgres`]: `PostgresSink`, one shared history for several ingesters.
 //! * [`kafka`]: `KafkaTransport` (agents) and `KafkaReceiver` (ingesters).
 //! * [`redis`]: `RedisSink`, the hot recent window and live fan-out.
 //! * [`webhook`]: `WebhookNotifier`, alert notifications as HTTP(S) POSTs.
 //!
 //! Each backend is a Cargo feature of the same name (`kafka`, `sqlite`, `redis`,
-//! `webhook`; all on by default), so a program compiles only the clients it uses.
+//! `webhook`, `postgres`; all on by default), so a program compiles only the clients it uses.
 
 pub mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod query;
 #[cfg(feature = "redis")]

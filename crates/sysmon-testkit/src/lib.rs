@@ -6,6 +6,7 @@
 //! a loud failure with the command that installs it, never a silent skip.
 
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod redis_server;
 pub mod tansu;

@@ -58,6 +58,10 @@ enum Command {
     ///
     /// Example: sysmon dashboard --db data/sysmon.db --listen 0.0.0.0:7861 --auth-token "$TOKEN"
     Dashboard(cmd::dashboard::DashboardArgs),
+    /// Copy a SQLite history (samples, processes, rollups, alerts) into PostgreSQL; resumable.
+    ///
+    /// Example: sysmon import --from data/sysmon.db --db postgresql://sysmon@db.example/sysmon
+    Import(cmd::import::ImportArgs),
     /// Score a file of snapshots (JSON lines) offline with the anomaly detector.
     ///
     /// Example: sysmon detect --input trace.jsonl > scores.jsonl
@@ -89,6 +93,7 @@ fn main() {
             Command::Ingest(a) => cmd::ingest::run(a, &cli.common).await,
             Command::Loadgen(a) => cmd::loadgen::run(a, &cli.common).await,
             Command::Doctor(a) => cmd::doctor::run(a, &cli.common).await,
+            Command::Import(a) => cmd::import::run(a, &cli.common).await,
             Command::Detect(a) => cmd::detect::run(a, &cli.common),
         }
     });

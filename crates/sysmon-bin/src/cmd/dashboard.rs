@@ -2,12 +2,7 @@
 //! reading the SQLite history (and Redis' hot window and live channel with
 //! `--redis`). `sysmon standalone` and `sysmon ingest --listen` serve it
 //! in-process; the wiring of all three is in [`crate::serve`].
-
-use std::sync::Arc;
-
-use anyhow::Context;
 use clap::Args;
-use sysmon_sinks::sqlite::SqliteSink;
 use tracing::{info, warn};
 
 use crate::cli::{CommonArgs, DbArgs};
@@ -46,12 +41,12 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
         config.redis.url = Some(u.clone());
     }
     let path = &config.sqlite.path;
-    if !path.exists() {
+    if crate::history::postgres_url(&config).is_none() && !path.exists() {
         warn!(db = %path.display(), "no database yet: it is created now and fills once `sysmon ingest` writes to it");
     }
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?,
-    );
+    let sqlite = crate::history::History::open(&config, args.db.db_password_file.as_deref())
+        .await?
+        .for_dashboard()?;
     let listener = crate::serve::listen(&config).await?;
     let stop = crate::shutdown_on_signal();
     let dashboard = crate::serve::from_stores(&config, sqlite, &stop).await?;

@@ -89,6 +89,29 @@ async fn check_db(args: &DoctorArgs, config: &Config) -> DoctorCheck {
     if args.db.db.is_none() {
         return check("sqlite", CheckStatus::Skipped, "no --db".into(), None);
     }
+    if let Some(url) = crate::history::postgres_url(config) {
+        let what = sysmon_sinks::postgres::redact_url(url);
+        let history =
+            crate::history::History::open(config, args.db.db_password_file.as_deref()).await;
+        let machines = match history {
+            Ok(h) => h.store().machines().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        return match machines {
+            Ok(m) => check(
+                "postgres",
+                CheckStatus::Ok,
+                format!("{what}: {} machine(s)", m.len()),
+                None,
+            ),
+            Err(e) => check(
+                "postgres",
+                CheckStatus::Fail,
+                format!("{what}: {e:#}"),
+                Some("check the URL, the password (--db-password-file or PGPASSWORD) and sslmode"),
+            ),
+        };
+    }
     let path = config.sqlite.path.clone();
     if !path.exists() {
         // `sysmon ingest` creates missing directories: probe the nearest existing one.

@@ -20,7 +20,6 @@ use sysmon_core::ingest::SinkRole;
 use sysmon_core::{Ingest, IngestStats, SnapshotStore};
 use sysmon_sinks::kafka::{KafkaReceiver, Membership};
 use sysmon_sinks::redis::RedisSink;
-use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_sinks::SinksError;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -208,13 +207,14 @@ fn write_stats_json(path: &Path, stats: &IngestStats) -> std::io::Result<()> {
 pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut config = crate::load_config(common.config.as_deref())?;
     args.apply(&mut config)?;
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite)
-            .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
-    );
+    let history =
+        crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
     // Bind before joining the group: a taken port is an error at once.
     let listener = match &args.listen {
-        Some(_) => Some(crate::serve::listen(&config).await?),
+        Some(_) => {
+            history.for_dashboard()?;
+            Some(crate::serve::listen(&config).await?)
+        }
         None => None,
     };
     let stop = crate::shutdown_on_signal();
@@ -222,10 +222,10 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let consumer_lag = receiver.consumer_lag();
     let membership = receiver.membership();
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
-    ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    ingest.add_sink(history.sink(), SinkRole::Required);
     let mut redis_for_alerts = None;
     if config.redis.url.is_some() {
-        let cold: Arc<dyn SnapshotStore> = sqlite.clone();
+        let cold: Arc<dyn SnapshotStore> = history.store();
         let redis = RedisSink::connect(&config.redis)
             .await
             .context("connecting to Redis")?
@@ -235,10 +235,19 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     }
     let stats = ingest.stats();
     // Alerts, anomaly scores and notifications from every stored batch.
-    let analytics = crate::analytics::start(&config, &ingest.events(), &sqlite, redis_for_alerts)?;
+    let analytics = crate::analytics::start(
+        &config,
+        &ingest.events(),
+        history.analytics(),
+        redis_for_alerts,
+    )?;
 
     // `--listen`: the dashboard and /metrics, fed by this ingester.
-    let dashboard_task = listener.map(|listener| {
+    let dashboard_task = match listener {
+        Some(listener) => Some((listener, history.for_dashboard()?)),
+        None => None,
+    }
+    .map(|(listener, sqlite)| {
         let lag = consumer_lag.clone();
         println!(
             "dashboard: {}",
@@ -256,7 +265,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         topic = %config.kafka.topic,
         group = %config.kafka.group,
         instance_id = config.kafka.instance_id.as_deref().unwrap_or(""),
-        db = %config.sqlite.path.display(),
+        db = %history.describe(),
         redis = config.redis.url.is_some(),
         "sysmon ingest running"
     );

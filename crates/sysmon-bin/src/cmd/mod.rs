@@ -5,6 +5,7 @@ pub mod config;
 pub mod dashboard;
 pub mod detect;
 pub mod doctor;
+pub mod import;
 pub mod ingest;
 pub mod loadgen;
 pub mod query;

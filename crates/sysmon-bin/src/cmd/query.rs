@@ -1,7 +1,6 @@
 //! `sysmon query`: print stored snapshots (JSON lines in the wire format, or a table).
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -11,7 +10,6 @@ use sysmon_core::text::escape;
 use sysmon_core::{MachineSummary, Snapshot, SnapshotStore};
 use sysmon_sinks::query::QueryLayer;
 use sysmon_sinks::redis::RedisStore;
-use sysmon_sinks::sqlite::SqliteSink;
 
 use crate::cli::{parse_duration, CommonArgs, DbArgs};
 
@@ -56,7 +54,7 @@ pub async fn run(args: QueryArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut config = crate::load_config(common.config.as_deref())?;
     args.db.apply(&mut config);
     let path = &config.sqlite.path;
-    if !path.exists() {
+    if crate::history::postgres_url(&config).is_none() && !path.exists() {
         bail!(
             "no database at {}: run `sysmon standalone` or `sysmon ingest` first, or pass --db",
             path.display()
@@ -65,17 +63,17 @@ pub async fn run(args: QueryArgs, common: &CommonArgs) -> anyhow::Result<()> {
     if let Some(u) = &args.redis {
         config.redis.url = Some(u.clone());
     }
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite).with_context(|| format!("opening {}", path.display()))?,
-    );
+    let history = crate::history::History::open(&config, args.db.db_password_file.as_deref())
+        .await?
+        .store();
     let store = match &config.redis.url {
         Some(_) => QueryLayer::with_redis(
-            sqlite,
+            history,
             RedisStore::connect(&config.redis)
                 .await
                 .context("connecting to Redis")?,
         ),
-        None => QueryLayer::cold_only(sqlite),
+        None => QueryLayer::cold_only(history),
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

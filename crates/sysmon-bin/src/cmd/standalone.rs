@@ -8,7 +8,6 @@ use clap::Args;
 use sysmon_core::agent::AgentOptions;
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{channel_transport, Agent, Ingest};
-use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -42,18 +41,18 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     }
     let collectors = crate::build_collectors(&config)?;
     let options = AgentOptions::from_config(&config.agent)?;
-    let sqlite = Arc::new(
-        SqliteSink::open(&config.sqlite)
-            .with_context(|| format!("opening {}", config.sqlite.path.display()))?,
-    );
+    let history =
+        crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
+    // The dashboard standalone serves reads SQLite only (for now).
+    let sqlite = history.for_dashboard()?;
     let listener = crate::serve::listen(&config).await?;
 
     let (transport, receiver) = channel_transport(64);
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
-    ingest.add_sink(sqlite.clone(), SinkRole::Required);
+    ingest.add_sink(history.sink(), SinkRole::Required);
     let stats = ingest.stats();
     let events = ingest.events();
-    let analytics = crate::analytics::start(&config, &events, &sqlite, None)?;
+    let analytics = crate::analytics::start(&config, &events, history.analytics(), None)?;
     // The ingester ends by itself once the agent is gone and the channel is drained.
     let ingest_task = tokio::spawn(ingest.run(CancellationToken::new()));
 

@@ -32,14 +32,15 @@
 //! # Ok(()) }
 //! ```
 
-mod analytics;
+pub(crate) mod analytics;
 pub mod codec;
+mod export;
 mod keys;
 mod maintain;
-mod read;
+pub(crate) mod read;
 pub mod schema;
 mod series;
-mod write;
+pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -53,6 +54,7 @@ use sysmon_core::{Batch, MachineSummary, Sink, SinkError, Snapshot, SnapshotStor
 use crate::error::SinksError;
 
 pub use analytics::ScorePoint;
+pub use export::{RollupCursor, RollupRow, ROLLUP_COLUMNS};
 pub use maintain::MaintenanceReport;
 pub use series::{
     Bucket, FleetAgg, FleetBucket, Metric, ParseNameError, SeriesSource,
@@ -284,6 +286,11 @@ impl SqliteSink {
                 what: ":memory:".into(),
             }),
         })
+    }
+
+    /// The database as named in messages: its path, or `:memory:`.
+    pub fn describe(&self) -> &str {
+        &self.inner.what
     }
 
     async fn blocking<T: Send + 'static>(

@@ -26,16 +26,16 @@ fn joins() -> String {
     )
 }
 
-fn i2u(v: i64) -> u64 {
+pub(crate) fn i2u(v: i64) -> u64 {
     v as u64
 }
 
-fn corrupt(machine: &str, ts_ms: i64, msg: impl std::fmt::Display) -> SinksError {
+pub(crate) fn corrupt(machine: &str, ts_ms: i64, msg: impl std::fmt::Display) -> SinksError {
     SinksError::Corrupt(format!("sample of {machine:?} at ts_ms {ts_ms}: {msg}"))
 }
 
 /// All of a group's columns set, or all NULL; anything else is damage.
-fn group<T, const N: usize>(
+pub(crate) fn group<T, const N: usize>(
     vals: [Option<T>; N],
     what: &str,
     machine: &str,
@@ -57,7 +57,7 @@ fn group<T, const N: usize>(
         .map_err(|_| corrupt(machine, ts_ms, format!("{what} is partly NULL")))
 }
 
-fn json<T: serde::de::DeserializeOwned + Default>(
+pub(crate) fn json<T: serde::de::DeserializeOwned + Default>(
     text: Option<String>,
     what: &str,
     machine: &str,

@@ -1,0 +1,98 @@
+//! One flag, two engines: `--db` (`SYSMON_DB`, the config's `[sqlite] path`)
+//! names a SQLite file or a PostgreSQL database (`postgres://` or
+//! `postgresql://` URL). [`History::open`] is the one place the binaries open
+//! the history.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use sysmon_analytics::AnalyticsSink;
+use sysmon_analytics::Config;
+use sysmon_core::{Sink, SnapshotStore};
+use sysmon_sinks::postgres::{is_postgres_url, PostgresConfig, PostgresSink};
+use sysmon_sinks::sqlite::SqliteSink;
+
+/// The history the configuration names.
+#[derive(Debug, Clone)]
+pub enum History {
+    /// A SQLite file (the embedded default).
+    Sqlite(Arc<SqliteSink>),
+    /// A PostgreSQL database shared by several ingesters.
+    Postgres(Arc<PostgresSink>),
+}
+
+/// The PostgreSQL URL of the configured storage, when it is one.
+pub fn postgres_url(config: &Config) -> Option<&str> {
+    config.sqlite.path.to_str().filter(|p| is_postgres_url(p))
+}
+
+impl History {
+    /// Opens (creating or migrating) the configured history. `password_file`
+    /// holds the PostgreSQL password when the URL has none.
+    pub async fn open(config: &Config, password_file: Option<&Path>) -> anyhow::Result<History> {
+        match postgres_url(config) {
+            Some(url) => {
+                let pg = PostgresConfig {
+                    password_file: password_file.map(Path::to_path_buf),
+                    ..PostgresConfig::from_storage(url, &config.sqlite)
+                };
+                let sink = PostgresSink::open(&pg)
+                    .await
+                    .with_context(|| format!("opening {}", pg.redacted_url()))?;
+                Ok(History::Postgres(Arc::new(sink)))
+            }
+            None => {
+                let path = &config.sqlite.path;
+                let sink = SqliteSink::open(&config.sqlite)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                Ok(History::Sqlite(Arc::new(sink)))
+            }
+        }
+    }
+
+    /// The history for messages (a PostgreSQL URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            History::Sqlite(s) => s.describe().to_string(),
+            History::Postgres(p) => p.describe().to_string(),
+        }
+    }
+
+    /// The history as the ingester's required sink.
+    pub fn sink(&self) -> Arc<dyn Sink> {
+        match self {
+            History::Sqlite(s) => s.clone(),
+            History::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// The history's read side.
+    pub fn store(&self) -> Arc<dyn SnapshotStore> {
+        match self {
+            History::Sqlite(s) => s.clone(),
+            History::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// Where the ingester's analytics keep scores and alerts.
+    pub fn analytics(&self) -> Arc<dyn AnalyticsSink> {
+        match self {
+            History::Sqlite(s) => s.clone(),
+            History::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// The SQLite history, which the dashboard reads (it does not read
+    /// PostgreSQL yet); an error that says so otherwise.
+    pub fn for_dashboard(&self) -> anyhow::Result<Arc<SqliteSink>> {
+        match self {
+            History::Sqlite(s) => Ok(s.clone()),
+            History::Postgres(p) => anyhow::bail!(
+                "the dashboard cannot serve from PostgreSQL ({}) yet: run it on a SQLite \
+                 history, or use `sysmon query` and Grafana (docs/grafana.md) on PostgreSQL",
+                p.describe()
+            ),
+        }
+    }
+}
