@@ -32,7 +32,10 @@ mkdir -p "$out"
 # --strip: the release profile keeps line tables (for perf and backtraces in
 # benchmarks); the packages never carry them.
 common=(-p sysmon-bin --profile "$profile" --strip --no-dbgsym --locked --output "$out")
-cargo deb "${common[@]}"                          # builds both binaries, packages `sysmon`
-cargo deb "${common[@]}" --variant agent --no-build  # the same build, packages `sysmon-agent`
+# cargo-deb builds only the binaries of the package it is packaging, so build both
+# once here, then package each from that build.
+cargo build -p sysmon-bin --bins --profile "$profile" --locked
+cargo deb "${common[@]}" --no-build                  # packages `sysmon`
+cargo deb "${common[@]}" --variant agent --no-build  # packages `sysmon-agent`
 
 ls -l "$out"/*.deb

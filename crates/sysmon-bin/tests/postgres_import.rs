@@ -49,6 +49,7 @@ async fn a_sqlite_history_is_imported_idempotently_and_queries_the_same() {
     sqlite.maintain_at(now).await.unwrap();
     sqlite
         .write_analytics(AnalyticsRecord {
+            episodes: Vec::new(),
             scores: Vec::new(),
             events: vec![AlertEvent {
                 rule: "cpu_high".into(),

@@ -157,6 +157,7 @@ async fn the_documented_queries_chart_machines_and_the_fleet() {
     AnalyticsSink::record(
         &sink,
         &AnalyticsRecord {
+            episodes: Vec::new(),
             scores: Vec::new(),
             events: vec![event],
             active: None,

@@ -433,6 +433,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
         message: "cpu_usage on pg-00 is 93.0 > 80".into(),
     };
     let record = AnalyticsRecord {
+        episodes: Vec::new(),
         scores: vec![
             score("pg-00", t0 + 0.25, 0.1),
             score("pg-00", t0 + 1.25, 0.9),
@@ -461,6 +462,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
 
     // Another ingester owns pg-01: its set leaves pg-00's alone.
     let other = AnalyticsRecord {
+        episodes: Vec::new(),
         scores: Vec::new(),
         events: Vec::new(),
         active: Some(ActiveSet {
@@ -473,6 +475,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
     assert_eq!(count(&db, "active_alerts"), 2);
     // pg-00's engine resolves its alert: only its scopes are cleared.
     let resolved = AnalyticsRecord {
+        episodes: Vec::new(),
         scores: Vec::new(),
         events: Vec::new(),
         active: Some(ActiveSet {
