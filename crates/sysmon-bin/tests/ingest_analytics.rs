@@ -8,7 +8,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{wait_for, Proc, SYSMON};
+use support::{wait_for, wait_until, Proc, SYSMON};
 use sysmon_core::config::{KafkaConfig, SqliteConfig};
 use sysmon_core::{Snapshot, Transport};
 use sysmon_sinks::kafka::KafkaTransport;
@@ -77,6 +77,19 @@ fn ingest_alerts_reach_redis_and_sqlite() {
         transport.publish(&batch).await.unwrap();
         transport.flush(Duration::from_secs(10)).await.unwrap();
     });
+
+    // Both machines' minute is stored (key = machine id: they sit on different
+    // partitions and may arrive in different batches) before anything is judged.
+    wait_until(
+        "all 120 samples stored",
+        Duration::from_secs(60),
+        || ingest.log(),
+        || {
+            rusqlite::Connection::open(&db)
+                .and_then(|c| c.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)))
+                .is_ok_and(|n: i64| n == 120)
+        },
+    );
 
     // The active alert in Redis, written by the ingester's analytics.
     let get = |key: &str| -> Option<String> {
