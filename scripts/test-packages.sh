@@ -54,7 +54,9 @@ has "$ctl/conffiles" /etc/sysmon/agent.toml
 size=$(stat -c %s "$root/usr/bin/sysmon-agent")
 [ "$size" -le $((15 * 1024 * 1024)) ] || fail "sysmon-agent is $size bytes (> 15 MB)"
 ok "sysmon-agent binary: $size bytes"
-if readelf -S "$root/usr/bin/sysmon-agent" | grep -q '\.debug_\|\.symtab'; then
+# Debug info or a symbol table left means not stripped (.debug_gdb_scripts, the
+# tiny gdb loader section rustc always emits, is neither).
+if readelf -S "$root/usr/bin/sysmon-agent" | grep -qE '\.(debug_info|debug_line|symtab) '; then
   fail "sysmon-agent is not stripped"
 fi
 "$root/usr/bin/sysmon-agent" --version | grep -qx "sysmon-agent $(dpkg-deb -f "$agent_deb" Version | cut -d- -f1)" \
@@ -126,6 +128,11 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   mkdir -p "$both"
   cp -a "$work/root-sysmon/." "$work/root-sysmon-agent/." "$both/"
   printf 'SYSMON_BROKERS=127.0.0.1:9092\n' > "$both/etc/sysmon/agent.env"
+  # ...and the system's own targets and slices the units order themselves after.
+  for u in /usr/lib/systemd/system/*.target /usr/lib/systemd/system/*.slice \
+           /usr/lib/systemd/system/*.socket /usr/lib/systemd/system/*.service; do
+    [ -e "$both/usr/lib/systemd/system/$(basename "$u")" ] || cp -a "$u" "$both/usr/lib/systemd/system/" 2>/dev/null || true
+  done
   for name in sysmon-agent sysmon-ingest sysmon-dashboard; do
     out=$(systemd-analyze verify --root="$both" "$both/usr/lib/systemd/system/$name.service" 2>&1) \
       || fail "systemd-analyze verify $name.service: $out"
