@@ -51,8 +51,12 @@ pub struct AnalyticsRecord {
     pub active: Option<ActiveSet>,
 }
 
-/// The scope of fleet-wide alerts in [`ActiveSet::scopes`] (and Redis keys).
-pub const FLEET_SCOPE: &str = "fleet";
+/// The scope of fleet-wide alerts in [`ActiveSet::scopes`]: the empty string,
+/// which no machine id can be (the decoder rejects empty and blank ids), so a
+/// machine named `fleet` keeps alerts of its own. Stores map it to their own
+/// spelling: the empty `machine_id` column in SQLite and PostgreSQL, the
+/// `<prefix>fleet_alerts` key in Redis.
+pub const FLEET_SCOPE: &str = "";
 
 /// The active alerts of the scopes one engine owns.
 ///

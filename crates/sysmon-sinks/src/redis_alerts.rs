@@ -1,5 +1,5 @@
-//! The active alerts in Redis: [`RedisAlertSink`] keeps `<prefix>alerts:<scope>`
-//! (one JSON array per machine, `fleet` for fleet-scoped rules) equal to the
+//! The active alerts in Redis: [`RedisAlertSink`] keeps `<prefix>alerts:<machine>`
+//! (one JSON array per machine) and `<prefix>fleet_alerts` (fleet-scoped rules) equal to the
 //! analytics engine's pending and firing alerts of the scopes it owns.
 
 use std::collections::{BTreeMap, HashMap};

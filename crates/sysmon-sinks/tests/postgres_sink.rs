@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore, FLEET_SCOPE};
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Batch, CollectorFailure, Sink, SinkError, Snapshot, SnapshotStore};
 use sysmon_sinks::postgres::schema::{LATEST_VERSION, MIGRATIONS};
@@ -441,7 +441,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
         ],
         events: vec![fired],
         active: Some(ActiveSet {
-            scopes: vec!["pg-00".into(), "fleet".into()],
+            scopes: vec!["pg-00".into(), FLEET_SCOPE.into()],
             alerts: vec![alert(Some("pg-00"), AlertState::Firing, t0 + 2.0)],
             full: false,
         }),
@@ -479,7 +479,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
         scores: Vec::new(),
         events: Vec::new(),
         active: Some(ActiveSet {
-            scopes: vec!["pg-00".into(), "fleet".into()],
+            scopes: vec!["pg-00".into(), FLEET_SCOPE.into()],
             alerts: Vec::new(),
             full: false,
         }),

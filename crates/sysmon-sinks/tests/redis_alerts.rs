@@ -1,11 +1,12 @@
 //! The active alerts in a real redis-server: RedisAlertSink keeps
-//! `<prefix>alerts:<scope>` equal to the engine's pending and firing set.
+//! `<prefix>alerts:<machine>` and `<prefix>fleet_alerts` equal to the engine's
+//! pending and firing set.
 
 use std::time::Duration;
 
 use redis::AsyncCommands;
 use sysmon_analytics::alerts::{ActiveAlert, AlertState, Severity};
-use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
 use sysmon_core::config::RedisConfig;
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
@@ -24,11 +25,16 @@ fn active(rule: &str, machine: Option<&str>, state: AlertState) -> ActiveAlert {
     }
 }
 
-/// The engine owns web-01, db-01 and the fleet scope.
+/// The engine owns web-01, db-01, a machine named `fleet` and the fleet scope.
 fn record(list: Vec<ActiveAlert>) -> AnalyticsRecord {
     AnalyticsRecord {
         active: Some(ActiveSet {
-            scopes: vec!["db-01".into(), "web-01".into(), "fleet".into()],
+            scopes: vec![
+                "db-01".into(),
+                "web-01".into(),
+                "fleet".into(),
+                FLEET_SCOPE.into(),
+            ],
             alerts: list,
             full: false,
         }),
@@ -61,6 +67,7 @@ async fn active_alerts_follow_the_engine_per_scope() {
             active("memory_high", Some("web-01"), AlertState::Pending),
             active("cpu_high", Some("db-01"), AlertState::Firing),
             active("fleet_cpu", None, AlertState::Firing),
+            active("disk_full", Some("fleet"), AlertState::Firing),
         ]))
         .await
         .unwrap();
@@ -76,8 +83,14 @@ async fn active_alerts_follow_the_engine_per_scope() {
     assert_eq!(web[1]["state"], "pending");
     assert_eq!(web[0]["value"], 91.5);
     assert!(get(&mut conn, "al:alerts:db-01").await.is_some());
-    let fleet = get(&mut conn, "al:alerts:fleet").await.unwrap();
+    let fleet = get(&mut conn, "al:fleet_alerts").await.unwrap();
+    assert_eq!(fleet.as_array().unwrap().len(), 1);
     assert_eq!(fleet[0]["rule"], "fleet_cpu");
+    // A machine that calls itself `fleet` is a machine, not the fleet scope.
+    let named_fleet = get(&mut conn, "al:alerts:fleet").await.unwrap();
+    assert_eq!(named_fleet.as_array().unwrap().len(), 1);
+    assert_eq!(named_fleet[0]["rule"], "disk_full");
+    assert_eq!(named_fleet[0]["machine_id"], "fleet");
     let ttl: i64 = conn.pttl("al:alerts:web-01").await.unwrap();
     assert!(ttl > 0, "the key expires by itself if the engine stops");
 
@@ -95,6 +108,7 @@ async fn active_alerts_follow_the_engine_per_scope() {
         .await
         .unwrap();
     assert!(get(&mut conn, "al:alerts:db-01").await.is_none());
+    assert!(get(&mut conn, "al:fleet_alerts").await.is_none());
     assert!(get(&mut conn, "al:alerts:fleet").await.is_none());
     assert_eq!(
         get(&mut conn, "al:alerts:web-01")

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
-use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore};
+use sysmon_analytics::{ActiveSet, AnalyticsRecord, AnalyticsSink, AnomalyScore, FLEET_SCOPE};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{Batch, Sink, Snapshot};
 use sysmon_sinks::sqlite::SqliteSink;
@@ -74,7 +74,7 @@ fn active(id: Option<&str>, state: AlertState) -> ActiveAlert {
 /// An engine owning web-01 and the fleet scope.
 fn set(alerts: Vec<ActiveAlert>) -> ActiveSet {
     ActiveSet {
-        scopes: vec!["web-01".into(), "fleet".into()],
+        scopes: vec!["web-01".into(), FLEET_SCOPE.into()],
         alerts,
         full: false,
     }

@@ -121,7 +121,8 @@ pub(crate) async fn write_record(
         let scopes: Vec<&str> = set
             .scopes
             .iter()
-            .map(|s| if s == FLEET_SCOPE { "" } else { s.as_str() })
+            // FLEET_SCOPE is the empty string, the fleet's `machine_id` column.
+            .map(String::as_str)
             .collect();
         tx.execute(
             "DELETE FROM active_alerts WHERE machine_id = ANY($1::text[])",
@@ -133,7 +134,7 @@ pub(crate) async fn write_record(
                 UPSERT_ACTIVE,
                 &[
                     &a.rule,
-                    &a.machine_id.as_deref().unwrap_or(""),
+                    &a.machine_id.as_deref().unwrap_or(FLEET_SCOPE),
                     &a.subject.as_deref().unwrap_or(""),
                     &a.severity.to_string(),
                     &a.state.name(),

@@ -174,10 +174,16 @@ impl KeyLayout {
         format!("{}series:{machine_id}", self.prefix)
     }
 
-    /// `<p>alerts:<scope>`: active alerts of a machine (scope = machine id) or of
-    /// the fleet (scope `fleet`).
+    /// `<p>alerts:<machine>`: active alerts of a machine (scope = machine id), or
+    /// `<p>fleet_alerts` for the fleet's (scope = the empty
+    /// `sysmon_analytics::FLEET_SCOPE`, which no machine id can be: a machine
+    /// named `fleet` has a key of its own).
     pub fn alerts(&self, scope: &str) -> String {
-        format!("{}alerts:{scope}", self.prefix)
+        if scope.is_empty() {
+            format!("{}fleet_alerts", self.prefix)
+        } else {
+            format!("{}alerts:{scope}", self.prefix)
+        }
     }
 
     /// `<p>staged:<writer>:<kind>:<machine>`: a value a writer stages within a
@@ -516,6 +522,7 @@ mod tests {
         assert_eq!(k.last_seen(), "sysmon:last_seen");
         assert_eq!(k.hostnames(), "sysmon:hostnames");
         assert_eq!(k.alerts("fleet"), "sysmon:alerts:fleet");
+        assert_eq!(k.alerts(""), "sysmon:fleet_alerts");
         assert_eq!(k.meta(), "sysmon:meta");
         assert_eq!(k.events(), "sysmon:events");
     }

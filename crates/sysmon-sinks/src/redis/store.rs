@@ -203,7 +203,7 @@ impl RedisStore {
         }))
     }
 
-    /// The active alerts of `scope` (a machine id, or `fleet`) as written by the
+    /// The active alerts of `scope` (a machine id, or the empty `FLEET_SCOPE` for the fleet) as written by the
     /// alerting engine (see [`super::RedisSink::put_active_alerts`]).
     pub async fn active_alerts(
         &self,

@@ -107,12 +107,8 @@ pub(crate) fn write_record(
         {
             let mut clear = tx.prepare_cached("DELETE FROM active_alerts WHERE machine_id = ?1")?;
             for scope in &set.scopes {
-                let column = if scope == FLEET_SCOPE {
-                    ""
-                } else {
-                    scope.as_str()
-                };
-                clear.execute(params![column])?;
+                // FLEET_SCOPE is the empty string, the fleet's `machine_id` column.
+                clear.execute(params![scope.as_str()])?;
             }
         }
         let mut insert = tx.prepare_cached(
@@ -123,7 +119,7 @@ pub(crate) fn write_record(
         for a in &set.alerts {
             insert.execute(params![
                 a.rule,
-                a.machine_id.as_deref().unwrap_or(""),
+                a.machine_id.as_deref().unwrap_or(FLEET_SCOPE),
                 a.subject.as_deref().unwrap_or(""),
                 a.severity.to_string(),
                 a.state.name(),

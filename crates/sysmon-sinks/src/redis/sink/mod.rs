@@ -183,7 +183,7 @@ impl RedisSink {
         self.inner.stats.connected.load(Ordering::Relaxed)
     }
 
-    /// Replaces the active alerts of `scope` (a machine id, or `fleet`) at
+    /// Replaces the active alerts of `scope` (a machine id, or the empty `FLEET_SCOPE` for the fleet) at
     /// `<prefix>alerts:<scope>` with `alerts` (a JSON array; an empty array
     /// deletes the key). The key expires after the TTL unless written again, so
     /// the alerting engine rewrites it on every evaluation.
