@@ -312,6 +312,10 @@ pub fn body(event: &AlertEvent, slack: bool) -> Vec<u8> {
 }
 
 /// The Slack message: `:rotating_light: *FIRING* [warning] cpu_high on web-01: message`.
+///
+/// What comes from the monitored machines (machine id, subject, message) is
+/// escaped as Slack asks (`&`, `<`, `>`), so a machine cannot make the message
+/// ping `<!channel>` or show a link of its choosing.
 pub fn slack_text(event: &AlertEvent) -> String {
     let (icon, word) = match event.state {
         AlertState::Firing => (":rotating_light:", "FIRING"),
@@ -319,17 +323,36 @@ pub fn slack_text(event: &AlertEvent) -> String {
         AlertState::Pending => (":hourglass:", "PENDING"),
         AlertState::Inactive => (":information_source:", "INACTIVE"),
     };
-    let mut text = format!("{icon} *{word}* [{}] {}", event.severity, event.rule);
+    let mut text = format!(
+        "{icon} *{word}* [{}] {}",
+        event.severity,
+        slack_escape(&event.rule)
+    );
     match &event.machine_id {
-        Some(m) => text.push_str(&format!(" on {m}")),
+        Some(m) => text.push_str(&format!(" on {}", slack_escape(m))),
         None => text.push_str(" on the fleet"),
     }
     if let Some(s) = &event.subject {
-        text.push_str(&format!(" ({s})"));
+        text.push_str(&format!(" ({})", slack_escape(s)));
     }
     text.push_str(": ");
-    text.push_str(&event.message);
+    text.push_str(&slack_escape(&event.message));
     text
+}
+
+/// `s` with Slack's three control characters escaped
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>).
+fn slack_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `url` for logs: scheme, host, port and first path segment only.
@@ -426,8 +449,10 @@ impl Worker {
             .timeout(self.cfg.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
+        // reqwest's error text names the full URL (a Slack secret path, a
+        // `?token=`): drop it, the log line names the redacted target.
         let response = request.send().await.map_err(|e| AttemptError {
-            reason: describe(&e, self.cfg.timeout),
+            reason: describe(&e.without_url(), self.cfg.timeout),
             retryable: true,
         })?;
         let status = response.status();
@@ -478,5 +503,59 @@ mod tests {
         );
         assert_eq!(redact("https://example.com"), "https://example.com/");
         assert_eq!(redact("nope"), "<unparsable url>");
+    }
+
+    #[test]
+    fn slack_text_escapes_what_machines_send() {
+        let event = AlertEvent {
+            rule: "cpu_high".into(),
+            severity: Severity::Warning,
+            machine_id: Some("<!channel>".into()),
+            subject: Some("a&b".into()),
+            state: AlertState::Firing,
+            at: 0.0,
+            value: 99.0,
+            message: "see <https://evil.example|your bank>".into(),
+        };
+        let text = slack_text(&event);
+        assert_eq!(
+            text,
+            ":rotating_light: *FIRING* [warning] cpu_high on &lt;!channel&gt; (a&amp;b): \
+             see &lt;https://evil.example|your bank&gt;"
+        );
+        assert!(!text.contains('<') && !text.contains('>'));
+    }
+
+    #[tokio::test]
+    async fn a_failed_delivery_reason_does_not_name_the_secret_url() {
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(9);
+        let url = format!("http://127.0.0.1:{port}/services/T000/B000/XXXXSECRET?token=hunter2");
+        let cfg = WebhookConfig {
+            url: url.clone(),
+            timeout: Duration::from_secs(5),
+            retries: 0,
+            backoff: Duration::from_millis(10),
+            slack: true,
+            min_severity: Severity::Info,
+        };
+        let worker = Worker {
+            client: reqwest::Client::new(),
+            url: reqwest::Url::parse(&url).unwrap(),
+            display: redact(&url),
+            cfg,
+            counters: Arc::new(Counters::default()),
+        };
+        let err = worker.attempt(b"{}".to_vec()).await.err().unwrap();
+        assert!(err.retryable);
+        assert!(!err.reason.is_empty());
+        assert!(
+            !err.reason.contains("XXXXSECRET") && !err.reason.contains("hunter2"),
+            "reason leaks the URL: {}",
+            err.reason
+        );
     }
 }
