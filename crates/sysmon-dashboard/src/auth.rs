@@ -1,11 +1,14 @@
 //! Optional token authentication: when a token is configured, every route but
 //! `/healthz` (and the login form itself) needs either `Authorization: Bearer
 //! <token>` or the HttpOnly session cookie that `POST /login` sets. Tokens are
-//! compared in constant time (`subtle`); only the length can leak.
+//! compared in constant time (`subtle`); only the length can leak. Wrong
+//! credentials are limited per client address ([`crate::guesses`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -70,9 +73,43 @@ pub fn is_authorized(headers: &HeaderMap, token: &str) -> bool {
     ok
 }
 
+/// True when the request carries a credential: a bearer header or our cookie.
+fn carries_credential(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|s| s.split(';'))
+            .any(|pair| {
+                pair.trim()
+                    .split_once('=')
+                    .is_some_and(|(n, _)| n == COOKIE_NAME)
+            })
+}
+
+/// The refusal for an address that used up its wrong credentials.
+fn too_many(wait: Duration, login_form: bool) -> Response {
+    let mut r = if login_form {
+        let msg = format!(
+            "Too many wrong tokens from this address. Try again in {} s.",
+            wait.as_secs().max(1)
+        );
+        (StatusCode::TOO_MANY_REQUESTS, Html(login_html(Some(&msg)))).into_response()
+    } else {
+        ApiError::too_many_guesses(wait).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// Middleware: lets a request through when no token is configured, when it is
 /// `/healthz` or the login form, or when it is authorized. A browser asking for
 /// a page is sent to the login form; everything else gets a 401 JSON error.
+/// Wrong credentials (bearer, cookie, login form) count against the client's
+/// address; past the limit its credentials are refused unchecked (429).
 pub(crate) async fn require_auth(
     State(state): State<Arc<AppState>>,
     req: Request,
@@ -82,19 +119,55 @@ pub(crate) async fn require_auth(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/healthz" || path == "/login" || is_authorized(req.headers(), token) {
+    if path == "/healthz" {
         return next.run(req).await;
+    }
+    let addr = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let login_form = path == "/login" && req.method() == Method::POST;
+    let carries = login_form || carries_credential(req.headers());
+    if carries {
+        if let Some(wait) = state.guesses.blocked(addr, Instant::now()) {
+            return too_many(wait, login_form);
+        }
+    }
+    if login_form {
+        let r = next.run(req).await;
+        if r.status() == StatusCode::UNAUTHORIZED {
+            state.guesses.failed(addr, Instant::now());
+        }
+        return r;
+    }
+    if path == "/login" || is_authorized(req.headers(), token) {
+        return next.run(req).await;
+    }
+    if carries {
+        state.guesses.failed(addr, Instant::now());
     }
     let wants_html = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/html"));
-    if req.method() == Method::GET && wants_html && (path == "/" || path == "/index.html") {
-        return Redirect::to("/login").into_response();
+    let mut r =
+        if req.method() == Method::GET && wants_html && (path == "/" || path == "/index.html") {
+            Redirect::to("/login").into_response()
+        } else {
+            ApiError::unauthorized().into_response()
+        };
+    if carries_credential(req.headers()) {
+        // A stale cookie (the token changed) is dropped, so a browser stops
+        // sending it and does not use up its address's allowance.
+        r.headers_mut()
+            .insert(header::SET_COOKIE, HeaderValue::from_static(CLEAR_COOKIE));
     }
-    ApiError::unauthorized().into_response()
+    r
 }
+
+/// The `Set-Cookie` value that removes the session cookie.
+const CLEAR_COOKIE: &str = "sysmon_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0";
 
 /// The login form's fields.
 #[derive(Debug, Deserialize)]
@@ -143,15 +216,14 @@ pub(crate) async fn login_submit(
 /// `POST /logout`: clears the cookie.
 pub(crate) async fn logout() -> Response {
     let mut r = Redirect::to("/login").into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("sysmon_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-    );
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static(CLEAR_COOKIE));
     r
 }
 
 fn login_html(error: Option<&str>) -> String {
-    // `error` is one of our own constant strings, never request data.
+    // `error` is one of our own messages (constant text, at most a number of
+    // seconds), never request data.
     let error = error
         .map(|e| format!("<p class=\"err\" role=\"alert\">{e}</p>"))
         .unwrap_or_default();

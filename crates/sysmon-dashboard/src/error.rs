@@ -64,6 +64,19 @@ impl ApiError {
         }
     }
 
+    /// 429: too many wrong credentials from this address (see `guesses`).
+    pub fn too_many_guesses(wait: std::time::Duration) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "too_many_requests",
+            message: format!(
+                "too many wrong tokens from this address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+            allowed: None,
+        }
+    }
+
     /// 401 (with `WWW-Authenticate: Bearer`).
     pub fn unauthorized() -> Self {
         ApiError {

@@ -24,6 +24,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod guesses;
 pub mod live;
 pub mod metric;
 pub mod prometheus;
@@ -110,6 +111,8 @@ pub(crate) struct AppState {
     pub(crate) extra_metrics: Option<ExtraMetricsFn>,
     pub(crate) analytics_stats: Option<Arc<AnalyticsStats>>,
     pub(crate) auth_token: Option<String>,
+    /// Wrong credentials per client address (the login limit).
+    pub(crate) guesses: guesses::Guesses,
     pub(crate) options: DashboardOptions,
     pub(crate) live_clients: AtomicU64,
     pub(crate) shutdown: CancellationToken,
@@ -215,6 +218,7 @@ impl Dashboard {
             extra_metrics: self.extra_metrics,
             analytics_stats: self.analytics_stats,
             auth_token: self.auth_token,
+            guesses: guesses::Guesses::default(),
             options: self.options.clone(),
             live_clients: AtomicU64::new(0),
             shutdown,
@@ -245,6 +249,8 @@ impl Dashboard {
             ));
         }
         info!(%addr, "dashboard listening");
+        // Connection info: the login limit counts wrong credentials per address.
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await

@@ -756,3 +756,103 @@ async fn live_events_through_redis_pubsub() {
         .unwrap()
         .unwrap();
 }
+
+/// One HTTP/1.1 request from the local address `from` (any of 127.0.0.0/8):
+/// the status code and the raw response head.
+async fn request_from(
+    addr: std::net::SocketAddr,
+    from: [u8; 4],
+    head_and_body: &str,
+) -> (u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(head_and_body.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&buf).contains("\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn login_request(token: &str) -> String {
+    let body = format!("token={}", token.replace(' ', "+"));
+    format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_tokens_are_limited_per_client_address() {
+    use sysmon_dashboard::guesses::MAX_FAILURES;
+    let f = fixture().await;
+    let source: Arc<dyn DashboardSource> = f.sink.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(
+        Dashboard::new(source)
+            .with_auth_token(Some(TOKEN.to_string()))
+            .serve(listener, stop.clone()),
+    );
+    let guesser = [127, 0, 0, 1];
+    for i in 0..MAX_FAILURES {
+        let wrong = if i % 2 == 0 {
+            login_request(&format!("guess {i}"))
+        } else {
+            format!(
+                "GET /api/machines HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+                 Authorization: Bearer guess-{i}\r\n\r\n"
+            )
+        };
+        let (status, head) = request_from(addr, guesser, &wrong).await;
+        assert_eq!(status, 401, "guess {i}: {head}");
+    }
+    // The allowance used up: even the right token is refused unchecked, on the
+    // form and as a bearer, with a Retry-After.
+    let (status, head) = request_from(addr, guesser, &login_request(TOKEN)).await;
+    assert_eq!(status, 429, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    assert!(!head.contains("sysmon_session="), "no cookie: {head}");
+    let bearer = format!(
+        "GET /api/machines HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    let (status, head) = request_from(addr, guesser, &bearer).await;
+    assert_eq!(status, 429, "{head}");
+    // Without a credential the answer is the usual 401; /healthz stays open.
+    let plain = "GET /api/machines HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(request_from(addr, guesser, plain).await.0, 401);
+    let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(request_from(addr, guesser, health).await.0, 200);
+    // Another address is not affected: it signs in.
+    let (status, head) = request_from(addr, [127, 0, 0, 2], &login_request(TOKEN)).await;
+    assert_eq!(status, 303, "{head}");
+    assert!(head.contains("sysmon_session="), "{head}");
+    let (status, _) = request_from(addr, [127, 0, 0, 2], &bearer).await;
+    assert_eq!(status, 200);
+
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
