@@ -85,7 +85,8 @@ grep -q 'rm -f /etc/sysmon/agent.env' "$ctl/postrm" || fail "postrm purge keeps 
 # --- sysmon: the master package ----------------------------------------------------
 root="$work/root-sysmon"; ctl="$work/control-sysmon"
 for f in /usr/bin/sysmon /etc/sysmon/sysmon.toml /usr/lib/systemd/system/sysmon-ingest.service \
-         /usr/lib/systemd/system/sysmon-dashboard.service /usr/share/doc/sysmon/migrating.md; do
+         /usr/lib/systemd/system/sysmon-dashboard.service /usr/share/doc/sysmon/migrating.md \
+         /usr/share/doc/sysmon/import_legacy_history.py; do
   [ -f "$root$f" ] || fail "sysmon lacks $f"
 done
 [ ! -e "$root/usr/bin/sysmon-agent" ] || fail "sysmon must not ship sysmon-agent (the packages would conflict)"

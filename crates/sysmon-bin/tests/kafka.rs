@@ -295,6 +295,12 @@ const LEGACY_CONSUMER: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../testdata/legacy/legacy_consumer.py"
 );
+/// docs/migrating.md's import of the legacy history.
+const IMPORT_LEGACY_HISTORY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../scripts/import_legacy_history.py"
+);
+const MIGRATING_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/migrating.md");
 
 /// A Python venv with the legacy consumer's requirements (`kafka-python` alone,
 /// no codec extras), created once under the target dir and reused while the
@@ -556,6 +562,96 @@ fn legacy_python_consumer_stores_every_sample_of_a_default_agent() {
     assert_eq!(legacy_rows(&legacy_db), expected);
     for id in ["worker-gzip", "worker-none"] {
         assert!(expected.iter().any(|r| r.machine_id == id), "{id}");
+    }
+
+    // The migration guide's history import, run on what the legacy consumer
+    // stored: the legacy consumer stopped, the script publishes its rows to a
+    // topic a fresh ingester reads, and that history holds each row once.
+    legacy.signal("-TERM");
+    legacy.wait(Duration::from_secs(30));
+    import_legacy_history_as_the_guide_says(&bootstrap, &legacy_db, dir.path());
+}
+
+/// Runs scripts/import_legacy_history.py (the copy in docs/migrating.md must be
+/// the same text) on `legacy_db` into a fresh `sysmon ingest` history, and
+/// checks it holds every legacy row, once per machine and second.
+fn import_legacy_history_as_the_guide_says(bootstrap: &str, legacy_db: &Path, dir: &Path) {
+    let script = std::fs::read_to_string(IMPORT_LEGACY_HISTORY).unwrap();
+    let guide = std::fs::read_to_string(MIGRATING_MD).unwrap();
+    assert!(
+        guide.contains(&format!("```python\n{script}```")),
+        "docs/migrating.md's copy of scripts/import_legacy_history.py differs"
+    );
+    let rows = legacy_rows(legacy_db);
+    assert!(!rows.is_empty());
+    create_topic(bootstrap, "imported");
+    let db = dir.join("imported.db");
+    let mut ingest = Proc::spawn(
+        SYSMON,
+        &[
+            "ingest",
+            "--brokers",
+            bootstrap,
+            "--topic",
+            "imported",
+            "--group",
+            "import-check",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        dir,
+        "ingest-imported",
+    );
+    let out = Command::new(legacy_python())
+        .arg(IMPORT_LEGACY_HISTORY)
+        .arg(legacy_db)
+        .arg(bootstrap)
+        .arg("imported")
+        // The legacy consumer's clock (it stored local time).
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("published {} samples", rows.len()));
+    // One stored sample per machine and second (two legacy rows in the same
+    // second are one (machine, timestamp) key; the later one wins).
+    let mut by_key: HashMap<(String, String), LegacyRow> = HashMap::new();
+    for r in rows {
+        by_key.insert((r.machine_id.clone(), r.timestamp.clone()), r);
+    }
+    let complete = poll_until(Duration::from_secs(60), || {
+        stored_snapshots(&db).len() >= by_key.len()
+    });
+    ingest.signal("-TERM");
+    assert!(
+        ingest.wait(Duration::from_secs(30)).success(),
+        "{}",
+        ingest.log()
+    );
+    assert!(
+        complete,
+        "imported {} of {}:\n{}",
+        stored_snapshots(&db).len(),
+        by_key.len(),
+        ingest.log()
+    );
+    let imported = stored_snapshots(&db);
+    assert_eq!(imported.len(), by_key.len());
+    for s in &imported {
+        let mut back = expected_legacy_row(s);
+        let key = (back.machine_id.clone(), back.timestamp.clone());
+        let row = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("imported {key:?} is no legacy row"));
+        // Whole seconds: the legacy consumer kept no fraction.
+        assert_eq!(s.timestamp.fract(), 0.0, "{key:?}");
+        back.timestamp = row.timestamp.clone();
+        assert_eq!(&back, row);
     }
 }
 
