@@ -726,7 +726,10 @@ mod tests {
         // (ring and sorted copy), the 120-sample trend, the sustained test.
         let full = cfg.window * 24 + 6 * 2 * cfg.z_window * 8 + cfg.trend_window * 8;
         assert!(sizes[0] >= full, "{sizes:?} < {full}");
-        assert!(sizes[0] <= full + 2048, "no round-up beyond the windows: {sizes:?}");
+        assert!(
+            sizes[0] <= full + 2048,
+            "no round-up beyond the windows: {sizes:?}"
+        );
         assert_eq!(sizes[0], sizes[1], "no growth once the windows are full");
         assert!(d.forget("brief"));
         assert_eq!(d.machine_count(), 1);

@@ -204,8 +204,7 @@ impl AnalyticsEngine {
         for s in batch {
             // The alert engine holds state for every tracked machine (the
             // detector for a subset): a new machine beyond the cap is not tracked.
-            if self.alerts.machine_count() >= self.max_machines
-                && !self.alerts.knows(&s.machine_id)
+            if self.alerts.machine_count() >= self.max_machines && !self.alerts.knows(&s.machine_id)
             {
                 self.cap_hits += 1;
                 continue;
@@ -459,10 +458,12 @@ impl AnalyticsService {
         st.forgotten_machines.store(forgotten, Ordering::Relaxed);
         let before = st.machine_cap_hits.swap(cap_hits, Ordering::Relaxed);
         if cap_hits > before && !self.warned_cap {
-            warn!(max_tracked_machines = max,
-                  "analytics tracks its maximum of machines; samples of further machines are \
+            warn!(
+                max_tracked_machines = max,
+                "analytics tracks its maximum of machines; samples of further machines are \
                    stored but not analysed until silent ones are forgotten \
-                   (sysmon_analytics_machine_cap_hits_total counts them)");
+                   (sysmon_analytics_machine_cap_hits_total counts them)"
+            );
             self.warned_cap = true;
         } else if tracked.alerts < max {
             self.warned_cap = false;

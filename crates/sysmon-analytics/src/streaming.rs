@@ -379,9 +379,7 @@ impl StreamingDetector {
             windows: (0..FEATURE_COUNT)
                 .map(|_| RollingMedian::new(params.window))
                 .collect(),
-            recent: (0..FEATURE_COUNT)
-                .map(|_| VecDeque::new())
-                .collect(),
+            recent: (0..FEATURE_COUNT).map(|_| VecDeque::new()).collect(),
             runs: [(0, 0.0); FEATURE_COUNT],
             previous: [f64::NAN; FEATURE_COUNT],
             profiles: if params.daily_profile {
@@ -398,7 +396,10 @@ impl StreamingDetector {
 
     /// Roughly the heap this detector holds, bytes.
     pub fn heap_bytes(&self) -> usize {
-        self.windows.iter().map(RollingMedian::heap_bytes).sum::<usize>()
+        self.windows
+            .iter()
+            .map(RollingMedian::heap_bytes)
+            .sum::<usize>()
             + self
                 .recent
                 .iter()

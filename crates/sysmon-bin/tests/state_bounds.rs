@@ -13,7 +13,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -253,7 +253,11 @@ fn flood(ids: usize, cap: usize) -> Flood {
     eprintln!("after forgetting (and rendering /metrics): RSS {after_mb:.0} MB");
 
     ingest.signal("-TERM");
-    assert!(ingest.wait(Duration::from_secs(60)).success(), "{}", ingest.log());
+    assert!(
+        ingest.wait(Duration::from_secs(60)).success(),
+        "{}",
+        ingest.log()
+    );
 
     // Offline pages: the real machine only, resolved when it was forgotten.
     let c = rusqlite::Connection::open(&db).unwrap();

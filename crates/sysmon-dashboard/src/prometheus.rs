@@ -325,7 +325,8 @@ mod tests {
         assert!(text.contains("sysmon_analytics_tracked_machines{component=\"episodes\"} 0"));
         assert!(text.contains("sysmon_analytics_machine_cap_hits_total 3"));
         assert_eq!(
-            text.matches("# TYPE sysmon_analytics_tracked_machines gauge").count(),
+            text.matches("# TYPE sysmon_analytics_tracked_machines gauge")
+                .count(),
             1
         );
     }

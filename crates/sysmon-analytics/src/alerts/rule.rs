@@ -402,7 +402,11 @@ impl TryFrom<RuleSpec> for AlertRule {
         let condition = match kind {
             RuleKind::Threshold => {
                 only("after", s.after.is_some(), "\"machine_offline\"")?;
-                only("min_samples", s.min_samples.is_some(), "\"machine_offline\"")?;
+                only(
+                    "min_samples",
+                    s.min_samples.is_some(),
+                    "\"machine_offline\"",
+                )?;
                 only("horizon", s.horizon.is_some(), "\"filesystem_full_within\"")?;
                 let metric = s.metric.ok_or_else(|| {
                     format!("alert rule `{name}`: a threshold rule needs `metric`")
@@ -462,7 +466,11 @@ impl TryFrom<RuleSpec> for AlertRule {
                     only(f, present, "\"threshold\"")?;
                 }
                 only("after", s.after.is_some(), "\"machine_offline\"")?;
-                only("min_samples", s.min_samples.is_some(), "\"machine_offline\"")?;
+                only(
+                    "min_samples",
+                    s.min_samples.is_some(),
+                    "\"machine_offline\"",
+                )?;
                 let horizon = s.horizon.ok_or_else(|| {
                     format!("alert rule `{name}`: a filesystem_full_within rule needs `horizon`")
                 })?;

@@ -276,7 +276,9 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
     // Past it (brief's last sample at 1, real's at 100): brief goes first, silently.
     let r = engine.tick(T0 + 602.0);
     assert!(r.events.is_empty(), "{:?}", r.events);
-    let set = r.active.expect("a forgotten machine changes the active set");
+    let set = r
+        .active
+        .expect("a forgotten machine changes the active set");
     assert!(set.scopes.contains(&"brief".to_string()), "{set:?}");
     assert_eq!(engine.tracked().alerts, 1);
 
@@ -334,7 +336,11 @@ fn machines_beyond_the_cap_are_not_tracked_until_others_are_forgotten() {
         scored += r.scores.len();
     }
     assert_eq!(scored, 200, "the first 100 machines are scored");
-    assert_eq!(engine.cap_hits(), 100, "50 machines x 2 samples not analysed");
+    assert_eq!(
+        engine.cap_hits(),
+        100,
+        "50 machines x 2 samples not analysed"
+    );
     let t = engine.tracked();
     assert_eq!((t.detector, t.alerts), (100, 100));
     // Known machines go on being analysed at the cap.
