@@ -291,5 +291,9 @@ fn a_flood_of_100k_machine_ids_stays_in_the_low_hundreds_of_mb_and_is_forgotten(
     let f = flood(100_000, 10_000);
     // A memory bound, not a timing: before issue 11 this took 1.6 GB.
     assert!(f.peak_mb < 400.0, "peak RSS {:.0} MB", f.peak_mb);
-    assert!(f.after_mb < 400.0, "RSS {:.0} MB after forgetting", f.after_mb);
+    assert!(
+        f.after_mb < 400.0,
+        "RSS {:.0} MB after forgetting",
+        f.after_mb
+    );
 }
