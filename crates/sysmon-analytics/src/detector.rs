@@ -380,7 +380,9 @@ impl MachineState {
         MachineState {
             extractor: FeatureExtractor::new(cfg.max_gap_factor),
             streaming: StreamingDetector::new(cfg.streaming_params()),
-            history: Vec::with_capacity(cfg.window.min(4096)),
+            // Grown as rows arrive, up to `window` (issue 11: preallocating it
+            // cost 24 KiB for every machine id ever seen).
+            history: Vec::new(),
             next_slot: 0,
             forest: None,
             since_train: 0,
@@ -403,6 +405,13 @@ impl MachineState {
     /// The feature extractor (its skipped-step counters).
     pub fn extractor(&self) -> &FeatureExtractor {
         &self.extractor
+    }
+
+    /// Roughly the heap this state holds, bytes (the forest excluded): what
+    /// lazy sizing keeps small for machines seen only a few times.
+    pub fn heap_bytes(&self) -> usize {
+        self.history.capacity() * std::mem::size_of::<[f32; FEATURE_COUNT]>()
+            + self.streaming.heap_bytes()
     }
 }
 
@@ -520,6 +529,7 @@ impl AnomalyDetector {
                 verdict.forest = Some((forest.score_f32(&row), forest.threshold()));
             }
             if state.history.len() < cfg.window {
+                crate::streaming::reserve_one_vec(&mut state.history, cfg.window);
                 state.history.push(row);
             } else {
                 state.history[state.next_slot] = row;
@@ -690,6 +700,39 @@ mod tests {
             };
             s
         }
+    }
+
+    #[test]
+    fn state_grows_with_the_samples_a_machine_sent_and_stops_at_its_windows() {
+        let cfg = DetectorConfig::default();
+        let mut d = AnomalyDetector::new(cfg.clone()).unwrap();
+        let mut m = SyntheticMachine::new("brief", 7);
+        for i in 0..2 {
+            d.observe(&m.next_snapshot(T0 + i as f64, 0));
+        }
+        let brief = d.machine("brief").unwrap().heap_bytes();
+        // Two samples: a few small buffers and the daily profiles, not the
+        // windows (a 1024-row forest window alone is 24 KiB).
+        assert!(brief < 2048, "{brief} bytes for a machine seen twice");
+        let mut m = SyntheticMachine::new("steady", 8);
+        let mut sizes = Vec::new();
+        for i in 0..3000 {
+            d.observe(&m.next_snapshot(T0 + i as f64, 0));
+            if i == 1499 || i == 2999 {
+                sizes.push(d.machine("steady").unwrap().heap_bytes());
+            }
+        }
+        // Full windows: the forest's 1024 rows, six 64-value median windows
+        // (ring and sorted copy), the 120-sample trend, the sustained test.
+        let full = cfg.window * 24 + 6 * 2 * cfg.z_window * 8 + cfg.trend_window * 8;
+        assert!(sizes[0] >= full, "{sizes:?} < {full}");
+        assert!(
+            sizes[0] <= full + 2048,
+            "no round-up beyond the windows: {sizes:?}"
+        );
+        assert_eq!(sizes[0], sizes[1], "no growth once the windows are full");
+        assert!(d.forget("brief"));
+        assert_eq!(d.machine_count(), 1);
     }
 
     #[test]

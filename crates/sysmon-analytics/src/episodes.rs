@@ -163,6 +163,20 @@ impl EpisodeTracker {
     pub fn forget(&mut self, machine_id: &str) -> bool {
         self.open.remove(machine_id).is_some()
     }
+
+    /// Closes a machine's open episode where it stands (the machine is no
+    /// longer tracked) and returns it.
+    pub fn close(&mut self, machine_id: &str) -> Option<Episode> {
+        self.open.remove(machine_id).map(|o| Episode {
+            open: false,
+            ..o.episode
+        })
+    }
+
+    /// The machines with an open episode.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
 }
 
 #[cfg(test)]

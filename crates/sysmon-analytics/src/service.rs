@@ -11,6 +11,12 @@
 //!   (alert history and anomaly scores in SQLite, active alerts in Redis) and
 //!   each alert transition to the [`AlertNotifier`]s (a log line, webhooks).
 //!
+//! Per-machine state is bounded (issue 11): it grows with what a machine sent
+//! rather than being allocated in full, it is forgotten once the machine has
+//! been silent for `[ingest] forget_silent_machines_after`, and at most
+//! `[ingest] max_tracked_machines` machines are tracked at once (samples of
+//! further machines are stored but not analysed, and counted).
+//!
 //! Analytics never holds ingestion back: it reads the broadcast after the
 //! batch is stored and committed. If it falls behind by more than the
 //! broadcast's capacity (a large backlog replayed at full speed), the batches
@@ -92,6 +98,17 @@ impl AnalyticsRecord {
     }
 }
 
+/// How many machines each part of an [`AnalyticsEngine`] holds state for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrackedMachines {
+    /// Machines with anomaly-detector state.
+    pub detector: usize,
+    /// Machines with alert-rule state (every tracked machine).
+    pub alerts: usize,
+    /// Machines with an open anomaly episode.
+    pub episodes: usize,
+}
+
 /// Anomaly detection and alert rules over the snapshot stream (no I/O).
 #[derive(Debug)]
 pub struct AnalyticsEngine {
@@ -101,6 +118,17 @@ pub struct AnalyticsEngine {
     last_active: Option<(usize, Vec<ActiveAlert>)>,
     last_full_send: f64,
     resend_every: f64,
+    /// Silence after which a machine's state is dropped.
+    forget_after: Duration,
+    /// Most machines tracked at once.
+    max_machines: usize,
+    /// Samples not analysed because `max_machines` were tracked.
+    cap_hits: u64,
+    /// Machines forgotten after their silence.
+    forgotten: u64,
+    /// Forgotten scopes not yet sent in an active set (their stored alerts
+    /// must be cleared).
+    forgotten_scopes: Vec<String>,
 }
 
 impl AnalyticsEngine {
@@ -111,14 +139,56 @@ impl AnalyticsEngine {
         } else {
             None
         };
+        let alerts = AlertEngine::from_config(&config.alerts)?;
+        let forget_after = config.ingest.forget_silent_machines_after;
+        if let Some(after) = alerts.longest_offline_after() {
+            if forget_after <= after {
+                return Err(CoreError::Config(format!(
+                    "ingest.forget_silent_machines_after ({}) must be longer than the longest                      machine_offline rule's `after` ({}): an offline machine is alerted before                      it is forgotten",
+                    sysmon_core::duration::format(forget_after),
+                    sysmon_core::duration::format(after)
+                )));
+            }
+        }
         Ok(AnalyticsEngine {
             detector,
             episodes: EpisodeTracker::default(),
-            alerts: AlertEngine::from_config(&config.alerts)?,
+            alerts,
             last_active: None,
             last_full_send: f64::NEG_INFINITY,
             resend_every: 30.0,
+            forget_after,
+            max_machines: config.ingest.max_tracked_machines.max(1),
+            cap_hits: 0,
+            forgotten: 0,
+            forgotten_scopes: Vec::new(),
         })
+    }
+
+    /// Bounds the state: machines silent for `forget_after` are forgotten, at
+    /// most `max_machines` are tracked (defaults: `[ingest]`'s, 1 h and 10,000).
+    pub fn set_state_bounds(&mut self, forget_after: Duration, max_machines: usize) {
+        self.forget_after = forget_after;
+        self.max_machines = max_machines.max(1);
+    }
+
+    /// How many machines each part holds state for.
+    pub fn tracked(&self) -> TrackedMachines {
+        TrackedMachines {
+            detector: self.detector.as_ref().map_or(0, |d| d.machine_count()),
+            alerts: self.alerts.machine_count(),
+            episodes: self.episodes.open_count(),
+        }
+    }
+
+    /// Samples not analysed so far because `max_machines` were tracked.
+    pub fn cap_hits(&self) -> u64 {
+        self.cap_hits
+    }
+
+    /// Machines forgotten so far after their silence.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
     }
 
     /// True when neither detection nor any alert rule is enabled.
@@ -136,6 +206,13 @@ impl AnalyticsEngine {
     pub fn observe_batch(&mut self, batch: &[Snapshot], now: f64) -> AnalyticsRecord {
         let mut record = AnalyticsRecord::default();
         for s in batch {
+            // The alert engine holds state for every tracked machine (the
+            // detector for a subset): a new machine beyond the cap is not tracked.
+            if self.alerts.machine_count() >= self.max_machines && !self.alerts.knows(&s.machine_id)
+            {
+                self.cap_hits += 1;
+                continue;
+            }
             if let Some(d) = self.detector.as_mut() {
                 if let Some((score, verdict)) = d.observe_detailed(s) {
                     record
@@ -158,12 +235,28 @@ impl AnalyticsEngine {
     }
 
     /// Evaluates what depends on time passing at `now`: machines gone silent,
-    /// fleet-scoped rules.
+    /// fleet-scoped rules; then forgets the machines silent for longer than
+    /// the bound (their firing alerts resolve, their open episodes close).
     pub fn tick(&mut self, now: f64) -> AnalyticsRecord {
+        let mut events = self.alerts.tick(now);
+        let mut episodes = Vec::new();
+        let why = format!(
+            "silent for more than {}: no longer tracked",
+            sysmon_core::duration::format(self.forget_after)
+        );
+        for id in self.alerts.silent_longer_than(now, self.forget_after) {
+            events.extend(self.alerts.forget_because(&id, now, &why));
+            if let Some(d) = self.detector.as_mut() {
+                d.forget(&id);
+            }
+            episodes.extend(self.episodes.close(&id));
+            self.forgotten += 1;
+            self.forgotten_scopes.push(id);
+        }
         AnalyticsRecord {
             scores: Vec::new(),
-            episodes: Vec::new(),
-            events: self.alerts.tick(now),
+            episodes,
+            events,
             active: self.active_if_changed(now),
         }
     }
@@ -180,7 +273,8 @@ impl AnalyticsEngine {
         let changed = self
             .last_active
             .as_ref()
-            .is_none_or(|(n, a)| *n != machines.len() || a != &active);
+            .is_none_or(|(n, a)| *n != machines.len() || a != &active)
+            || !self.forgotten_scopes.is_empty();
         if !due && !changed {
             return None;
         }
@@ -189,6 +283,9 @@ impl AnalyticsEngine {
             self.last_full_send = now;
         }
         let mut scopes = machines;
+        // Forgotten machines are listed once more, with no alerts, so that
+        // stores clear what they hold for them.
+        scopes.append(&mut self.forgotten_scopes);
         if self.alerts.has_fleet_rules() {
             scopes.push(FLEET_SCOPE.to_string());
         }
@@ -227,6 +324,16 @@ pub struct AnalyticsStats {
     pub skipped_batches: AtomicU64,
     /// Failed writes to analytics sinks.
     pub sink_errors: AtomicU64,
+    /// Samples not analysed because `max_tracked_machines` were tracked.
+    pub machine_cap_hits: AtomicU64,
+    /// Machines forgotten after `forget_silent_machines_after` of silence.
+    pub forgotten_machines: AtomicU64,
+    /// Gauge: machines with anomaly-detector state.
+    pub tracked_detector: AtomicU64,
+    /// Gauge: machines with alert-rule state.
+    pub tracked_alerts: AtomicU64,
+    /// Gauge: machines with an open anomaly episode.
+    pub tracked_episodes: AtomicU64,
 }
 
 /// Runs an [`AnalyticsEngine`] on the ingester's stored batches.
@@ -237,6 +344,8 @@ pub struct AnalyticsService {
     notifiers: Vec<Arc<dyn AlertNotifier>>,
     tick_every: Duration,
     stats: Arc<AnalyticsStats>,
+    /// The cap on tracked machines bit and was logged (again once below it).
+    warned_cap: bool,
 }
 
 impl AnalyticsService {
@@ -248,6 +357,7 @@ impl AnalyticsService {
             notifiers: Vec::new(),
             tick_every: Duration::from_secs(1),
             stats: Arc::new(AnalyticsStats::default()),
+            warned_cap: false,
         }
     }
 
@@ -325,15 +435,43 @@ impl AnalyticsService {
         let now = now_secs();
         let engine = self.engine.clone();
         // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
-        let record = tokio::task::spawn_blocking(move || {
+        let (record, tracked, cap_hits, forgotten, max) = tokio::task::spawn_blocking(move || {
             let mut engine = lock(&engine);
-            match &batch {
+            let record = match &batch {
                 Some(b) => engine.observe_batch(b, now),
                 None => engine.tick(now),
-            }
+            };
+            let tracked = engine.tracked();
+            (
+                record,
+                tracked,
+                engine.cap_hits(),
+                engine.forgotten(),
+                engine.max_machines,
+            )
         })
         .await
         .map_err(|e| CoreError::Config(format!("analytics task failed: {e}")))?;
+        let st = &self.stats;
+        st.tracked_detector
+            .store(tracked.detector as u64, Ordering::Relaxed);
+        st.tracked_alerts
+            .store(tracked.alerts as u64, Ordering::Relaxed);
+        st.tracked_episodes
+            .store(tracked.episodes as u64, Ordering::Relaxed);
+        st.forgotten_machines.store(forgotten, Ordering::Relaxed);
+        let before = st.machine_cap_hits.swap(cap_hits, Ordering::Relaxed);
+        if cap_hits > before && !self.warned_cap {
+            warn!(
+                max_tracked_machines = max,
+                "analytics tracks its maximum of machines; samples of further machines are \
+                   stored but not analysed until silent ones are forgotten \
+                   (sysmon_analytics_machine_cap_hits_total counts them)"
+            );
+            self.warned_cap = true;
+        } else if tracked.alerts < max {
+            self.warned_cap = false;
+        }
         self.deliver(record).await;
         Ok(())
     }

@@ -30,6 +30,30 @@ pub const SUSTAINED_CLIP: f64 = 1.5;
 /// Median-absolute-deviation to standard-deviation factor for normal data.
 pub const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// The capacity `reserve_one_*` grows a buffer of `len` elements to: double,
+/// at least 4, never beyond `limit`.
+fn grown(len: usize, limit: usize) -> usize {
+    len.saturating_mul(2).max(4).min(limit.max(len + 1))
+}
+
+/// Makes room for one more element in a buffer that never holds more than
+/// `limit`: the capacity doubles as elements arrive but stops at `limit`
+/// (a plain push would round a 300-sample window up to 512). Per-machine
+/// state is sized by what the machine sent, so a flood of machines seen once
+/// or twice costs little (issue 11).
+pub(crate) fn reserve_one_deque<T>(v: &mut VecDeque<T>, limit: usize) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(grown(v.len(), limit) - v.len());
+    }
+}
+
+/// [`reserve_one_deque`] for a `Vec`.
+pub(crate) fn reserve_one_vec<T>(v: &mut Vec<T>, limit: usize) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(grown(v.len(), limit) - v.len());
+    }
+}
+
 /// The rolling median/MAD of one series.
 #[derive(Debug, Clone)]
 pub struct RollingMedian {
@@ -44,9 +68,16 @@ impl RollingMedian {
         let capacity = capacity.max(1);
         RollingMedian {
             capacity,
-            ring: VecDeque::with_capacity(capacity),
-            sorted: Vec::with_capacity(capacity),
+            // Grown as values arrive (see `reserve_one`): a machine seen twice
+            // costs a few bytes, not the whole window.
+            ring: VecDeque::new(),
+            sorted: Vec::new(),
         }
+    }
+
+    /// The heap the window holds, bytes.
+    pub fn heap_bytes(&self) -> usize {
+        (self.ring.capacity() + self.sorted.capacity()) * std::mem::size_of::<f64>()
     }
 
     /// How many values the window holds.
@@ -72,7 +103,9 @@ impl RollingMedian {
                 }
             }
         }
+        reserve_one_deque(&mut self.ring, self.capacity);
         self.ring.push_back(value);
+        reserve_one_vec(&mut self.sorted, self.capacity);
         let at = self.sorted.partition_point(|v| *v < value);
         self.sorted.insert(at, value);
     }
@@ -346,9 +379,7 @@ impl StreamingDetector {
             windows: (0..FEATURE_COUNT)
                 .map(|_| RollingMedian::new(params.window))
                 .collect(),
-            recent: (0..FEATURE_COUNT)
-                .map(|_| VecDeque::with_capacity(params.sustained_samples))
-                .collect(),
+            recent: (0..FEATURE_COUNT).map(|_| VecDeque::new()).collect(),
             runs: [(0, 0.0); FEATURE_COUNT],
             previous: [f64::NAN; FEATURE_COUNT],
             profiles: if params.daily_profile {
@@ -358,9 +389,24 @@ impl StreamingDetector {
             },
             tails: [TailQuantile::default(); FEATURE_COUNT],
             envelopes: [Envelope::default(); FEATURE_COUNT],
-            trend: VecDeque::with_capacity(params.trend_window),
+            trend: VecDeque::new(),
             params,
         }
+    }
+
+    /// Roughly the heap this detector holds, bytes.
+    pub fn heap_bytes(&self) -> usize {
+        self.windows
+            .iter()
+            .map(RollingMedian::heap_bytes)
+            .sum::<usize>()
+            + self
+                .recent
+                .iter()
+                .map(|r| r.capacity() * std::mem::size_of::<(f64, f64)>())
+                .sum::<usize>()
+            + self.profiles.capacity() * std::mem::size_of::<DailyProfile>()
+            + self.trend.capacity() * std::mem::size_of::<f64>()
     }
 
     /// The parameters.
@@ -430,6 +476,7 @@ impl StreamingDetector {
                 if self.trend.len() == p.trend_window {
                     self.trend.pop_front();
                 }
+                reserve_one_deque(&mut self.trend, p.trend_window);
                 self.trend.push_back(m);
                 if self.trend.len() == p.trend_window {
                     out.trend = Some(self.trend_of_window());
@@ -498,6 +545,7 @@ impl StreamingDetector {
             if recent.len() == p.sustained_samples {
                 recent.pop_front();
             }
+            reserve_one_deque(recent, p.sustained_samples);
             // Clipped, so that one huge spike cannot carry the mean over the
             // next samples on its own.
             recent.push_back((

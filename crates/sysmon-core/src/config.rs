@@ -149,6 +149,20 @@ pub struct IngestConfig {
     /// delete them at once. Default: `[sqlite] rollup_retention`.
     #[serde(default, with = "crate::duration::serde_opt_duration")]
     pub max_sample_age: Option<Duration>,
+    /// Per-machine state the ingester keeps in memory (the anomaly detector's
+    /// windows, the alert rules' state, open anomaly episodes) is forgotten
+    /// once no snapshot came from the machine for this long (the ingester's
+    /// clock). It must be longer than every `machine_offline` rule's `after`:
+    /// an offline machine is alerted first; forgetting it later ends its alerts
+    /// with a `resolved` event saying it is no longer tracked. A machine that
+    /// reports again afterwards starts afresh.
+    #[serde(with = "serde_duration")]
+    pub forget_silent_machines_after: Duration,
+    /// Most machines the ingester's analytics track at once. Samples of further
+    /// machines are still stored, but not scored or alerted on (counted by
+    /// `sysmon_analytics_machine_cap_hits_total`) until silent machines are
+    /// forgotten. Bounds memory against a flood of made-up machine ids.
+    pub max_tracked_machines: usize,
 }
 
 impl Default for IngestConfig {
@@ -160,6 +174,8 @@ impl Default for IngestConfig {
             maintenance_interval: Duration::from_secs(60),
             max_future_skew: Duration::from_secs(300),
             max_sample_age: None,
+            forget_silent_machines_after: Duration::from_secs(3600),
+            max_tracked_machines: 10_000,
         }
     }
 }
@@ -473,6 +489,12 @@ impl<Alerts: ConfigSection, Anomaly: ConfigSection> Config<Alerts, Anomaly> {
         }
         if self.agent.batch_size == 0 || self.ingest.batch_size == 0 {
             return bad("batch_size must be at least 1");
+        }
+        if self.ingest.forget_silent_machines_after < Duration::from_secs(1) {
+            return bad("ingest.forget_silent_machines_after must be at least 1s");
+        }
+        if self.ingest.max_tracked_machines == 0 {
+            return bad("ingest.max_tracked_machines must be at least 1");
         }
         if self.kafka.partitions < 1 {
             return bad("kafka.partitions must be at least 1");

@@ -263,8 +263,34 @@ pub fn render_analytics(stats: &sysmon_analytics::AnalyticsStats) -> String {
                 "Failed writes of analytics results (SQLite, Redis).",
                 stats.sink_errors.load(Ordering::Relaxed),
             ),
+            (
+                "sysmon_analytics_machine_cap_hits_total",
+                "Samples stored but not analysed because max_tracked_machines were tracked.",
+                stats.machine_cap_hits.load(Ordering::Relaxed),
+            ),
+            (
+                "sysmon_analytics_forgotten_machines_total",
+                "Machines whose analytics state was dropped after forget_silent_machines_after.",
+                stats.forgotten_machines.load(Ordering::Relaxed),
+            ),
         ],
     );
+    let _ = writeln!(
+        out,
+        "# HELP sysmon_analytics_tracked_machines Machines with analytics state in memory, by component."
+    );
+    let _ = writeln!(out, "# TYPE sysmon_analytics_tracked_machines gauge");
+    for (component, v) in [
+        ("detector", &stats.tracked_detector),
+        ("alerts", &stats.tracked_alerts),
+        ("episodes", &stats.tracked_episodes),
+    ] {
+        let _ = writeln!(
+            out,
+            "sysmon_analytics_tracked_machines{{component=\"{component}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
     out
 }
 
@@ -285,6 +311,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.lines().any(|l| l.starts_with("fake_metric")));
+    }
+
+    #[test]
+    fn analytics_state_gauges_are_one_family_by_component() {
+        let st = sysmon_analytics::AnalyticsStats::default();
+        st.tracked_detector.store(7, Ordering::Relaxed);
+        st.tracked_alerts.store(9, Ordering::Relaxed);
+        st.machine_cap_hits.store(3, Ordering::Relaxed);
+        let text = render_analytics(&st);
+        assert!(text.contains("sysmon_analytics_tracked_machines{component=\"detector\"} 7"));
+        assert!(text.contains("sysmon_analytics_tracked_machines{component=\"alerts\"} 9"));
+        assert!(text.contains("sysmon_analytics_tracked_machines{component=\"episodes\"} 0"));
+        assert!(text.contains("sysmon_analytics_machine_cap_hits_total 3"));
+        assert_eq!(
+            text.matches("# TYPE sysmon_analytics_tracked_machines gauge")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -34,6 +34,13 @@ impl RedisAlertSink {
     }
 }
 
+impl RedisAlertSink {
+    /// Scopes remembered as holding alerts in Redis.
+    pub fn remembered_scopes(&self) -> usize {
+        self.written.lock().map(|w| w.len()).unwrap_or(0)
+    }
+}
+
 /// One alert as stored in Redis: the shared [`ActiveAlert`] shape.
 fn alert_json(a: &ActiveAlert) -> serde_json::Value {
     serde_json::to_value(a).unwrap_or(serde_json::Value::Null)
@@ -86,7 +93,14 @@ impl AnalyticsSink for RedisAlertSink {
         }
         if let Ok(mut w) = self.written.lock() {
             for (scope, text) in done {
-                w.insert(scope, text);
+                // A scope without alerts is remembered by its absence (an
+                // absent scope counts as `[]`): the memo holds the machines
+                // with alerts, not every machine ever seen.
+                if text == "[]" {
+                    w.remove(&scope);
+                } else {
+                    w.insert(scope, text);
+                }
             }
         }
         match first_error {

@@ -142,7 +142,8 @@ mod tests {
         assert_eq!(
             cfg.rules[1].condition,
             Condition::MachineOffline {
-                after: Duration::from_secs(300)
+                after: Duration::from_secs(300),
+                min_samples: crate::alerts::rule::DEFAULT_OFFLINE_MIN_SAMPLES,
             }
         );
         assert_eq!(cfg.webhooks[0].timeout, Duration::from_secs(5));

@@ -27,6 +27,9 @@ struct MachineAlerts {
     extractor: FeatureExtractor,
     last_seen: f64,
     last_ts: f64,
+    /// Snapshots taken in (saturating): a machine_offline rule ignores
+    /// machines that sent fewer than its `min_samples`.
+    samples: u32,
     values: [Option<f64>; 9],
     /// Per rule index (threshold and offline rules).
     states: Vec<RuleState>,
@@ -41,21 +44,28 @@ impl MachineAlerts {
             extractor: FeatureExtractor::default(),
             last_seen: received_at,
             last_ts: f64::NEG_INFINITY,
+            samples: 0,
             values: [None; 9],
-            states: vec![RuleState::default(); n_rules],
+            states: if n_rules == 0 {
+                Vec::new()
+            } else {
+                vec![RuleState::default(); n_rules]
+            },
             fs_states: HashMap::new(),
             fs: HashMap::new(),
         }
     }
 
-    /// Takes in a snapshot: the metric values and the filesystems' used bytes.
-    /// False (and nothing changes) for a sample older than the latest one.
-    fn update(&mut self, snapshot: &Snapshot, received_at: f64) -> bool {
+    /// Takes in a snapshot: the metric values and (when `track_fs`, some rule
+    /// watches filesystems) the filesystems' used bytes. False (and nothing
+    /// changes) for a sample older than the latest one.
+    fn update(&mut self, snapshot: &Snapshot, received_at: f64, track_fs: bool) -> bool {
         let ts = snapshot.timestamp;
         if ts <= self.last_ts {
             return false;
         }
         self.last_ts = ts;
+        self.samples = self.samples.saturating_add(1);
         self.last_seen = self.last_seen.max(received_at);
         let f = self.extractor.push(snapshot);
         let pct = |v: f64| (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(v);
@@ -73,6 +83,9 @@ impl MachineAlerts {
             snapshot.load_avg.map(|l| l.one).filter(|v| v.is_finite()),
             snapshot.fullest_filesystem_percent(),
         ];
+        if !track_fs {
+            return true;
+        }
         for fs in &snapshot.filesystems {
             if fs.total_bytes == 0 {
                 continue;
@@ -81,6 +94,7 @@ impl MachineAlerts {
             if tr.points.len() == FS_WINDOW {
                 tr.points.pop_front();
             }
+            crate::streaming::reserve_one_deque(&mut tr.points, FS_WINDOW);
             tr.points.push_back((ts, fs.used_bytes as f64));
             tr.available = fs.available_bytes;
         }
@@ -291,11 +305,18 @@ impl AlertEngine {
             return events;
         }
         let n_rules = self.rules.len();
-        let m = self
-            .machines
-            .entry(snapshot.machine_id.clone())
-            .or_insert_with(|| MachineAlerts::new(received_at, n_rules));
-        if !m.update(snapshot, received_at) {
+        let track_fs = self
+            .rules
+            .iter()
+            .any(|r| matches!(r.condition, Condition::FilesystemFullWithin { .. }));
+        let m = match self.machines.get_mut(snapshot.machine_id.as_str()) {
+            Some(m) => m,
+            None => self
+                .machines
+                .entry(snapshot.machine_id.clone())
+                .or_insert_with(|| MachineAlerts::new(received_at, n_rules)),
+        };
+        if !m.update(snapshot, received_at, track_fs) {
             return events;
         }
         let id = &snapshot.machine_id;
@@ -327,7 +348,7 @@ impl AlertEngine {
         }
         for (i, rule) in self.rules.iter().enumerate() {
             match &rule.condition {
-                Condition::MachineOffline { after } => {
+                Condition::MachineOffline { after, min_samples } => {
                     let after_s = after.as_secs_f64();
                     let mut ids: Vec<&String> = self.machines.keys().collect();
                     ids.sort();
@@ -337,8 +358,12 @@ impl AlertEngine {
                             continue;
                         };
                         let silent = now - m.last_seen;
+                        // A machine seen only briefly (a flood of made-up ids,
+                        // a test run) never established that it reports: its
+                        // silence is no news and pages nobody.
+                        let established = m.samples >= *min_samples;
                         let st = &mut m.states[i];
-                        if silent > after_s && st.state != AlertState::Firing {
+                        if silent > after_s && st.state != AlertState::Firing && established {
                             st.state = AlertState::Firing;
                             st.since = now;
                             st.value = silent;
@@ -408,6 +433,12 @@ impl AlertEngine {
     /// Drops a retired machine; its firing alerts end with a `resolved` event so
     /// that nothing stays active forever.
     pub fn forget(&mut self, machine_id: &str, now: f64) -> Vec<AlertEvent> {
+        self.forget_because(machine_id, now, "was retired")
+    }
+
+    /// Drops a machine; its firing alerts end with a `resolved` event whose
+    /// message is `<machine> <why>`.
+    pub fn forget_because(&mut self, machine_id: &str, now: f64, why: &str) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let Some(m) = self.machines.remove(machine_id) else {
             return events;
@@ -436,10 +467,56 @@ impl AlertEngine {
                 state,
                 value: st.value,
                 at: now,
-                message: format!("{machine_id} was retired"),
+                message: format!("{machine_id} {why}"),
             });
         }
         events
+    }
+
+    /// The number of machines with state.
+    pub fn machine_count(&self) -> usize {
+        self.machines.len()
+    }
+
+    /// True when the engine has state for `machine_id`.
+    pub fn knows(&self, machine_id: &str) -> bool {
+        self.machines.contains_key(machine_id)
+    }
+
+    /// The machines no snapshot was received from for longer than `silence`
+    /// at `now` (the master's clock), sorted.
+    pub fn silent_longer_than(&self, now: f64, silence: Duration) -> Vec<String> {
+        let s = silence.as_secs_f64();
+        let mut ids: Vec<String> = self
+            .machines
+            .iter()
+            .filter(|(_, m)| now - m.last_seen > s)
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// The longest `after` of the machine_offline rules, if any.
+    pub fn longest_offline_after(&self) -> Option<Duration> {
+        self.rules
+            .iter()
+            .filter_map(|r| match r.condition {
+                Condition::MachineOffline { after, .. } => Some(after),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Roughly the heap one machine's state holds, bytes (for tests of lazy sizing).
+    pub fn machine_heap_bytes(&self, machine_id: &str) -> Option<usize> {
+        self.machines.get(machine_id).map(|m| {
+            m.states.capacity() * std::mem::size_of::<RuleState>()
+                + m.fs
+                    .values()
+                    .map(|t| t.points.capacity() * std::mem::size_of::<(f64, f64)>())
+                    .sum::<usize>()
+        })
     }
 
     /// The machines this engine has seen (and so owns the alert state of), sorted.

@@ -37,5 +37,6 @@ pub use config::{AlertsConfig, WebhookConfig};
 pub use engine::AlertEngine;
 pub use rule::{
     Aggregate, AlertRule, Comparison, Condition, Metric, Scope, Severity, ThresholdRule,
+    DEFAULT_OFFLINE_MIN_SAMPLES,
 };
 pub use state::{ActiveAlert, AlertEvent, AlertState};

@@ -207,6 +207,11 @@ pub enum Condition {
     MachineOffline {
         /// Silence that makes a machine offline.
         after: Duration,
+        /// Snapshots a machine must have sent before its silence can fire
+        /// (`min_samples`, default [`DEFAULT_OFFLINE_MIN_SAMPLES`]): a flood of
+        /// made-up machine ids, each seen once or twice, then pages nobody and
+        /// leaves the notification queues to real alerts.
+        min_samples: u32,
     },
     /// A filesystem's projected time until full is within `horizon`.
     FilesystemFullWithin {
@@ -290,11 +295,17 @@ impl AlertRule {
                 severity: Severity::Critical,
                 condition: Condition::MachineOffline {
                     after: Duration::from_secs(60),
+                    min_samples: DEFAULT_OFFLINE_MIN_SAMPLES,
                 },
             },
         ]
     }
 }
+
+/// The default `min_samples` of a machine_offline rule: a machine that sent
+/// fewer snapshots never established that it reports (see
+/// [`Condition::MachineOffline`]).
+pub const DEFAULT_OFFLINE_MIN_SAMPLES: u32 = 5;
 
 /// The flat TOML form of a rule (`[[alerts.rules]]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -334,6 +345,8 @@ struct RuleSpec {
         skip_serializing_if = "Option::is_none"
     )]
     horizon: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    min_samples: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,6 +402,11 @@ impl TryFrom<RuleSpec> for AlertRule {
         let condition = match kind {
             RuleKind::Threshold => {
                 only("after", s.after.is_some(), "\"machine_offline\"")?;
+                only(
+                    "min_samples",
+                    s.min_samples.is_some(),
+                    "\"machine_offline\"",
+                )?;
                 only("horizon", s.horizon.is_some(), "\"filesystem_full_within\"")?;
                 let metric = s.metric.ok_or_else(|| {
                     format!("alert rule `{name}`: a threshold rule needs `metric`")
@@ -438,13 +456,21 @@ impl TryFrom<RuleSpec> for AlertRule {
                 if after.is_zero() {
                     return Err(format!("alert rule `{name}`: `after` must be positive"));
                 }
-                Condition::MachineOffline { after }
+                Condition::MachineOffline {
+                    after,
+                    min_samples: s.min_samples.unwrap_or(DEFAULT_OFFLINE_MIN_SAMPLES),
+                }
             }
             RuleKind::FilesystemFullWithin => {
                 for (f, present) in threshold_fields {
                     only(f, present, "\"threshold\"")?;
                 }
                 only("after", s.after.is_some(), "\"machine_offline\"")?;
+                only(
+                    "min_samples",
+                    s.min_samples.is_some(),
+                    "\"machine_offline\"",
+                )?;
                 let horizon = s.horizon.ok_or_else(|| {
                     format!("alert rule `{name}`: a filesystem_full_within rule needs `horizon`")
                 })?;
@@ -479,9 +505,10 @@ impl From<AlertRule> for RuleSpec {
                 s.scope = Some(t.scope);
                 s.clear_threshold = Some(t.clear_threshold);
             }
-            Condition::MachineOffline { after } => {
+            Condition::MachineOffline { after, min_samples } => {
                 s.kind = Some(RuleKind::MachineOffline);
                 s.after = Some(after);
+                s.min_samples = Some(min_samples);
             }
             Condition::FilesystemFullWithin { horizon, for_ } => {
                 s.kind = Some(RuleKind::FilesystemFullWithin);

@@ -66,7 +66,9 @@ fn a_sustained_breach_fires_once_and_the_active_set_is_reported_when_it_changes(
 #[test]
 fn a_silent_machine_goes_offline_on_tick() {
     let mut engine = AnalyticsEngine::from_config(&config()).unwrap();
-    engine.observe_batch(&[snap("db-01", 0.0, 10.0, 10.0)], T0);
+    for t in -4..=0 {
+        engine.observe_batch(&[snap("db-01", t as f64, 10.0, 10.0)], T0 + t as f64);
+    }
     assert!(engine.tick(T0 + 30.0).events.is_empty());
     let r = engine.tick(T0 + 61.5);
     assert_eq!(r.events.len(), 1, "{:?}", r.events);
@@ -233,4 +235,141 @@ fn a_cpu_jump_is_one_episode_reported_when_it_opens_and_when_it_closes() {
         "{closed:?}"
     );
     assert_eq!(closed.metrics, vec!["cpu_usage".to_string()]);
+}
+
+/// `n` samples of `id`, one a second from `t0` (received as sent).
+fn feed(engine: &mut AnalyticsEngine, id: &str, t0: f64, n: usize, cpu: f64) -> AnalyticsRecord {
+    let mut last = AnalyticsRecord::default();
+    for i in 0..n {
+        let t = t0 + i as f64;
+        last = engine.observe_batch(&[snap(id, t, cpu, 40.0)], T0 + t);
+    }
+    last
+}
+
+#[test]
+fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() {
+    let mut c = config();
+    c.ingest.forget_silent_machines_after = Duration::from_secs(600);
+    let mut engine = AnalyticsEngine::from_config(&c).unwrap();
+    feed(&mut engine, "real", 0.0, 100, 20.0);
+    // A CPU jump opens an episode just before the machine goes silent.
+    let r = feed(&mut engine, "real", 100.0, 1, 99.0);
+    assert_eq!(r.scores.len(), 1);
+    feed(&mut engine, "brief", 0.0, 2, 20.0);
+    let t = engine.tracked();
+    assert_eq!((t.detector, t.alerts, t.episodes), (2, 2, 1), "{t:?}");
+
+    // Offline after 60 s: the established machine pages, the brief one not.
+    let r = engine.tick(T0 + 170.0);
+    assert_eq!(
+        r.events
+            .iter()
+            .map(|e| (e.machine_id.clone().unwrap(), e.state))
+            .collect::<Vec<_>>(),
+        vec![("real".to_string(), AlertState::Firing)]
+    );
+    // Still within the bound: kept.
+    assert!(engine.tick(T0 + 600.0).events.is_empty());
+    assert_eq!(engine.tracked().alerts, 2);
+
+    // Past it (brief's last sample at 1, real's at 100): brief goes first, silently.
+    let r = engine.tick(T0 + 602.0);
+    assert!(r.events.is_empty(), "{:?}", r.events);
+    let set = r
+        .active
+        .expect("a forgotten machine changes the active set");
+    assert!(set.scopes.contains(&"brief".to_string()), "{set:?}");
+    assert_eq!(engine.tracked().alerts, 1);
+
+    // real: its firing offline alert ends, saying why; its episode closes.
+    let r = engine.tick(T0 + 701.0);
+    assert_eq!(r.events.len(), 1, "{:?}", r.events);
+    assert_eq!(r.events[0].state, AlertState::Resolved);
+    assert_eq!(r.events[0].rule, "machine_offline");
+    assert!(
+        r.events[0].message.contains("no longer tracked"),
+        "{}",
+        r.events[0].message
+    );
+    assert_eq!(r.episodes.len(), 1);
+    assert!(!r.episodes[0].open);
+    let set = r.active.unwrap();
+    assert_eq!(set.scopes, vec!["real".to_string()], "listed to be cleared");
+    assert!(set.alerts.is_empty());
+    assert_eq!(engine.tracked(), TrackedMachines::default());
+    assert_eq!(engine.forgotten(), 2);
+    assert!(engine.tick(T0 + 702.0).active.is_none(), "listed once");
+
+    // Reporting again starts afresh.
+    let r = feed(&mut engine, "real", 800.0, 1, 20.0);
+    assert_eq!(r.scores.len(), 1);
+    assert!(r.events.is_empty());
+    assert_eq!(engine.tracked().alerts, 1);
+}
+
+#[test]
+fn the_bound_must_outlast_the_offline_rule() {
+    let mut c = config();
+    c.ingest.forget_silent_machines_after = Duration::from_secs(60);
+    let e = AnalyticsEngine::from_config(&c).unwrap_err().to_string();
+    assert!(e.contains("forget_silent_machines_after"), "{e}");
+    c.alerts.rules.clear();
+    assert!(AnalyticsEngine::from_config(&c).is_ok());
+}
+
+#[test]
+fn machines_beyond_the_cap_are_not_tracked_until_others_are_forgotten() {
+    let mut c = config();
+    c.ingest.max_tracked_machines = 100;
+    c.ingest.forget_silent_machines_after = Duration::from_secs(300);
+    let mut engine = AnalyticsEngine::from_config(&c).unwrap();
+    let mut scored = 0;
+    for i in 0..150 {
+        let r = engine.observe_batch(
+            &[
+                snap(&format!("m{i}"), 0.0, 10.0, 10.0),
+                snap(&format!("m{i}"), 1.0, 10.0, 10.0),
+            ],
+            T0 + 1.0,
+        );
+        scored += r.scores.len();
+    }
+    assert_eq!(scored, 200, "the first 100 machines are scored");
+    assert_eq!(
+        engine.cap_hits(),
+        100,
+        "50 machines x 2 samples not analysed"
+    );
+    let t = engine.tracked();
+    assert_eq!((t.detector, t.alerts), (100, 100));
+    // Known machines go on being analysed at the cap.
+    let r = engine.observe_batch(&[snap("m5", 2.0, 10.0, 10.0)], T0 + 2.0);
+    assert_eq!(r.scores.len(), 1);
+    // After the silence the state is gone and new machines are tracked.
+    engine.tick(T0 + 400.0);
+    assert_eq!(engine.tracked().alerts, 0);
+    let r = engine.observe_batch(&[snap("m149", 500.0, 10.0, 10.0)], T0 + 500.0);
+    assert_eq!(r.scores.len(), 1);
+    assert_eq!(engine.cap_hits(), 100);
+}
+
+#[tokio::test]
+async fn the_service_exports_tracked_machines_and_cap_hits() {
+    let (tx, rx) = broadcast::channel::<Batch>(64);
+    let mut c = config();
+    c.ingest.max_tracked_machines = 3;
+    let service = AnalyticsService::new(AnalyticsEngine::from_config(&c).unwrap());
+    let stats = service.stats();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(service.run(rx, stop.clone()));
+    let batch: Vec<Snapshot> = (0..5)
+        .map(|i| Snapshot::new(format!("m{i}"), now_secs()))
+        .collect();
+    tx.send(Batch::from(batch)).unwrap();
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(stats.tracked_alerts.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.tracked_detector.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.machine_cap_hits.load(Ordering::Relaxed), 2);
 }

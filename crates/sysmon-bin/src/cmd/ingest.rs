@@ -172,6 +172,19 @@ fn membership_metrics(m: &Membership) -> String {
     text
 }
 
+/// `/metrics` gauges of the Redis sink's per-machine memory.
+fn redis_memo_metrics(r: &RedisSink) -> String {
+    format!(
+        "# HELP sysmon_redis_memo_machines Machines the Redis sink remembers, by memo \
+         (writes: what it wrote, pruned after the keys' TTL; pending: owed after an outage).\n\
+         # TYPE sysmon_redis_memo_machines gauge\n\
+         sysmon_redis_memo_machines{{memo=\"writes\"}} {}\n\
+         sysmon_redis_memo_machines{{memo=\"pending\"}} {}\n",
+        r.memo_machines(),
+        r.pending_machines()
+    )
+}
+
 /// The summary `--stats-json` writes.
 fn stats_json(stats: &IngestStats) -> serde_json::Value {
     let l = stats.latency_summary();
@@ -224,6 +237,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let mut ingest = Ingest::new(Box::new(receiver), config.ingest_options());
     ingest.add_sink(history.sink(), SinkRole::Required);
     let mut redis_for_alerts = None;
+    let mut redis_for_metrics = None;
     if config.redis.url.is_some() {
         let cold: Arc<dyn SnapshotStore> = history.store();
         let redis = RedisSink::connect(&config.redis)
@@ -231,6 +245,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
             .context("connecting to Redis")?
             .with_backfill(cold);
         redis_for_alerts = Some(redis.clone());
+        redis_for_metrics = Some(redis.clone());
         ingest.add_sink(Arc::new(redis), SinkRole::BestEffort);
     }
     let stats = ingest.stats();
@@ -256,7 +271,13 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         tokio::spawn(
             crate::serve::in_process(&config, &sqlite, ingest.events(), stats.clone(), &analytics)
                 .with_consumer_lag(Arc::new(move || lag.get()))
-                .with_extra_metrics(Arc::new(move || membership_metrics(&membership)))
+                .with_extra_metrics(Arc::new(move || {
+                    let mut text = membership_metrics(&membership);
+                    if let Some(r) = &redis_for_metrics {
+                        text.push_str(&redis_memo_metrics(r));
+                    }
+                    text
+                }))
                 .serve(listener, stop.clone()),
         )
     });

@@ -101,8 +101,13 @@ fn flapping_around_the_threshold_cannot_storm() {
 #[test]
 fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
     let mut e = AlertEngine::new(AlertRule::defaults());
-    e.observe(&snap("a", 0.0, 10.0, 10.0));
-    e.observe(&snap("b", 0.0, 10.0, 10.0));
+    // Both established (the rule's min_samples, 5): a last seen at 0, b at 50.
+    for t in -4..=0 {
+        e.observe(&snap("a", t as f64, 10.0, 10.0));
+    }
+    for t in -3..=0 {
+        e.observe(&snap("b", t as f64, 10.0, 10.0));
+    }
     e.observe(&snap("b", 50.0, 10.0, 10.0));
     assert!(e.tick(T0 + 59.0).is_empty());
     let ev = e.tick(T0 + 61.0);
@@ -138,6 +143,81 @@ fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
         .tick(T0 + 1000.0)
         .iter()
         .all(|x| x.machine_id.as_deref() == Some("a")));
+}
+
+#[test]
+fn machines_seen_only_briefly_never_page_as_offline() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    // A flood of made-up ids, two samples each, and one real machine.
+    for i in 0..1000 {
+        let id = format!("fake-{i}");
+        e.observe(&snap(&id, 0.0, 10.0, 10.0));
+        e.observe(&snap(&id, 1.0, 10.0, 10.0));
+    }
+    for t in -10..=1 {
+        e.observe(&snap("real", t as f64, 10.0, 10.0));
+    }
+    let ev = e.tick(T0 + 120.0);
+    assert_eq!(
+        ev.iter()
+            .map(|x| x.machine_id.as_deref().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        vec!["real"],
+        "only the established machine fires"
+    );
+    // A fake id that goes on reporting becomes established and is judged.
+    for t in 2..5 {
+        e.observe(&snap("fake-7", t as f64, 10.0, 10.0));
+    }
+    let ev = e.tick(T0 + 200.0);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].machine_id.as_deref(), Some("fake-7"));
+    // min_samples is configurable: 1 makes every machine count.
+    let cfg: AlertsConfig = toml::from_str(
+        "[[rules]]\nname = \"gone\"\nkind = \"machine_offline\"\nafter = \"1m\"\nmin_samples = 1",
+    )
+    .unwrap();
+    let mut e = AlertEngine::from_config(&cfg).unwrap();
+    e.observe(&snap("once", 0.0, 10.0, 10.0));
+    assert_eq!(e.tick(T0 + 61.0).len(), 1);
+    let e = toml::from_str::<AlertsConfig>(
+        "[[rules]]\nname = \"x\"\nmetric = \"cpu_usage\"\nthreshold = 1\nmin_samples = 3",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`min_samples` only applies"), "{e}");
+}
+
+#[test]
+fn silent_machines_are_listed_and_state_is_sized_by_use() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    let mut s = snap("disk", 0.0, 10.0, 10.0);
+    s.filesystems.push(Filesystem {
+        mount_point: "/".into(),
+        total_bytes: 1000,
+        used_bytes: 10,
+        available_bytes: 990,
+        ..Default::default()
+    });
+    e.observe_at(&s, T0);
+    let small = e.machine_heap_bytes("disk").unwrap();
+    for t in 1..1000 {
+        let mut s = s.clone();
+        s.timestamp = T0 + t as f64;
+        e.observe_at(&s, T0 + t as f64);
+    }
+    let full = e.machine_heap_bytes("disk").unwrap();
+    assert!(small < 1024, "one sample: {small} bytes");
+    // The filesystem window holds 300 points: no power-of-two round-up.
+    assert!(full < 300 * 16 + 1024, "{full} bytes");
+    e.observe_at(&snap("quiet", 0.0, 1.0, 1.0), T0 + 500.0);
+    assert_eq!(e.machine_count(), 2);
+    assert_eq!(
+        e.silent_longer_than(T0 + 1600.0, Duration::from_secs(1000)),
+        vec!["quiet".to_string()]
+    );
+    assert!(e.knows("quiet"));
+    assert_eq!(e.longest_offline_after(), Some(Duration::from_secs(60)));
 }
 
 #[test]

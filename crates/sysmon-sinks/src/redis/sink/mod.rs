@@ -14,7 +14,7 @@ mod stats;
 mod write;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ struct Inner {
     /// What this sink wrote per machine, to leave out commands that cannot
     /// change anything (see [`Memo`]).
     memo: Mutex<HashMap<String, Memo>>,
+    /// When the memo was last pruned of machines whose keys have expired (ms).
+    memo_pruned_ms: AtomicI64,
     /// The count trim runs once per this many samples a machine gets.
     trim_every: u32,
 }
@@ -107,6 +109,7 @@ impl RedisSink {
             }),
             backfill: Mutex::new(None),
             memo: Mutex::new(HashMap::new()),
+            memo_pruned_ms: AtomicI64::new(0),
             trim_every: trim_every(options_series_len),
         });
         let first = ping(
@@ -176,6 +179,18 @@ impl RedisSink {
     /// The counters now.
     pub fn counters(&self) -> RedisSinkCounters {
         self.inner.stats.counters()
+    }
+
+    /// Machines the write memo remembers (pruned of machines whose keys
+    /// expired, at most twice `max_pending_machines`).
+    pub fn memo_machines(&self) -> usize {
+        self.inner.memo_lock().len()
+    }
+
+    /// Machines whose newest snapshot is remembered for an outage's repair
+    /// (at most `max_pending_machines`; empty while Redis is up).
+    pub fn pending_machines(&self) -> usize {
+        self.inner.lock().pending.len()
     }
 
     /// Whether the sink currently believes Redis is reachable.

@@ -81,7 +81,7 @@ impl Inner {
         r
     }
 
-    fn memo_lock(&self) -> MutexGuard<'_, HashMap<String, Memo>> {
+    pub(super) fn memo_lock(&self) -> MutexGuard<'_, HashMap<String, Memo>> {
         self.memo.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -98,6 +98,15 @@ impl Inner {
         if memo.len() > 2 * self.options.max_pending_machines {
             // Machines come and go; a fresh memo only costs a few commands.
             memo.clear();
+        }
+        // Once per upkeep period: machines whose keys have expired (nothing
+        // newer written for the TTL) are forgotten, so the memo follows the
+        // machines that report rather than every id ever seen.
+        let now_ms = (now_secs() * 1000.0) as i64;
+        if now_ms - self.memo_pruned_ms.load(Ordering::Relaxed) >= self.upkeep_ms as i64 {
+            self.memo_pruned_ms.store(now_ms, Ordering::Relaxed);
+            let oldest = now_ms.saturating_sub(self.ttl_ms as i64);
+            memo.retain(|_, m| m.newest_ms >= oldest);
         }
         order
             .iter()
