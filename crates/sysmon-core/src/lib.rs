@@ -25,6 +25,7 @@ pub mod histogram;
 pub mod identity;
 pub mod ingest;
 pub mod metric;
+pub mod read;
 pub mod sink;
 pub mod snapshot;
 pub mod spool;
@@ -44,6 +45,10 @@ pub use snapshot::{
     BlockDevice, CgroupInfo, CgroupKind, CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg,
     Memory, NetworkErrors, NetworkIo, NetworkRate, OpenFiles, Pressure, PressureLine,
     PressureStall, ProcessInfo, Snapshot, Tcp, TcpStates, Temperature, SCHEMA_VERSION,
+};
+pub use read::{
+    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, SeriesQuery,
+    SeriesTarget, TopProcesses,
 };
 pub use store::{MachineSummary, SnapshotStore, StoreError};
 pub use transport::{

@@ -18,6 +18,8 @@
 //! in `docs/redis-layout.md`; [`KeyLayout`] is the single place that builds key
 //! names. Redis Cluster is not supported (the write scripts touch several keys).
 
+mod history;
+mod live;
 mod scripts;
 mod sink;
 mod store;
@@ -35,6 +37,8 @@ use crate::error::SinksError;
 
 pub use sink::{RedisSink, RedisSinkCounters, RedisSinkStats};
 pub(crate) use store::sort_canonical;
+pub use history::RedisHistory;
+pub use live::{RedisLiveFeed, BACKOFF_CAP};
 pub use store::RedisStore;
 
 /// Version of the [`BatchEvent`] message published on `<prefix>events`.
