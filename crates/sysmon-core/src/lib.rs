@@ -40,15 +40,15 @@ pub use codec::{decode, encode_json, Format};
 pub use collector::{Collector, CollectorError, CollectorRegistry};
 pub use error::{CoreError, DecodeError};
 pub use ingest::{Ingest, IngestStats};
+pub use read::{
+    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, SeriesQuery,
+    SeriesTarget, TopProcesses,
+};
 pub use sink::{Batch, Sink, SinkError};
 pub use snapshot::{
     BlockDevice, CgroupInfo, CgroupKind, CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg,
     Memory, NetworkErrors, NetworkIo, NetworkRate, OpenFiles, Pressure, PressureLine,
     PressureStall, ProcessInfo, Snapshot, Tcp, TcpStates, Temperature, SCHEMA_VERSION,
-};
-pub use read::{
-    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, SeriesQuery,
-    SeriesTarget, TopProcesses,
 };
 pub use store::{MachineSummary, SnapshotStore, StoreError};
 pub use transport::{

@@ -273,7 +273,6 @@ pub fn fleet_buckets(
     out
 }
 
-
 /// Read access to stored history, as the dashboard and `sysmon query` need it.
 #[async_trait]
 pub trait HistoryReader: SnapshotStore {
@@ -339,7 +338,13 @@ pub trait HistoryReader: SnapshotStore {
         let mut out = HashMap::new();
         for id in machine_ids {
             let b = self
-                .series(&SeriesQuery::machine(id.clone(), metric, since, until, max_points))
+                .series(&SeriesQuery::machine(
+                    id.clone(),
+                    metric,
+                    since,
+                    until,
+                    max_points,
+                ))
                 .await?;
             if !b.is_empty() {
                 out.insert(id.clone(), b);
@@ -398,8 +403,7 @@ pub trait AnalyticsReader: Send + Sync {
     async fn active_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError>;
 
     /// Alert transitions since `since`, newest first, at most `limit`.
-    async fn alert_history(&self, since: f64, limit: usize)
-        -> Result<Vec<AlertEvent>, StoreError>;
+    async fn alert_history(&self, since: f64, limit: usize) -> Result<Vec<AlertEvent>, StoreError>;
 
     /// Flagged samples since `since`, of one machine or all, newest first,
     /// at most `limit`.

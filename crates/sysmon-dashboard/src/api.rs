@@ -16,8 +16,8 @@ use sysmon_core::{MachineSummary, ProcessInfo, Snapshot};
 
 use crate::error::ApiError;
 use crate::metric::{truncate, FleetAgg, Metric, Range};
-use sysmon_core::read::{Buckets, SeriesQuery};
 use crate::{now_epoch_secs, AppState};
+use sysmon_core::read::{Buckets, SeriesQuery};
 
 /// Default and largest number of buckets per series.
 pub const DEFAULT_POINTS: usize = 1000;
@@ -408,7 +408,13 @@ pub(crate) async fn series(
     let points = parse_points(&p, DEFAULT_POINTS)?;
     let buckets = st
         .source
-        .series(&SeriesQuery::machine(id.clone(), metric, since, until, points))
+        .series(&SeriesQuery::machine(
+            id.clone(),
+            metric,
+            since,
+            until,
+            points,
+        ))
         .await?;
     if buckets.is_empty() {
         latest_or_404(&st, &id).await?;

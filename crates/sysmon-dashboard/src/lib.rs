@@ -57,8 +57,8 @@ pub use analytics::{
 };
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};
-pub use sysmon_core::read::{Buckets, HistoryReader, LiveFeed};
 pub use stored_analytics::StoredAnalytics;
+pub use sysmon_core::read::{Buckets, HistoryReader, LiveFeed};
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch_secs() -> f64 {

@@ -193,7 +193,13 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         &format!("/api/machines/web-01/series?metric=cpu&{}", w(300.0)),
     )
     .await;
-    assert!(series["max"].as_array().unwrap().contains(&Value::from(95.0)), "{series}");
+    assert!(
+        series["max"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(95.0)),
+        "{series}"
+    );
     let (_, alerts) = get(&from_pg, "/api/alerts").await;
     assert_eq!(alerts["available"], true);
     assert!(
@@ -213,7 +219,10 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
     assert!(pg.maintain_at(now + 120.0).await.unwrap().is_some());
     for uri in [
         format!("/api/machines/db-01/series?metric=cpu&{}", w(86_400.0)),
-        format!("/api/machines/web-02/series?metric=swap&{}", w(7.0 * 86_400.0)),
+        format!(
+            "/api/machines/web-02/series?metric=swap&{}",
+            w(7.0 * 86_400.0)
+        ),
         format!("/api/fleet?metric=memory&agg=max&{}", w(86_400.0)),
         "/api/overview?range=24h".to_string(),
     ] {
@@ -221,7 +230,8 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         let (s2, v2) = get(&from_pg, &uri).await;
         assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{uri}");
         assert!(
-            v2.get("ts").is_none_or(|ts| !ts.as_array().unwrap().is_empty()),
+            v2.get("ts")
+                .is_none_or(|ts| !ts.as_array().unwrap().is_empty()),
             "{uri}: {v2}"
         );
         if let Err(e) = same(&v1, &v2, &uri, &skip) {

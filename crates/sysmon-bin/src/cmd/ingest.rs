@@ -247,10 +247,16 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
             crate::serve::dashboard_url(&config.dashboard.listen)
         );
         tokio::spawn(
-            crate::serve::in_process(&config, &history, ingest.events(), stats.clone(), &analytics)
-                .with_consumer_lag(Arc::new(move || lag.get()))
-                .with_extra_metrics(Arc::new(move || membership_metrics(&membership)))
-                .serve(listener, stop.clone()),
+            crate::serve::in_process(
+                &config,
+                &history,
+                ingest.events(),
+                stats.clone(),
+                &analytics,
+            )
+            .with_consumer_lag(Arc::new(move || lag.get()))
+            .with_extra_metrics(Arc::new(move || membership_metrics(&membership)))
+            .serve(listener, stop.clone()),
         )
     });
     info!(

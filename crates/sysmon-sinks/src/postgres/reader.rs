@@ -256,9 +256,7 @@ impl HistoryReader for PostgresSink {
     }
 
     async fn latest_all(&self) -> Result<Vec<Snapshot>, StoreError> {
-        PostgresSink::latest_all(self)
-            .await
-            .map_err(to_store_error)
+        PostgresSink::latest_all(self).await.map_err(to_store_error)
     }
 
     async fn series(&self, q: &SeriesQuery) -> Result<Buckets, StoreError> {
@@ -283,9 +281,15 @@ impl HistoryReader for PostgresSink {
         until: f64,
         max_points: usize,
     ) -> Result<HashMap<String, Buckets>, StoreError> {
-        self.sparklines_of(machine_ids.to_vec(), metric, since, until, max_points.max(2))
-            .await
-            .map_err(to_store_error)
+        self.sparklines_of(
+            machine_ids.to_vec(),
+            metric,
+            since,
+            until,
+            max_points.max(2),
+        )
+        .await
+        .map_err(to_store_error)
     }
 }
 
@@ -402,11 +406,7 @@ impl AnalyticsReader for PostgresSink {
         active_alerts(&**c).await.map_err(to_store_error)
     }
 
-    async fn alert_history(
-        &self,
-        since: f64,
-        limit: usize,
-    ) -> Result<Vec<AlertEvent>, StoreError> {
+    async fn alert_history(&self, since: f64, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
         let c = self.client().await.map_err(to_store_error)?;
         alert_events(&**c, since, limit)
             .await

@@ -35,10 +35,10 @@ use sysmon_core::{ProcessInfo, Snapshot};
 
 use crate::error::SinksError;
 
-pub use sink::{RedisSink, RedisSinkCounters, RedisSinkStats};
-pub(crate) use store::sort_canonical;
 pub use history::RedisHistory;
 pub use live::{RedisLiveFeed, BACKOFF_CAP};
+pub use sink::{RedisSink, RedisSinkCounters, RedisSinkStats};
+pub(crate) use store::sort_canonical;
 pub use store::RedisStore;
 
 /// Version of the [`BatchEvent`] message published on `<prefix>events`.

@@ -94,11 +94,7 @@ impl AnalyticsReader for SqliteSink {
             .map_err(to_store_error)
     }
 
-    async fn alert_history(
-        &self,
-        since: f64,
-        limit: usize,
-    ) -> Result<Vec<AlertEvent>, StoreError> {
+    async fn alert_history(&self, since: f64, limit: usize) -> Result<Vec<AlertEvent>, StoreError> {
         SqliteSink::alert_history(self, since, limit)
             .await
             .map_err(to_store_error)
