@@ -212,6 +212,13 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
     );
     let (s, _) = get(&from_pg, "/api/machines/nope/series?metric=cpu").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // The health probe asks for a machine id PostgreSQL text cannot hold.
+    let (s, health) = get(&from_pg, "/healthz").await;
+    assert_eq!(
+        (s, &health["status"]),
+        (StatusCode::OK, &Value::from("ok")),
+        "{health}"
+    );
 
     // After a maintenance pass long windows come from the rollups (plus the
     // minutes not rolled up yet) in both stores.

@@ -14,7 +14,7 @@ use sysmon_core::read::{
 use sysmon_core::{Snapshot, StoreError};
 use tokio_postgres::GenericClient;
 
-use super::{maintain, to_store_error, PostgresSink, NAME};
+use super::{maintain, read, to_store_error, PostgresSink, NAME};
 use crate::error::SinksError;
 use crate::sqlite::reader::FLEET_RAW_LIMIT_SECS;
 use crate::sqlite::series::{bucket_width, raw_limit_ms, MetricColumns};
@@ -173,6 +173,7 @@ impl PostgresSink {
         until: f64,
         max_points: usize,
     ) -> Result<HashMap<String, Buckets>, SinksError> {
+        let ids: Vec<String> = ids.into_iter().filter(|id| read::storable_id(id)).collect();
         let horizon = self.horizon().await?;
         let w = window(since, until, max_points, horizon, raw_limit_ms(1))?;
         let rows = self
