@@ -76,10 +76,10 @@ fn window(
 /// (every machine when `$7` is NULL). Rollup minutes that are up to date
 /// (not dirty, or before the raw horizon) serve their minute; raw samples
 /// serve every other minute.
-fn buckets_cte(metric: Metric) -> String {
-    let col = metric.raw_column();
-    let (n, p) = metric.rollup_columns();
-    format!(
+fn buckets_cte(metric: Metric) -> Result<String, SinksError> {
+    let col = metric.raw_column()?;
+    let (n, p) = metric.rollup_columns()?;
+    Ok(format!(
         "WITH sel AS (
             SELECT id FROM machines WHERE $7::text[] IS NULL OR machine_id = ANY($7::text[])
         ), r AS (
@@ -114,7 +114,7 @@ fn buckets_cte(metric: Metric) -> String {
                    min(mn)::float8 AS mn, max(mx)::float8 AS mx
             FROM per GROUP BY machine, b
         )"
-    )
+    ))
 }
 
 impl PostgresSink {
@@ -126,7 +126,7 @@ impl PostgresSink {
         w: &Window,
         ids: Option<Vec<String>>,
     ) -> Result<Vec<tokio_postgres::Row>, SinksError> {
-        let sql = format!("{} {select}", buckets_cte(metric));
+        let sql = format!("{} {select}", buckets_cte(metric)?);
         let client = self.client().await?;
         Ok(client
             .query(

@@ -37,17 +37,26 @@ pub(crate) fn raw_limit_ms(machines: usize) -> i64 {
 
 pub use sysmon_core::metric::{FleetAgg, Metric, UnknownName as ParseNameError};
 
-/// Where each [`Metric`] lives in this sink's tables.
+/// Where each charted [`Metric`] ([`Metric::CHARTS`]) lives in this sink's
+/// tables; the other metrics have no series (an `InvalidInput` error).
 pub(crate) trait MetricColumns {
     /// The raw `samples` column.
-    fn raw_column(self) -> &'static str;
+    fn raw_column(self) -> Result<&'static str, SinksError>;
     /// The `rollups` columns: (sample count, prefix of `_avg`/`_min`/`_max`).
-    fn rollup_columns(self) -> (&'static str, &'static str);
+    fn rollup_columns(self) -> Result<(&'static str, &'static str), SinksError>;
+}
+
+fn not_charted(m: Metric) -> SinksError {
+    SinksError::InvalidInput(format!(
+        "metric {} has no stored series; charted: {}",
+        m.name(),
+        Metric::names().join(", ")
+    ))
 }
 
 impl MetricColumns for Metric {
-    fn raw_column(self) -> &'static str {
-        match self {
+    fn raw_column(self) -> Result<&'static str, SinksError> {
+        Ok(match self {
             Metric::Cpu => "cpu",
             Metric::Memory => "mem",
             Metric::DiskRead => "disk_read_rate",
@@ -56,11 +65,12 @@ impl MetricColumns for Metric {
             Metric::NetRecv => "net_recv_rate",
             Metric::Load1 => "load1",
             Metric::Swap => "swap_used",
-        }
+            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+        })
     }
 
-    fn rollup_columns(self) -> (&'static str, &'static str) {
-        match self {
+    fn rollup_columns(self) -> Result<(&'static str, &'static str), SinksError> {
+        Ok(match self {
             Metric::Cpu => ("n", "cpu"),
             Metric::Memory => ("n", "mem"),
             Metric::DiskRead => ("n_disk", "disk_read"),
@@ -69,7 +79,8 @@ impl MetricColumns for Metric {
             Metric::NetRecv => ("n_net", "net_recv"),
             Metric::Load1 => ("n_load", "load1"),
             Metric::Swap => ("n_swap", "swap"),
-        }
+            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+        })
     }
 }
 
@@ -234,7 +245,7 @@ fn raw_part(
     if lo >= hi {
         return Ok(());
     }
-    let col = metric.raw_column();
+    let col = metric.raw_column()?;
     let (klo, khi) = keys::sample_range(machine, lo, hi);
     let sql = format!(
         "SELECT key & {TS_MASK}, {col} FROM samples \
@@ -290,7 +301,7 @@ fn rollup_part(
     if lo >= hi {
         return Ok(());
     }
-    let (n, p) = metric.rollup_columns();
+    let (n, p) = metric.rollup_columns()?;
     let sql = format!(
         "SELECT minute_ms / ?4 AS b, sum({n}), total({p}_avg * {n}), min({p}_min), max({p}_max) \
          FROM rollups WHERE machine = ?1 AND minute_ms >= ?2 AND minute_ms < ?3 AND {n} > 0 \
@@ -502,7 +513,7 @@ pub(crate) fn sparklines(
     };
     let mut out: Vec<(String, Vec<Bucket>)> = Vec::new();
     if w.raw {
-        let col = metric.raw_column();
+        let col = metric.raw_column()?;
         let clamp = |t: i64| t.clamp(0, TS_MASK + 1);
         let ids = serde_json::to_string(machine_ids)
             .map_err(|e| SinksError::InvalidInput(format!("machine ids: {e}")))?;
