@@ -15,7 +15,7 @@ use serde_json::json;
 use sysmon_core::{MachineSummary, ProcessInfo, Snapshot};
 
 use crate::error::ApiError;
-use crate::metric::{truncate, FleetAgg, Metric, Range};
+use crate::metric::{truncate, FleetAgg, Metric, Range, Usage};
 use crate::{now_epoch_secs, AppState};
 use sysmon_core::read::{Buckets, SeriesQuery};
 
@@ -310,9 +310,23 @@ impl<'a> From<&'a Snapshot> for ProcessesView<'a> {
     }
 }
 
+/// Any spelling of a charted metric (`cpu`, `cpu_usage`, `mem`, ...; see
+/// `docs/metrics.md`); the error lists the charted metrics' short names.
 fn parse_metric_str(s: &str) -> Result<Metric, ApiError> {
-    s.parse::<Metric>()
-        .map_err(|e| ApiError::not_allowed(e.to_string(), Metric::names()))
+    let m = s
+        .parse::<Metric>()
+        .map_err(|e| ApiError::not_allowed(e.to_string(), Metric::names()))?;
+    if !m.usable_in(Usage::Chart) {
+        return Err(ApiError::not_allowed(
+            format!(
+                "metric {} is not charted; allowed: {}",
+                m.name(),
+                Metric::names().join(", ")
+            ),
+            Metric::names(),
+        ));
+    }
+    Ok(m)
 }
 
 fn parse_metric(p: &HashMap<String, String>) -> Result<Metric, ApiError> {
@@ -627,5 +641,27 @@ mod tests {
         assert_eq!(Status::of(120.0, 120.0, 600.0), Status::Online);
         assert_eq!(Status::of(121.0, 120.0, 600.0), Status::Stale);
         assert_eq!(Status::of(601.0, 120.0, 600.0), Status::Offline);
+    }
+
+    #[test]
+    fn every_vocabulary_spelling_names_the_same_metric_in_the_api() {
+        for m in Metric::ALL {
+            for sp in m.spellings() {
+                let got = parse_metric_str(sp);
+                if m.usable_in(Usage::Chart) {
+                    assert_eq!(got.ok(), Some(m), "{sp}");
+                    let mut p = HashMap::new();
+                    p.insert("metric".to_string(), sp.to_ascii_uppercase());
+                    assert_eq!(parse_metric(&p).ok(), Some(m), "{sp}");
+                } else {
+                    assert!(got.is_err(), "{sp} is not charted");
+                }
+            }
+        }
+        // The wire field names, as a snapshot shows them.
+        assert_eq!(parse_metric_str("cpu_usage").ok(), Some(Metric::Cpu));
+        assert_eq!(parse_metric_str("memory_usage").ok(), Some(Metric::Memory));
+        assert_eq!(parse_metric_str("swap_used_bytes").ok(), Some(Metric::Swap));
+        assert!(parse_metric_str("cpux").is_err());
     }
 }

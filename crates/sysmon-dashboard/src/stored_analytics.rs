@@ -12,7 +12,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sysmon_analytics::alerts::AlertState;
 use sysmon_analytics::forecast::ForecastParams;
-use sysmon_analytics::{Forecaster, FEATURE_NAMES};
+use sysmon_analytics::{Forecaster, FEATURE_METRICS};
+use sysmon_core::metric::Metric;
 use sysmon_core::{AnalyticsReader, SnapshotStore, StoreError};
 
 use crate::analytics::{ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast};
@@ -28,12 +29,12 @@ const FORECAST_WINDOW_SECS: f64 = 300.0;
 /// Points of the drawn forecast path (every 30 s up to 5 minutes).
 const FORECAST_STEPS: usize = 10;
 
-/// The dashboard's name of a forecast feature (`cpu_usage` -> `cpu`).
-fn api_metric(feature: &str) -> &str {
-    match feature {
-        "cpu_usage" => "cpu",
-        "memory_usage" => "memory",
-        other => other.strip_suffix("_rate").unwrap_or(other),
+/// The dashboard's (short) name of a forecast's metric (`cpu_usage` -> `cpu`);
+/// forecasts name their metric with its vocabulary name.
+fn api_metric(name: &str) -> &str {
+    match Metric::from_name(name) {
+        Some(m) => m.short_name(),
+        None => name,
     }
 }
 
@@ -103,10 +104,10 @@ impl AnalyticsSource for StoredAnalytics {
         let Some(forecaster) = self.fitted(machine_id).await? else {
             return Ok(MachineForecast::default());
         };
-        let mut views: Vec<ForecastView> = FEATURE_NAMES
+        let mut views: Vec<ForecastView> = FEATURE_METRICS
             .iter()
-            .map(|f| ForecastView {
-                metric: api_metric(f).to_string(),
+            .map(|m| ForecastView {
+                metric: m.short_name().to_string(),
                 ts: Vec::new(),
                 value: Vec::new(),
                 lower: Vec::new(),
