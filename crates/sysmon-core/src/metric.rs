@@ -149,9 +149,7 @@ impl Metric {
     /// The unit of the metric's values: `percent`, `bytes/s`, `bytes` or `load`.
     pub const fn unit(self) -> &'static str {
         match self {
-            Metric::Cpu | Metric::Memory | Metric::SwapUsage | Metric::FilesystemUsage => {
-                "percent"
-            }
+            Metric::Cpu | Metric::Memory | Metric::SwapUsage | Metric::FilesystemUsage => "percent",
             Metric::DiskRead | Metric::DiskWrite | Metric::NetSent | Metric::NetRecv => "bytes/s",
             Metric::Load1 => "load",
             Metric::Swap => "bytes",
@@ -447,7 +445,11 @@ mod tests {
     fn values_read_through_the_enum_equal_the_snapshot_fields() {
         let mut s = crate::synth::SyntheticMachine::new("m", 1).next_snapshot(1e9, 3);
         let mem = s.memory.unwrap();
-        let (dr, nr, la) = (s.disk_rate.unwrap(), s.network_rate.unwrap(), s.load_avg.unwrap());
+        let (dr, nr, la) = (
+            s.disk_rate.unwrap(),
+            s.network_rate.unwrap(),
+            s.load_avg.unwrap(),
+        );
         assert!(mem.swap_total_bytes > 0 && !s.filesystems.is_empty());
         let expect = |m: Metric| -> Option<f64> {
             Some(match m {
@@ -481,5 +483,58 @@ mod tests {
         assert_eq!(Metric::Swap.value(&s), None);
         s.cpu_usage = f64::NAN;
         assert_eq!(Metric::Cpu.value(&s), None);
+    }
+
+    /// The vocabulary table of `docs/metrics.md`, rendered from the enum.
+    fn docs_table() -> String {
+        let code = |v: &[&str]| {
+            if v.is_empty() {
+                "–".to_string()
+            } else {
+                v.iter()
+                    .map(|x| format!("`{x}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        let mut t = String::from(
+            "| name | short name | aliases | unit | read from the snapshot | charts (API) | alert rules | detector | `/metrics` gauge |\n\
+             |---|---|---|---|---|---|---|---|---|\n",
+        );
+        let yes = |b: bool| if b { "yes" } else { "–" };
+        for m in Metric::ALL {
+            let short = if m.short_name() == m.name() {
+                vec![]
+            } else {
+                vec![m.short_name()]
+            };
+            t.push_str(&format!(
+                "| `{}` | {} | {} | {} | `{}` | {} | {} | {} | {} |\n",
+                m.name(),
+                code(&short),
+                code(m.aliases()),
+                m.unit(),
+                m.source(),
+                yes(m.usable_in(Usage::Chart)),
+                yes(m.usable_in(Usage::Alert)),
+                yes(m.usable_in(Usage::Detector)),
+                code(&m.prometheus_name().into_iter().collect::<Vec<_>>()),
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn docs_metrics_md_lists_the_vocabulary() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let docs = std::fs::read_to_string(path).unwrap();
+        let table = docs_table();
+        assert!(
+            docs.contains(&table),
+            "docs/metrics.md must contain:\n{table}"
+        );
+        for m in Metric::ALL {
+            assert!(docs.contains(m.description()), "{}", m.description());
+        }
     }
 }

@@ -139,7 +139,9 @@ mod tests {
     fn web_ui_charts_exactly_the_charted_metrics() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/src");
         let machine = std::fs::read_to_string(dir.join("views/machine.js")).unwrap();
-        let start = machine.find("const metrics = [").expect("machine.js lists its metrics");
+        let start = machine
+            .find("const metrics = [")
+            .expect("machine.js lists its metrics");
         let list = &machine[start..];
         let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
         let mut listed: Vec<&str> = list
@@ -149,9 +151,18 @@ mod tests {
         listed.sort_unstable();
         let mut charted = Metric::names();
         charted.sort_unstable();
-        assert_eq!(listed, charted, "web/src/views/machine.js vs Metric::CHARTS");
+        assert_eq!(
+            listed, charted,
+            "web/src/views/machine.js vs Metric::CHARTS"
+        );
         let mut used = 0;
-        for file in ["views/overview.js", "views/machine.js", "views/alerts.js", "api.js", "app.js"] {
+        for file in [
+            "views/overview.js",
+            "views/machine.js",
+            "views/alerts.js",
+            "api.js",
+            "app.js",
+        ] {
             let text = std::fs::read_to_string(dir.join(file)).unwrap();
             for key in ["metric: ", "spark: "] {
                 for name in quoted_after(&text, key) {

@@ -316,7 +316,9 @@ mod tests {
         );
         for m in Metric::usable(Usage::Prometheus) {
             assert!(
-                GAUGES.iter().any(|g| matches!(g, Gauge::Metric(x) if *x == m)),
+                GAUGES
+                    .iter()
+                    .any(|g| matches!(g, Gauge::Metric(x) if *x == m)),
                 "{} is not exported",
                 m.name()
             );

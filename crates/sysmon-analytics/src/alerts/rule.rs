@@ -77,7 +77,9 @@ mod rule_metric {
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Metric>, D::Error> {
         let s = String::deserialize(d)?;
-        parse_rule_metric(&s).map(Some).map_err(serde::de::Error::custom)
+        parse_rule_metric(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -305,11 +307,7 @@ struct RuleSpec {
     kind: Option<RuleKind>,
     #[serde(default)]
     severity: Severity,
-    #[serde(
-        default,
-        with = "rule_metric",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, with = "rule_metric", skip_serializing_if = "Option::is_none")]
     metric: Option<Metric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     op: Option<Comparison>,
@@ -519,7 +517,10 @@ mod tests {
                     assert_eq!(rule_metric(&sp.to_uppercase()), Ok(m), "{sp}");
                 } else {
                     let e = rule_metric(sp).unwrap_err();
-                    assert!(e.contains("expected one of: cpu_usage, memory_usage"), "{e}");
+                    assert!(
+                        e.contains("expected one of: cpu_usage, memory_usage"),
+                        "{e}"
+                    );
                 }
             }
         }
@@ -545,6 +546,8 @@ mod tests {
         });
         // A rule is written back with the vocabulary name.
         let r: AlertRule = toml::from_str("name = \"x\"\nmetric = \"cpu\"\nthreshold = 1").unwrap();
-        assert!(toml::to_string(&r).unwrap().contains("metric = \"cpu_usage\""));
+        assert!(toml::to_string(&r)
+            .unwrap()
+            .contains("metric = \"cpu_usage\""));
     }
 }
