@@ -578,6 +578,18 @@ async fn series_buckets_hold_the_right_counts_and_values() {
         .series("m", Metric::Cpu, T0, T0 + 10.0, 0)
         .await
         .is_err());
+    // A metric of the vocabulary that is not charted has no stored series.
+    for m in [Metric::SwapUsage, Metric::FilesystemUsage] {
+        let e = sink
+            .series("m", m, T0, T0 + 600.0, 10)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no stored series; charted: cpu, memory"),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test]
