@@ -11,19 +11,33 @@
 //! plausible hardware yields *no* rate for that step (`None`), never a negative
 //! value or a huge spike. The next step after such an event rates normally again.
 
+use sysmon_core::metric::Metric;
 use sysmon_core::snapshot::Snapshot;
 
 /// The number of features.
 pub const FEATURE_COUNT: usize = 6;
 
-/// The features' names, in [`Features::values`] order.
+/// The features, in [`Features::values`] order: the same quantities as core's
+/// metrics of these names (`docs/metrics.md`), except that the rates are derived
+/// here from the cumulative counters.
+pub const FEATURE_METRICS: [Metric; FEATURE_COUNT] = [
+    Metric::Cpu,
+    Metric::Memory,
+    Metric::DiskRead,
+    Metric::DiskWrite,
+    Metric::NetSent,
+    Metric::NetRecv,
+];
+
+/// The features' names, in [`Features::values`] order: their metrics'
+/// vocabulary names (`cpu_usage`, `memory_usage`, `disk_read_rate`, ...).
 pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
-    "cpu_usage",
-    "memory_usage",
-    "disk_read_rate",
-    "disk_write_rate",
-    "net_sent_rate",
-    "net_recv_rate",
+    FEATURE_METRICS[CPU].name(),
+    FEATURE_METRICS[MEMORY].name(),
+    FEATURE_METRICS[DISK_READ].name(),
+    FEATURE_METRICS[DISK_WRITE].name(),
+    FEATURE_METRICS[NET_SENT].name(),
+    FEATURE_METRICS[NET_RECV].name(),
 ];
 
 /// Index of CPU % in [`Features::values`].
@@ -360,5 +374,17 @@ mod tests {
         let g = fx.push(&snap(2.0, 150.0, (u64::MAX / 2, 0), (0, 0)));
         assert_eq!(g.values[CPU], None);
         assert_eq!(g.values[DISK_READ], Some(0.0));
+    }
+
+    #[test]
+    fn features_are_named_by_the_metric_vocabulary() {
+        use sysmon_core::metric::Usage;
+        assert_eq!(FEATURE_METRICS.to_vec(), Metric::usable(Usage::Detector));
+        for (f, m) in FEATURE_METRICS.iter().enumerate() {
+            assert_eq!(FEATURE_NAMES[f].parse::<Metric>().unwrap(), *m);
+            assert_eq!(is_rate(f), m.unit() == "bytes/s", "{}", m.name());
+        }
+        assert_eq!(FEATURE_NAMES[CPU], "cpu_usage");
+        assert_eq!(FEATURE_NAMES[NET_RECV], "net_recv_rate");
     }
 }

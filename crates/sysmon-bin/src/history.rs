@@ -9,8 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use sysmon_analytics::AnalyticsSink;
 use sysmon_analytics::Config;
-use sysmon_core::{Sink, SnapshotStore};
+use sysmon_core::{HistoryReader, Sink, SnapshotStore};
+use sysmon_dashboard::StoredAnalytics;
 use sysmon_sinks::postgres::{is_postgres_url, PostgresConfig, PostgresSink};
+use sysmon_sinks::redis::{RedisHistory, RedisStore};
 use sysmon_sinks::sqlite::SqliteSink;
 
 /// The history the configuration names.
@@ -83,16 +85,27 @@ impl History {
         }
     }
 
-    /// The SQLite history, which the dashboard reads (it does not read
-    /// PostgreSQL yet); an error that says so otherwise.
-    pub fn for_dashboard(&self) -> anyhow::Result<Arc<SqliteSink>> {
+    /// The history's read side with series and sparklines (the dashboard's source).
+    pub fn reader(&self) -> Arc<dyn HistoryReader> {
         match self {
-            History::Sqlite(s) => Ok(s.clone()),
-            History::Postgres(p) => anyhow::bail!(
-                "the dashboard cannot serve from PostgreSQL ({}) yet: run it on a SQLite \
-                 history, or use `sysmon query` and Grafana (docs/grafana.md) on PostgreSQL",
-                p.describe()
-            ),
+            History::Sqlite(s) => s.clone(),
+            History::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// Redis' latest values and recent window in front of this history.
+    pub fn reader_with_redis(&self, redis: RedisStore) -> Arc<dyn HistoryReader> {
+        match self {
+            History::Sqlite(s) => Arc::new(RedisHistory::new(s.clone(), redis)),
+            History::Postgres(p) => Arc::new(RedisHistory::new(p.clone(), redis)),
+        }
+    }
+
+    /// Alerts, anomalies and forecasts as the ingester's analytics stored them here.
+    pub fn stored_analytics(&self) -> StoredAnalytics {
+        match self {
+            History::Sqlite(s) => StoredAnalytics::new(s.clone()),
+            History::Postgres(p) => StoredAnalytics::new(p.clone()),
         }
     }
 }

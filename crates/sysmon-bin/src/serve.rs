@@ -8,16 +8,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use sysmon_analytics::Config;
 use sysmon_core::{Batch, IngestStats};
-use sysmon_dashboard::redis::{redis_feed, RedisSource};
-use sysmon_dashboard::{Dashboard, DashboardSource, StoredAnalytics};
-use sysmon_sinks::redis::RedisStore;
-use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_dashboard::Dashboard;
+use sysmon_sinks::redis::{RedisLiveFeed, RedisStore};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::analytics::RunningAnalytics;
+use crate::history::History;
 
 /// Binds `[dashboard] listen` with a readable error (a taken port fails at
 /// once, before anything else starts) and warns when the address is open to
@@ -68,49 +66,40 @@ pub fn dashboard_url(listen: &str) -> String {
     }
 }
 
-/// The dashboard of an ingester in this process: history from its SQLite
-/// sink, live updates from its stored-batch broadcast, its and its analytics'
-/// counters on `/metrics`, alerts and anomalies as the analytics stored them.
+/// The dashboard of an ingester in this process: history from its SQLite or
+/// PostgreSQL history, live updates from its stored-batch broadcast, its and
+/// its analytics' counters on `/metrics`, alerts and anomalies as the
+/// analytics stored them.
 pub fn in_process(
     config: &Config,
-    sqlite: &Arc<SqliteSink>,
+    history: &History,
     events: broadcast::Sender<Batch>,
     ingest_stats: Arc<IngestStats>,
     analytics: &RunningAnalytics,
 ) -> Dashboard {
-    Dashboard::new(sqlite.clone())
+    Dashboard::new(history.reader())
         .with_live(events, "in-process")
         .with_ingest_stats(ingest_stats)
         .with_analytics_stats(analytics.stats.clone())
-        .with_analytics(Arc::new(StoredAnalytics::new((**sqlite).clone())))
+        .with_analytics(Arc::new(history.stored_analytics()))
         .with_auth_token(config.dashboard.auth_token.clone())
 }
 
-/// The dashboard of its own process: history from SQLite, and with
-/// `[redis] url` the latest values and recent window from Redis plus live
-/// updates from the ingester's Redis channel (without it, from polling SQLite).
-pub async fn from_stores(
-    config: &Config,
-    sqlite: Arc<SqliteSink>,
-    stop: &CancellationToken,
-) -> anyhow::Result<Dashboard> {
-    let analytics = Arc::new(StoredAnalytics::new((*sqlite).clone()));
+/// The dashboard of its own process: the history (SQLite or PostgreSQL), and
+/// with `[redis] url` the latest values and recent window from Redis plus live
+/// updates from the ingester's Redis channel (without it, from polling the
+/// history).
+pub async fn from_stores(config: &Config, history: &History) -> anyhow::Result<Dashboard> {
+    let analytics = Arc::new(history.stored_analytics());
     let dashboard = match &config.redis.url {
         Some(url) => {
             let store = RedisStore::connect(&config.redis)
                 .await
                 .context("connecting to Redis")?;
-            let (tx, _) = broadcast::channel(256);
-            tokio::spawn(redis_feed(
-                url.clone(),
-                store.clone(),
-                tx.clone(),
-                stop.clone(),
-            ));
-            let source: Arc<dyn DashboardSource> = Arc::new(RedisSource::new(sqlite, store));
-            Dashboard::new(source).with_live(tx, "redis")
+            let feed = Arc::new(RedisLiveFeed::new(url, store.clone()));
+            Dashboard::new(history.reader_with_redis(store)).with_live_feed(feed)
         }
-        None => Dashboard::new(sqlite as Arc<dyn DashboardSource>),
+        None => Dashboard::new(history.reader()),
     };
     Ok(dashboard
         .with_auth_token(config.dashboard.auth_token.clone())

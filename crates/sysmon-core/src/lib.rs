@@ -25,6 +25,7 @@ pub mod histogram;
 pub mod identity;
 pub mod ingest;
 pub mod metric;
+pub mod read;
 pub mod sink;
 pub mod snapshot;
 pub mod spool;
@@ -39,6 +40,10 @@ pub use codec::{decode, encode_json, Format};
 pub use collector::{Collector, CollectorError, CollectorRegistry};
 pub use error::{CoreError, DecodeError};
 pub use ingest::{Ingest, IngestStats};
+pub use read::{
+    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, SeriesQuery,
+    SeriesTarget, TopProcesses,
+};
 pub use sink::{Batch, Sink, SinkError};
 pub use snapshot::{
     BlockDevice, CgroupInfo, CgroupKind, CollectorFailure, DiskIo, Filesystem, IoRate, LoadAvg,

@@ -38,6 +38,9 @@ pub trait SnapshotStore: Send + Sync {
     ) -> Result<Vec<Snapshot>, StoreError>;
 }
 
+/// The underlying error of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A read failed.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -48,5 +51,31 @@ pub enum StoreError {
         store: String,
         /// What happened.
         message: String,
+        /// The backend's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
     },
+}
+
+impl StoreError {
+    /// `store` failed with `error`, which is kept as the source.
+    pub fn backend(
+        store: impl Into<String>,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StoreError::Backend {
+            store: store.into(),
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// `store` failed for a reason that is not an error value of its own.
+    pub fn message(store: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Backend {
+            store: store.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
 }

@@ -32,7 +32,7 @@ use http_body_util::BodyExt;
 use seed::{ingest_synthetic, SeedPlan};
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::Sink;
-use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource};
+use sysmon_dashboard::{now_epoch_secs, Dashboard, HistoryReader};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -179,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
     ];
 
     println!("\n== in process (router.oneshot, no network) ==");
-    let source: Arc<dyn DashboardSource> = sink.clone();
+    let source: Arc<dyn HistoryReader> = sink.clone();
     let (app, _live) = Dashboard::new(source).into_router(CancellationToken::new());
     for (name, uri) in &cases {
         let n = if uri.contains("overview") {

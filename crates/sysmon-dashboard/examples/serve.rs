@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use sysmon_core::config::SqliteConfig;
-use sysmon_dashboard::{Dashboard, DashboardSource};
+use sysmon_dashboard::{Dashboard, HistoryReader};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let db = args.next().unwrap_or_else(|| "data/sysmon.db".into());
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:7862".into());
-    let sink: Arc<dyn DashboardSource> = Arc::new(SqliteSink::open(&SqliteConfig {
+    let sink: Arc<dyn HistoryReader> = Arc::new(SqliteSink::open(&SqliteConfig {
         path: db.into(),
         ..SqliteConfig::default()
     })?);

@@ -15,9 +15,9 @@ use serde_json::json;
 use sysmon_core::{MachineSummary, ProcessInfo, Snapshot};
 
 use crate::error::ApiError;
-use crate::metric::{truncate, FleetAgg, Metric, Range};
-use crate::source::Buckets;
+use crate::metric::{truncate, FleetAgg, Metric, Range, Usage};
 use crate::{now_epoch_secs, AppState};
+use sysmon_core::read::{Buckets, SeriesQuery};
 
 /// Default and largest number of buckets per series.
 pub const DEFAULT_POINTS: usize = 1000;
@@ -213,6 +213,12 @@ pub(crate) async fn overview(
     let points = parse_points(&p, 60)?;
     let now = now_epoch_secs();
     let latest = st.source.latest_all().await?;
+    // Every machine's sparkline in one read.
+    let ids: Vec<String> = latest.iter().map(|s| s.machine_id.clone()).collect();
+    let mut sparks = st
+        .source
+        .sparklines(&ids, spark, now - range.secs(), now + 1.0, points)
+        .await?;
     let mut rows = Vec::with_capacity(latest.len());
     let (mut n, mut cpu_sum, mut cpu_max, mut mem_sum, mut mem_max) =
         (0u32, 0.0, 0.0f64, 0.0, 0.0f64);
@@ -226,10 +232,7 @@ pub(crate) async fn overview(
             mem_sum += s.memory_usage;
             mem_max = mem_max.max(s.memory_usage);
         }
-        let trend = st
-            .source
-            .series(&s.machine_id, spark, now - range.secs(), now + 1.0, points)
-            .await?;
+        let trend = sparks.remove(&s.machine_id).unwrap_or_default();
         rows.push(json!({
             "status": status,
             "age_secs": (age * 10.0).round() / 10.0,
@@ -307,9 +310,23 @@ impl<'a> From<&'a Snapshot> for ProcessesView<'a> {
     }
 }
 
+/// Any spelling of a charted metric (`cpu`, `cpu_usage`, `mem`, ...; see
+/// `docs/metrics.md`); the error lists the charted metrics' short names.
 fn parse_metric_str(s: &str) -> Result<Metric, ApiError> {
-    s.parse::<Metric>()
-        .map_err(|e| ApiError::not_allowed(e.to_string(), Metric::names()))
+    let m = s
+        .parse::<Metric>()
+        .map_err(|e| ApiError::not_allowed(e.to_string(), Metric::names()))?;
+    if !m.usable_in(Usage::Chart) {
+        return Err(ApiError::not_allowed(
+            format!(
+                "metric {} is not charted; allowed: {}",
+                m.name(),
+                Metric::names().join(", ")
+            ),
+            Metric::names(),
+        ));
+    }
+    Ok(m)
 }
 
 fn parse_metric(p: &HashMap<String, String>) -> Result<Metric, ApiError> {
@@ -403,7 +420,16 @@ pub(crate) async fn series(
     let metric = parse_metric(&p)?;
     let (since, until, range) = parse_window(&p)?;
     let points = parse_points(&p, DEFAULT_POINTS)?;
-    let buckets = st.source.series(&id, metric, since, until, points).await?;
+    let buckets = st
+        .source
+        .series(&SeriesQuery::machine(
+            id.clone(),
+            metric,
+            since,
+            until,
+            points,
+        ))
+        .await?;
     if buckets.is_empty() {
         latest_or_404(&st, &id).await?;
     }
@@ -435,7 +461,10 @@ pub(crate) async fn fleet(
             .map_err(|e| ApiError::not_allowed(e.to_string(), vec!["avg", "max"]))?,
         None => FleetAgg::Avg,
     };
-    let buckets = st.source.fleet(metric, since, until, points, agg).await?;
+    let buckets = st
+        .source
+        .series(&SeriesQuery::fleet(metric, agg, since, until, points))
+        .await?;
     let value = match agg {
         FleetAgg::Avg => buckets.avg.clone(),
         FleetAgg::Max => buckets.max.clone(),
@@ -465,13 +494,13 @@ pub(crate) async fn cores(
     let p = params(q)?;
     let (since, until, range) = parse_window(&p)?;
     let points = parse_points(&p, 300)?;
-    let (ts, cores) = st.source.core_series(&id, since, until, points).await?;
-    if ts.is_empty() {
+    let cores = st.source.core_series(&id, since, until, points).await?;
+    if cores.ts.is_empty() {
         latest_or_404(&st, &id).await?;
     }
     Ok(Json(json!({
         "machine_id": id, "range": range, "since": since, "until": until,
-        "ts": ts, "cores": cores,
+        "ts": cores.ts, "cores": cores.cores,
     }))
     .into_response())
 }
@@ -486,16 +515,21 @@ pub(crate) async fn scatter(
     let (since, until, range) = parse_window(&p)?;
     let machines = st.source.machines().await?;
     let per = (2000 / machines.len().max(1)).clamp(5, 120);
+    let ids: Vec<String> = machines.iter().map(|m| m.machine_id.clone()).collect();
+    // Two reads for the whole fleet: every machine's CPU, then its memory.
+    let cpus = st
+        .source
+        .sparklines(&ids, Metric::Cpu, since, until, per)
+        .await?;
+    let mems = st
+        .source
+        .sparklines(&ids, Metric::Memory, since, until, per)
+        .await?;
     let mut points = Vec::new();
     for m in &machines {
-        let cpu = st
-            .source
-            .series(&m.machine_id, Metric::Cpu, since, until, per)
-            .await?;
-        let mem = st
-            .source
-            .series(&m.machine_id, Metric::Memory, since, until, per)
-            .await?;
+        let (Some(cpu), Some(mem)) = (cpus.get(&m.machine_id), mems.get(&m.machine_id)) else {
+            continue;
+        };
         let mut j = 0;
         for (i, t) in cpu.ts.iter().enumerate() {
             while j < mem.ts.len() && mem.ts[j] < *t {
@@ -607,5 +641,27 @@ mod tests {
         assert_eq!(Status::of(120.0, 120.0, 600.0), Status::Online);
         assert_eq!(Status::of(121.0, 120.0, 600.0), Status::Stale);
         assert_eq!(Status::of(601.0, 120.0, 600.0), Status::Offline);
+    }
+
+    #[test]
+    fn every_vocabulary_spelling_names_the_same_metric_in_the_api() {
+        for m in Metric::ALL {
+            for sp in m.spellings() {
+                let got = parse_metric_str(sp);
+                if m.usable_in(Usage::Chart) {
+                    assert_eq!(got.ok(), Some(m), "{sp}");
+                    let mut p = HashMap::new();
+                    p.insert("metric".to_string(), sp.to_ascii_uppercase());
+                    assert_eq!(parse_metric(&p).ok(), Some(m), "{sp}");
+                } else {
+                    assert!(got.is_err(), "{sp} is not charted");
+                }
+            }
+        }
+        // The wire field names, as a snapshot shows them.
+        assert_eq!(parse_metric_str("cpu_usage").ok(), Some(Metric::Cpu));
+        assert_eq!(parse_metric_str("memory_usage").ok(), Some(Metric::Memory));
+        assert_eq!(parse_metric_str("swap_used_bytes").ok(), Some(Metric::Swap));
+        assert!(parse_metric_str("cpux").is_err());
     }
 }

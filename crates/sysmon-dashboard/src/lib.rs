@@ -6,7 +6,7 @@
 //! (uPlot charts from npm, no CDN: it works on a LAN with no internet).
 //!
 //! ```no_run
-//! # async fn demo(store: std::sync::Arc<dyn sysmon_dashboard::DashboardSource>) -> Result<(), sysmon_dashboard::DashboardError> {
+//! # async fn demo(store: std::sync::Arc<dyn sysmon_dashboard::HistoryReader>) -> Result<(), sysmon_dashboard::DashboardError> {
 //! use sysmon_dashboard::Dashboard;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7861").await.unwrap();
 //! let shutdown = tokio_util::sync::CancellationToken::new();
@@ -14,7 +14,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! * [`source`]: what the dashboard reads ([`DashboardSource`]).
+//! * What the dashboard reads is core's read side ([`HistoryReader`],
+//!   [`AnalyticsReader`](sysmon_core::AnalyticsReader), [`LiveFeed`]); the
+//!   backends implement it in `sysmon-sinks`, the binary picks one.
 //! * [`live`]: the push feed (`/api/events`).
 //! * [`auth`]: optional bearer token / login cookie.
 //! * [`analytics`]: alerts, anomalies and forecasts as the API shows them.
@@ -28,9 +30,6 @@ pub mod guesses;
 pub mod live;
 pub mod metric;
 pub mod prometheus;
-pub mod redis;
-pub mod source;
-pub mod sqlite;
 pub mod stored_analytics;
 
 use std::sync::atomic::AtomicU64;
@@ -59,8 +58,8 @@ pub use analytics::{
 };
 pub use error::{ApiError, DashboardError};
 pub use metric::{FleetAgg, Metric, Range};
-pub use source::{Buckets, DashboardSource};
 pub use stored_analytics::StoredAnalytics;
+pub use sysmon_core::read::{Buckets, HistoryReader, LiveFeed};
 
 /// Seconds since the Unix epoch, now.
 pub fn now_epoch_secs() -> f64 {
@@ -102,7 +101,7 @@ pub type ExtraMetricsFn = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Shared state of the handlers.
 pub(crate) struct AppState {
-    pub(crate) source: Arc<dyn DashboardSource>,
+    pub(crate) source: Arc<dyn HistoryReader>,
     pub(crate) analytics: Arc<dyn AnalyticsSource>,
     pub(crate) live: broadcast::Sender<Batch>,
     pub(crate) live_kind: &'static str,
@@ -120,9 +119,10 @@ pub(crate) struct AppState {
 
 /// Builds and runs the dashboard server.
 pub struct Dashboard {
-    source: Arc<dyn DashboardSource>,
+    source: Arc<dyn HistoryReader>,
     analytics: Arc<dyn AnalyticsSource>,
     live: Option<(broadcast::Sender<Batch>, &'static str)>,
+    live_feed: Option<Arc<dyn LiveFeed>>,
     ingest_stats: Option<Arc<IngestStats>>,
     consumer_lag: Option<LagFn>,
     extra_metrics: Option<ExtraMetricsFn>,
@@ -134,11 +134,12 @@ pub struct Dashboard {
 impl Dashboard {
     /// A dashboard reading from `source`, with no live feed yet, no analytics,
     /// no authentication and default options.
-    pub fn new(source: Arc<dyn DashboardSource>) -> Self {
+    pub fn new(source: Arc<dyn HistoryReader>) -> Self {
         Dashboard {
             source,
             analytics: Arc::new(NoAnalytics),
             live: None,
+            live_feed: None,
             ingest_stats: None,
             consumer_lag: None,
             extra_metrics: None,
@@ -153,6 +154,15 @@ impl Dashboard {
     /// a feed, [`Dashboard::serve`] tails the store once a second.
     pub fn with_live(mut self, live: broadcast::Sender<Batch>, kind: &'static str) -> Self {
         self.live = Some((live, kind));
+        self
+    }
+
+    /// Pushes every batch of `feed` (the ingester's Redis channel, from
+    /// another process) to the browsers; the feed's [`LiveFeed::kind`] names
+    /// it in `/healthz` and the UI. [`Dashboard::serve`] follows it until shutdown.
+    pub fn with_live_feed(mut self, feed: Arc<dyn LiveFeed>) -> Self {
+        self.live = Some((broadcast::channel(256).0, feed.kind()));
+        self.live_feed = Some(feed);
         self
     }
 
@@ -239,7 +249,14 @@ impl Dashboard {
             .unwrap_or_else(|_| "?".into());
         let poll = self.live.is_none();
         let source = self.source.clone();
+        let feed = self.live_feed.clone();
         let (app, live) = self.into_router(shutdown.clone());
+        if let Some(feed) = feed {
+            tokio::spawn(live::forward(
+                feed.subscribe(shutdown.clone()),
+                live.clone(),
+            ));
+        }
         if poll {
             tokio::spawn(live::poll_store(
                 source,

@@ -14,6 +14,7 @@ use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::json;
+use sysmon_core::read::{BatchStream, HistoryReader};
 use sysmon_core::{Batch, Snapshot};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -22,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::api::{MachineNow, ProcessesView};
-use crate::source::DashboardSource;
 use crate::AppState;
 
 /// Counts a connected client for as long as its stream lives.
@@ -100,12 +100,21 @@ pub(crate) async fn events(
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
+/// Forwards every batch of a [`LiveFeed`](sysmon_core::LiveFeed)'s stream
+/// to the browsers' broadcast, until the stream ends (at shutdown).
+pub async fn forward(mut feed: BatchStream, tx: broadcast::Sender<Batch>) {
+    while let Some(batch) = feed.next().await {
+        // No browser connected is not an error: the batch is simply not shown.
+        let _ = tx.send(batch);
+    }
+}
+
 /// Tails `source` every `every` and broadcasts what is new, for a dashboard
 /// that has neither an in-process ingester nor Redis. Snapshots arriving more
 /// than `every + 5 s` late (by their own timestamp) reach the charts on the
 /// next reload, not live.
 pub async fn poll_store(
-    source: Arc<dyn DashboardSource>,
+    source: Arc<dyn HistoryReader>,
     tx: broadcast::Sender<Batch>,
     every: Duration,
     shutdown: CancellationToken,

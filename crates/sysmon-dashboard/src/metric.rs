@@ -1,10 +1,11 @@
-//! What the API can chart: [`Metric`] names, time [`Range`]s and fleet
+//! What the API can chart: [`Metric`]s (core's one vocabulary, any spelling:
+//! `cpu` or `cpu_usage`; see `docs/metrics.md`), time [`Range`]s and fleet
 //! aggregations ([`FleetAgg`]), each parsed from query strings with errors
 //! that name the allowed values.
 
 use serde::Serialize;
 
-pub use sysmon_core::metric::{FleetAgg, Metric};
+pub use sysmon_core::metric::{FleetAgg, Metric, Usage};
 
 /// A time range ending now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -118,5 +119,60 @@ mod tests {
         s.disk_rate = None;
         assert_eq!(Metric::DiskRead.value(&s), None);
         assert!(Metric::Swap.value(&s).unwrap() > 0.0);
+    }
+
+    /// The quoted names after `key` in `text` (`metric: 'cpu'`, `spark: 'cpu'`).
+    fn quoted_after<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+        text.match_indices(key)
+            .filter_map(|(i, _)| {
+                let rest = text[i + key.len()..].strip_prefix('\'')?;
+                rest.split('\'').next()
+            })
+            .collect()
+    }
+
+    /// The web UI names metrics in two places: the machine page's list of
+    /// charts and the `metric:`/`spark:` parameters of its API calls. Each name
+    /// must be a charted metric's short name (what the API answers with), and
+    /// the machine page must chart every charted metric.
+    #[test]
+    fn web_ui_charts_exactly_the_charted_metrics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/src");
+        let machine = std::fs::read_to_string(dir.join("views/machine.js")).unwrap();
+        let start = machine
+            .find("const metrics = [")
+            .expect("machine.js lists its metrics");
+        let list = &machine[start..];
+        let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+        let mut listed: Vec<&str> = list
+            .split(',')
+            .map(|x| x.trim().trim_matches('\''))
+            .collect();
+        listed.sort_unstable();
+        let mut charted = Metric::names();
+        charted.sort_unstable();
+        assert_eq!(
+            listed, charted,
+            "web/src/views/machine.js vs Metric::CHARTS"
+        );
+        let mut used = 0;
+        for file in [
+            "views/overview.js",
+            "views/machine.js",
+            "views/alerts.js",
+            "api.js",
+            "app.js",
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for key in ["metric: ", "spark: "] {
+                for name in quoted_after(&text, key) {
+                    let m: Metric = name.parse().unwrap();
+                    assert!(m.usable_in(Usage::Chart), "{file}: {name}");
+                    assert_eq!(m.short_name(), name, "{file}: {name}");
+                    used += 1;
+                }
+            }
+        }
+        assert!(used >= 3, "the overview's API calls name metrics");
     }
 }

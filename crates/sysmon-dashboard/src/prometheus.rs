@@ -23,80 +23,71 @@ pub fn escape_label(v: &str) -> String {
     s
 }
 
-/// One gauge family: name, help, and how to read it from a snapshot.
-struct Gauge {
-    name: &'static str,
-    help: &'static str,
-    read: fn(&Snapshot) -> Option<f64>,
+/// One gauge family: a metric of the vocabulary (its `/metrics` name,
+/// description and reading), or another per-machine reading.
+enum Gauge {
+    Metric(Metric),
+    Other {
+        name: &'static str,
+        help: &'static str,
+        read: fn(&Snapshot) -> Option<f64>,
+    },
+}
+
+impl Gauge {
+    fn name(&self) -> &'static str {
+        match self {
+            Gauge::Metric(m) => m.prometheus_name().unwrap_or(m.name()),
+            Gauge::Other { name, .. } => name,
+        }
+    }
+
+    fn help(&self) -> &'static str {
+        match self {
+            Gauge::Metric(m) => m.description(),
+            Gauge::Other { help, .. } => help,
+        }
+    }
+
+    fn read(&self, s: &Snapshot) -> Option<f64> {
+        match self {
+            Gauge::Metric(m) => m.value(s),
+            Gauge::Other { read, .. } => read(s),
+        }
+    }
 }
 
 const GAUGES: &[Gauge] = &[
-    Gauge {
-        name: "sysmon_cpu_usage_percent",
-        help: "Whole-host CPU utilisation, percent.",
-        read: |s| Metric::Cpu.value(s),
-    },
-    Gauge {
-        name: "sysmon_memory_usage_percent",
-        help: "Memory used, percent.",
-        read: |s| Metric::Memory.value(s),
-    },
-    Gauge {
+    Gauge::Metric(Metric::Cpu),
+    Gauge::Metric(Metric::Memory),
+    Gauge::Other {
         name: "sysmon_memory_used_bytes",
         help: "Memory in use, bytes.",
         read: |s| s.memory.map(|m| m.used_bytes as f64),
     },
-    Gauge {
+    Gauge::Other {
         name: "sysmon_memory_total_bytes",
         help: "Physical memory, bytes.",
         read: |s| s.memory.map(|m| m.total_bytes as f64),
     },
-    Gauge {
-        name: "sysmon_swap_used_bytes",
-        help: "Swap in use, bytes.",
-        read: |s| s.memory.map(|m| m.swap_used_bytes as f64),
-    },
-    Gauge {
-        name: "sysmon_disk_read_bytes_per_second",
-        help: "Disk read rate over the last interval.",
-        read: |s| Metric::DiskRead.value(s),
-    },
-    Gauge {
-        name: "sysmon_disk_write_bytes_per_second",
-        help: "Disk write rate over the last interval.",
-        read: |s| Metric::DiskWrite.value(s),
-    },
-    Gauge {
-        name: "sysmon_network_sent_bytes_per_second",
-        help: "Network send rate over the last interval (loopback excluded).",
-        read: |s| Metric::NetSent.value(s),
-    },
-    Gauge {
-        name: "sysmon_network_received_bytes_per_second",
-        help: "Network receive rate over the last interval (loopback excluded).",
-        read: |s| Metric::NetRecv.value(s),
-    },
-    Gauge {
-        name: "sysmon_load1",
-        help: "1-minute load average.",
-        read: |s| Metric::Load1.value(s),
-    },
-    Gauge {
+    Gauge::Metric(Metric::Swap),
+    Gauge::Metric(Metric::DiskRead),
+    Gauge::Metric(Metric::DiskWrite),
+    Gauge::Metric(Metric::NetSent),
+    Gauge::Metric(Metric::NetRecv),
+    Gauge::Metric(Metric::Load1),
+    Gauge::Other {
         name: "sysmon_load5",
         help: "5-minute load average.",
         read: |s| s.load_avg.map(|l| l.five),
     },
-    Gauge {
+    Gauge::Other {
         name: "sysmon_load15",
         help: "15-minute load average.",
         read: |s| s.load_avg.map(|l| l.fifteen),
     },
-    Gauge {
-        name: "sysmon_filesystem_fullest_used_percent",
-        help: "Usage of the machine's fullest filesystem, percent.",
-        read: |s| s.fullest_filesystem_percent(),
-    },
-    Gauge {
+    Gauge::Metric(Metric::FilesystemUsage),
+    Gauge::Other {
         name: "sysmon_last_seen_timestamp_seconds",
         help: "Timestamp of the machine's newest snapshot (sender's clock).",
         read: |s| Some(s.timestamp),
@@ -119,11 +110,12 @@ pub fn render(
         .map(|s| format!("machine_id=\"{}\"", escape_label(&s.machine_id)))
         .collect();
     for g in GAUGES {
-        let _ = writeln!(out, "# HELP {} {}", g.name, g.help);
-        let _ = writeln!(out, "# TYPE {} gauge", g.name);
+        let (name, help) = (g.name(), g.help());
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
         for (s, l) in latest.iter().zip(&labels) {
-            if let Some(v) = (g.read)(s) {
-                let _ = writeln!(out, "{}{{{l}}} {}", g.name, fmt_f64(v));
+            if let Some(v) = g.read(s) {
+                let _ = writeln!(out, "{name}{{{l}}} {}", fmt_f64(v));
             }
         }
     }
@@ -339,5 +331,46 @@ mod tests {
         assert!(text.contains("sysmon_ingest_stored_total 42"));
         assert!(text.contains("sysmon_dashboard_live_clients 1"));
         assert!(!render(&[], 0.0, 120.0, None, 0).contains("sysmon_ingest_"));
+    }
+
+    #[test]
+    fn vocabulary_gauges_keep_their_names_and_read_through_the_metric() {
+        use sysmon_core::metric::Usage;
+        let s = sysmon_core::synth::SyntheticMachine::new("m", 1).next_snapshot(1e9, 3);
+        let text = render(std::slice::from_ref(&s), 1e9, 120.0, None, 0);
+        let names: Vec<&str> = GAUGES.iter().map(Gauge::name).collect();
+        assert_eq!(
+            names,
+            [
+                "sysmon_cpu_usage_percent",
+                "sysmon_memory_usage_percent",
+                "sysmon_memory_used_bytes",
+                "sysmon_memory_total_bytes",
+                "sysmon_swap_used_bytes",
+                "sysmon_disk_read_bytes_per_second",
+                "sysmon_disk_write_bytes_per_second",
+                "sysmon_network_sent_bytes_per_second",
+                "sysmon_network_received_bytes_per_second",
+                "sysmon_load1",
+                "sysmon_load5",
+                "sysmon_load15",
+                "sysmon_filesystem_fullest_used_percent",
+                "sysmon_last_seen_timestamp_seconds",
+            ]
+        );
+        for m in Metric::usable(Usage::Prometheus) {
+            assert!(
+                GAUGES
+                    .iter()
+                    .any(|g| matches!(g, Gauge::Metric(x) if *x == m)),
+                "{} is not exported",
+                m.name()
+            );
+            let name = m.prometheus_name().unwrap();
+            let v = m.value(&s).unwrap();
+            let line = format!("{name}{{machine_id=\"m\"}} {}", fmt_f64(v));
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+            assert!(text.contains(&format!("# HELP {name} {}", m.description())));
+        }
     }
 }

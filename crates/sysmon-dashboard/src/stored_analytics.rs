@@ -1,4 +1,5 @@
-//! [`AnalyticsSource`] over what the ingester's analytics stored in SQLite:
+//! [`AnalyticsSource`] over what the ingester's analytics stored (SQLite or
+//! PostgreSQL, read through core's [`AnalyticsReader`] and [`SnapshotStore`]):
 //! the active alerts and the alert history, the anomaly scores, and forecasts
 //! fitted on demand to a machine's recent samples (exactly the
 //! [`Forecaster`] the engine uses). It works in any process that can read the
@@ -6,13 +7,14 @@
 //! `sysmon dashboard`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use sysmon_analytics::alerts::AlertState;
 use sysmon_analytics::forecast::ForecastParams;
-use sysmon_analytics::{Forecaster, FEATURE_NAMES};
-use sysmon_core::StoreError;
-use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_analytics::{Forecaster, FEATURE_METRICS};
+use sysmon_core::metric::Metric;
+use sysmon_core::{AnalyticsReader, SnapshotStore, StoreError};
 
 use crate::analytics::{ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast};
 
@@ -27,35 +29,30 @@ const FORECAST_WINDOW_SECS: f64 = 300.0;
 /// Points of the drawn forecast path (every 30 s up to 5 minutes).
 const FORECAST_STEPS: usize = 10;
 
-fn store_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend {
-        store: "sqlite".into(),
-        message: e.to_string(),
+/// The dashboard's (short) name of a forecast's metric (`cpu_usage` -> `cpu`);
+/// forecasts name their metric with its vocabulary name.
+fn api_metric(name: &str) -> &str {
+    match Metric::from_name(name) {
+        Some(m) => m.short_name(),
+        None => name,
     }
 }
 
-/// The dashboard's name of a forecast feature (`cpu_usage` -> `cpu`).
-fn api_metric(feature: &str) -> &str {
-    match feature {
-        "cpu_usage" => "cpu",
-        "memory_usage" => "memory",
-        other => other.strip_suffix("_rate").unwrap_or(other),
-    }
-}
-
-/// Alerts, anomalies and forecasts from a SQLite database the ingester's
-/// analytics writes to.
+/// Alerts, anomalies and forecasts from a history the ingester's analytics
+/// writes to.
 #[derive(Clone)]
 pub struct StoredAnalytics {
-    db: SqliteSink,
+    db: Arc<dyn AnalyticsReader>,
+    samples: Arc<dyn SnapshotStore>,
     forecast: ForecastParams,
 }
 
 impl StoredAnalytics {
-    /// Reads from `db`.
-    pub fn new(db: SqliteSink) -> Self {
+    /// Reads alerts and anomalies, and the samples forecasts are fitted on, from `db`.
+    pub fn new<S: AnalyticsReader + SnapshotStore + 'static>(db: Arc<S>) -> Self {
         StoredAnalytics {
-            db,
+            db: db.clone(),
+            samples: db,
             forecast: ForecastParams::default(),
         }
     }
@@ -68,7 +65,7 @@ impl AnalyticsSource for StoredAnalytics {
     }
 
     async fn alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
-        let active = self.db.active_alerts().await.map_err(store_err)?;
+        let active = self.db.active_alerts().await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
@@ -76,8 +73,7 @@ impl AnalyticsSource for StoredAnalytics {
         let history = self
             .db
             .alert_history(now - RESOLVED_LOOKBACK_SECS, RESOLVED_LIMIT)
-            .await
-            .map_err(store_err)?;
+            .await?;
         let live: HashSet<(String, Option<String>, Option<String>)> = active
             .iter()
             .map(|a| (a.rule.clone(), a.machine_id.clone(), a.subject.clone()))
@@ -100,10 +96,7 @@ impl AnalyticsSource for StoredAnalytics {
         machine_id: Option<&str>,
         since: f64,
     ) -> Result<Vec<Anomaly>, StoreError> {
-        self.db
-            .anomalies(machine_id, since, ANOMALY_LIMIT)
-            .await
-            .map_err(store_err)
+        self.db.anomalies(machine_id, since, ANOMALY_LIMIT).await
     }
 
     async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError> {
@@ -111,10 +104,10 @@ impl AnalyticsSource for StoredAnalytics {
         let Some(forecaster) = self.fitted(machine_id).await? else {
             return Ok(MachineForecast::default());
         };
-        let mut views: Vec<ForecastView> = FEATURE_NAMES
+        let mut views: Vec<ForecastView> = FEATURE_METRICS
             .iter()
-            .map(|f| ForecastView {
-                metric: api_metric(f).to_string(),
+            .map(|m| ForecastView {
+                metric: m.short_name().to_string(),
                 ts: Vec::new(),
                 value: Vec::new(),
                 lower: Vec::new(),
@@ -147,25 +140,19 @@ impl StoredAnalytics {
     /// A [`Forecaster`] fed with the machine's last five minutes of samples
     /// (`None` for a machine without samples).
     async fn fitted(&self, machine_id: &str) -> Result<Option<Forecaster>, StoreError> {
-        let Some(latest) = self
-            .db
-            .latest_snapshot(machine_id)
-            .await
-            .map_err(store_err)?
-        else {
+        let Some(latest) = self.samples.latest(machine_id).await? else {
             return Ok(None);
         };
         let last = latest.timestamp;
         let recent = self
-            .db
-            .snapshots(
+            .samples
+            .range(
                 Some(machine_id),
                 last - FORECAST_WINDOW_SECS,
                 last + 0.001,
                 self.forecast.window.max(3) * 2,
             )
-            .await
-            .map_err(store_err)?;
+            .await?;
         let mut forecaster = Forecaster::new(self.forecast);
         for s in &recent {
             forecaster.observe(s);

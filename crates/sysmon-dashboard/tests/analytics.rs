@@ -17,7 +17,7 @@ use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnomalyDetector};
 use sysmon_core::config::{IngestConfig, SqliteConfig};
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::{channel_transport, Filesystem, Ingest, Snapshot, Transport};
-use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource, StoredAnalytics};
+use sysmon_dashboard::{now_epoch_secs, Dashboard, HistoryReader, StoredAnalytics};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -100,9 +100,9 @@ async fn fixture() -> Fixture {
 }
 
 fn app(f: &Fixture) -> Router {
-    let source: Arc<dyn DashboardSource> = Arc::new(f.sink.clone());
+    let source: Arc<dyn HistoryReader> = Arc::new(f.sink.clone());
     Dashboard::new(source)
-        .with_analytics(Arc::new(StoredAnalytics::new(f.sink.clone())))
+        .with_analytics(Arc::new(StoredAnalytics::new(Arc::new(f.sink.clone()))))
         .into_router(CancellationToken::new())
         .0
 }

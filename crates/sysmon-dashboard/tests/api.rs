@@ -18,7 +18,7 @@ use seed::{hostile, ingest_synthetic, SeedPlan, HOSTILE_MACHINE_ID, HOSTILE_PROC
 use serde_json::Value;
 use sysmon_core::config::SqliteConfig;
 use sysmon_core::{IngestStats, Sink, SnapshotStore};
-use sysmon_dashboard::{now_epoch_secs, Dashboard, DashboardSource};
+use sysmon_dashboard::{now_epoch_secs, Dashboard, HistoryReader};
 use sysmon_sinks::sqlite::SqliteSink;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -69,7 +69,7 @@ async fn fixture() -> Fixture {
 }
 
 fn app(f: &Fixture, token: Option<&str>) -> Router {
-    let source: Arc<dyn DashboardSource> = f.sink.clone();
+    let source: Arc<dyn HistoryReader> = f.sink.clone();
     let stats = Arc::new(IngestStats::default());
     stats
         .stored
@@ -625,7 +625,7 @@ async fn live_events_are_pushed_from_the_ingest_broadcast() {
     let f = fixture().await;
     // A second ingester writing into the same store, its broadcast feeding the dashboard.
     let (tx, _) = tokio::sync::broadcast::channel(16);
-    let source: Arc<dyn DashboardSource> = f.sink.clone();
+    let source: Arc<dyn HistoryReader> = f.sink.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -660,7 +660,7 @@ async fn live_events_are_pushed_from_the_ingest_broadcast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_from_polling_the_store_when_no_feed_is_given() {
     let f = fixture().await;
-    let source: Arc<dyn DashboardSource> = f.sink.clone();
+    let source: Arc<dyn HistoryReader> = f.sink.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -691,8 +691,7 @@ async fn live_events_from_polling_the_store_when_no_feed_is_given() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_events_through_redis_pubsub() {
     use sysmon_core::config::RedisConfig;
-    use sysmon_dashboard::redis::{redis_feed, RedisSource};
-    use sysmon_sinks::redis::{RedisSink, RedisStore};
+    use sysmon_sinks::redis::{RedisHistory, RedisLiveFeed, RedisSink, RedisStore};
 
     let redis = sysmon_testkit::redis_server::RedisServer::start();
     let f = fixture().await;
@@ -701,20 +700,14 @@ async fn live_events_through_redis_pubsub() {
         ..RedisConfig::default()
     };
     let store = RedisStore::connect(&config).await.unwrap();
-    let (tx, _) = tokio::sync::broadcast::channel(16);
     let stop = CancellationToken::new();
-    tokio::spawn(redis_feed(
-        redis.url(),
-        store.clone(),
-        tx.clone(),
-        stop.clone(),
-    ));
-    let source: Arc<dyn DashboardSource> = Arc::new(RedisSource::new(f.sink.clone(), store));
+    let feed = Arc::new(RedisLiveFeed::new(&redis.url(), store.clone()));
+    let source: Arc<dyn HistoryReader> = Arc::new(RedisHistory::new(f.sink.clone(), store));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(
         Dashboard::new(source)
-            .with_live(tx, "redis")
+            .with_live_feed(feed)
             .serve(listener, stop.clone()),
     );
     let mut es = open_events(addr, "?machine=redis-01").await;
@@ -738,7 +731,7 @@ async fn live_events_through_redis_pubsub() {
     assert!(got.contains("redis-01"), "{got}");
 
     // Reads through the query layer see the machine too.
-    let app = Dashboard::new(Arc::new(RedisSource::new(
+    let app = Dashboard::new(Arc::new(RedisHistory::new(
         f.sink.clone(),
         RedisStore::connect(&config).await.unwrap(),
     )))
@@ -800,7 +793,7 @@ fn login_request(token: &str) -> String {
 async fn wrong_tokens_are_limited_per_client_address() {
     use sysmon_dashboard::guesses::MAX_FAILURES;
     let f = fixture().await;
-    let source: Arc<dyn DashboardSource> = f.sink.clone();
+    let source: Arc<dyn HistoryReader> = f.sink.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

@@ -578,6 +578,18 @@ async fn series_buckets_hold_the_right_counts_and_values() {
         .series("m", Metric::Cpu, T0, T0 + 10.0, 0)
         .await
         .is_err());
+    // A metric of the vocabulary that is not charted has no stored series.
+    for m in [Metric::SwapUsage, Metric::FilesystemUsage] {
+        let e = sink
+            .series("m", m, T0, T0 + 600.0, 10)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no stored series; charted: cpu, memory"),
+            "{e}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -744,4 +756,43 @@ async fn a_fleet_larger_than_one_rollup_chunk_is_rolled_up_completely() {
         )
         .unwrap();
     assert_eq!(wrong, 0, "every machine-minute holds its own two samples");
+}
+
+#[tokio::test]
+async fn sparklines_in_one_read_equal_each_machines_series() {
+    use sysmon_core::read::{HistoryReader, SeriesQuery};
+    let dir = tempfile::tempdir().unwrap();
+    let sink = open(&dir);
+    let ids: Vec<String> = ["a-01", "b-01", "c-01"].map(String::from).to_vec();
+    let mut batch = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let mut g = SyntheticMachine::new(id.clone(), 40 + i as u64);
+        for k in 0..(2 * 3600 / 5) {
+            batch.push(g.next_snapshot(T0 + 5.0 * k as f64, 0));
+        }
+    }
+    sink.write(batch.into()).await.unwrap();
+    let end = T0 + 7200.0;
+    let mut asked = ids.clone();
+    asked.push("unknown".into());
+    // A raw window (one statement), then, after maintenance, a rollup window.
+    for (since, points, maintain) in [(end - 900.0, 60, false), (end - 86_400.0, 100, true)] {
+        if maintain {
+            sink.maintain_at(end - 1800.0).await.unwrap();
+        }
+        let all = HistoryReader::sparklines(&sink, &asked, Metric::Swap, since, end, points)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3, "the unknown machine is left out");
+        for id in &ids {
+            let one = HistoryReader::series(
+                &sink,
+                &SeriesQuery::machine(id.clone(), Metric::Swap, since, end, points),
+            )
+            .await
+            .unwrap();
+            assert!(!one.is_empty());
+            assert_eq!(all[id], one, "{id} from {since}");
+        }
+    }
 }

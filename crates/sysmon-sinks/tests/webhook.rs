@@ -340,9 +340,10 @@ async fn slack_targets_get_a_text_body() {
             obj["text"].as_str().unwrap().to_string()
         })
         .collect();
+    // `>` escaped as Slack asks (it shows `>`); see slack_text.
     assert_eq!(
         texts[0],
-        ":rotating_light: *FIRING* [warning] cpu_high on web-01 (/data): cpu_usage 93.5 % > 80 % for 30s"
+        ":rotating_light: *FIRING* [warning] cpu_high on web-01 (/data): cpu_usage 93.5 % &gt; 80 % for 30s"
     );
     assert_eq!(
         texts[1],

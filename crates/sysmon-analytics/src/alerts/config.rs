@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(cfg.rules.len(), 3);
         match &cfg.rules[0].condition {
             Condition::Threshold(t) => {
-                assert_eq!(t.metric, Metric::Load1m);
+                assert_eq!(t.metric, Metric::Load1);
                 assert_eq!(t.op, Comparison::Gt);
                 assert_eq!(t.for_, Duration::from_secs(120));
                 assert_eq!(t.clear_threshold, 8.0);
@@ -162,7 +162,10 @@ mod tests {
         for (text, want) in [
             ("[[rules]]\nname = \"x\"\nthreshold = 1", "needs `metric`"),
             ("[[rules]]\nname = \"x\"\nmetric = \"cpu_usage\"", "needs `threshold`"),
-            ("[[rules]]\nname = \"x\"\nmetric = \"cpu\"\nthreshold = 1", "cpu"),
+            // `cpu` is the short name of `cpu_usage` (docs/metrics.md); `gpu` is no metric,
+            // and swap in bytes is charted but not alerted on (`swap_usage` is, in %).
+            ("[[rules]]\nname = \"x\"\nmetric = \"gpu\"\nthreshold = 1", "gpu"),
+            ("[[rules]]\nname = \"x\"\nmetric = \"swap\"\nthreshold = 1", "expected one of: cpu_usage"),
             ("[[rules]]\nname = \"x\"\nmetric = \"cpu_usage\"\nthreshold = 1\nop = \">=\"", "op `>=`"),
             ("[[rules]]\nname = \"x\"\nkind = \"machine_offline\"", "needs `after`"),
             ("[[rules]]\nname = \"x\"\nkind = \"machine_offline\"\nafter = \"1m\"\nthreshold = 3", "`threshold` only applies"),

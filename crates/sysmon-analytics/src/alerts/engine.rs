@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use super::config::AlertsConfig;
-use super::rule::{Aggregate, AlertRule, Condition, Scope, ThresholdRule};
+use super::rule::{Aggregate, AlertRule, Condition, RuleMetric as _, Scope, ThresholdRule};
 use super::state::{step, ActiveAlert, AlertEvent, AlertState, RuleState};
 use crate::features::{FeatureExtractor, DISK_READ, DISK_WRITE, NET_RECV, NET_SENT};
 use crate::forecast::time_until_full;

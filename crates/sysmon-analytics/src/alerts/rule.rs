@@ -10,74 +10,76 @@ use sysmon_core::duration::serde_duration;
 
 pub use sysmon_core::alert::Severity;
 
-/// A metric a threshold rule watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// Whole-host CPU %.
-    CpuUsage,
-    /// Memory used %.
-    MemoryUsage,
-    /// Swap used % (machines without swap never match).
-    SwapUsage,
-    /// Disk reads, bytes/s (from the cumulative counters).
-    DiskReadRate,
-    /// Disk writes, bytes/s.
-    DiskWriteRate,
-    /// Network sent, bytes/s.
-    NetSentRate,
-    /// Network received, bytes/s.
-    NetRecvRate,
-    /// 1-minute load average.
-    #[serde(rename = "load_1m")]
-    Load1m,
-    /// Used % of the machine's fullest filesystem.
-    FilesystemUsage,
+/// The metric a threshold rule watches: core's one vocabulary
+/// (`docs/metrics.md`). A rule's `metric = "..."` takes any spelling of a
+/// metric usable in alert rules ([`Usage::Alert`]): `cpu_usage` or `cpu`,
+/// `memory_usage`, `memory` or `mem`, `load_1m`, `load1` or `load`, ...
+pub use sysmon_core::metric::Metric;
+use sysmon_core::metric::{UnknownName, Usage};
+
+/// What the alert engine needs of a [`Metric`] beyond the vocabulary.
+pub(super) trait RuleMetric: Copy {
+    /// The value formatted for a message (`93.5 %`, `1.20`, `12.0 MB/s`).
+    fn format_value(self, v: f64) -> String;
+    /// The metric's slot among the engine's per-machine values ([`ALERT_METRICS`]).
+    fn index(self) -> usize;
 }
 
-impl Metric {
-    /// The configuration name, e.g. `cpu_usage`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::CpuUsage => "cpu_usage",
-            Metric::MemoryUsage => "memory_usage",
-            Metric::SwapUsage => "swap_usage",
-            Metric::DiskReadRate => "disk_read_rate",
-            Metric::DiskWriteRate => "disk_write_rate",
-            Metric::NetSentRate => "net_sent_rate",
-            Metric::NetRecvRate => "net_recv_rate",
-            Metric::Load1m => "load_1m",
-            Metric::FilesystemUsage => "filesystem_usage",
-        }
-    }
+/// The metrics alert rules can watch, in the engine's value order.
+pub(super) const ALERT_METRICS: [Metric; 9] = [
+    Metric::Cpu,
+    Metric::Memory,
+    Metric::SwapUsage,
+    Metric::DiskRead,
+    Metric::DiskWrite,
+    Metric::NetSent,
+    Metric::NetRecv,
+    Metric::Load1,
+    Metric::FilesystemUsage,
+];
 
-    pub(super) fn format_value(self, v: f64) -> String {
-        match self {
-            Metric::CpuUsage
-            | Metric::MemoryUsage
-            | Metric::SwapUsage
-            | Metric::FilesystemUsage => {
-                format!("{v:.1} %")
-            }
-            Metric::Load1m => format!("{v:.2}"),
+impl RuleMetric for Metric {
+    fn format_value(self, v: f64) -> String {
+        match self.unit() {
+            "percent" => format!("{v:.1} %"),
+            "load" => format!("{v:.2}"),
             _ => human_rate(v),
         }
     }
 
-    pub(super) const ALL: [Metric; 9] = [
-        Metric::CpuUsage,
-        Metric::MemoryUsage,
-        Metric::SwapUsage,
-        Metric::DiskReadRate,
-        Metric::DiskWriteRate,
-        Metric::NetSentRate,
-        Metric::NetRecvRate,
-        Metric::Load1m,
-        Metric::FilesystemUsage,
-    ];
+    fn index(self) -> usize {
+        ALERT_METRICS.iter().position(|m| *m == self).unwrap_or(0)
+    }
+}
 
-    pub(super) fn index(self) -> usize {
-        Metric::ALL.iter().position(|m| *m == self).unwrap_or(0)
+/// Parses a rule's `metric`: any spelling of a metric usable in alert rules;
+/// the error lists their names.
+pub fn parse_rule_metric(s: &str) -> Result<Metric, UnknownName> {
+    Metric::from_name(s)
+        .filter(|m| m.usable_in(Usage::Alert))
+        .ok_or_else(|| {
+            let names = ALERT_METRICS.iter().map(|m| m.name()).collect();
+            UnknownName::new("alert rule metric", s, names)
+        })
+}
+
+/// A rule's `metric` in TOML: written with its vocabulary name, read with
+/// [`parse_rule_metric`].
+mod rule_metric {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(m: &Option<Metric>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(m.name()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Metric>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rule_metric(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -266,7 +268,7 @@ impl AlertRule {
         vec![
             AlertRule::threshold(
                 "cpu_high",
-                Metric::CpuUsage,
+                Metric::Cpu,
                 Comparison::Gt,
                 80.0,
                 Duration::from_secs(30),
@@ -275,7 +277,7 @@ impl AlertRule {
             ),
             AlertRule::threshold(
                 "memory_high",
-                Metric::MemoryUsage,
+                Metric::Memory,
                 Comparison::Gt,
                 80.0,
                 Duration::from_secs(30),
@@ -316,7 +318,7 @@ struct RuleSpec {
     kind: Option<RuleKind>,
     #[serde(default)]
     severity: Severity,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "rule_metric", skip_serializing_if = "Option::is_none")]
     metric: Option<Metric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     op: Option<Comparison>,
@@ -517,5 +519,62 @@ impl From<AlertRule> for RuleSpec {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule_metric(spelling: &str) -> Result<Metric, String> {
+        let text = format!("name = \"x\"\nmetric = \"{spelling}\"\nthreshold = 1");
+        let rule: AlertRule = toml::from_str(&text).map_err(|e| e.to_string())?;
+        match rule.condition {
+            Condition::Threshold(t) => Ok(t.metric),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn every_vocabulary_spelling_names_the_same_metric_in_a_rule() {
+        for m in Metric::ALL {
+            for sp in m.spellings() {
+                if m.usable_in(Usage::Alert) {
+                    assert_eq!(rule_metric(sp), Ok(m), "{sp}");
+                    assert_eq!(rule_metric(&sp.to_uppercase()), Ok(m), "{sp}");
+                } else {
+                    let e = rule_metric(sp).unwrap_err();
+                    assert!(
+                        e.contains("expected one of: cpu_usage, memory_usage"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        // The names rules were written with before the vocabulary keep working.
+        for (old, m) in [
+            ("cpu_usage", Metric::Cpu),
+            ("memory_usage", Metric::Memory),
+            ("swap_usage", Metric::SwapUsage),
+            ("disk_read_rate", Metric::DiskRead),
+            ("disk_write_rate", Metric::DiskWrite),
+            ("net_sent_rate", Metric::NetSent),
+            ("net_recv_rate", Metric::NetRecv),
+            ("load_1m", Metric::Load1),
+            ("filesystem_usage", Metric::FilesystemUsage),
+        ] {
+            assert_eq!(rule_metric(old), Ok(m), "{old}");
+            assert_eq!(m.name(), old);
+        }
+        assert_eq!(ALERT_METRICS.to_vec(), {
+            let mut v = Metric::usable(Usage::Alert);
+            v.sort_by_key(|m| m.index());
+            v
+        });
+        // A rule is written back with the vocabulary name.
+        let r: AlertRule = toml::from_str("name = \"x\"\nmetric = \"cpu\"\nthreshold = 1").unwrap();
+        assert!(toml::to_string(&r)
+            .unwrap()
+            .contains("metric = \"cpu_usage\""));
     }
 }

@@ -1,5 +1,5 @@
 //! `sysmon dashboard`: the web dashboard and HTTP API in their own process,
-//! reading the SQLite history (and Redis' hot window and live channel with
+//! reading the history (SQLite or PostgreSQL) (and Redis' hot window and live channel with
 //! `--redis`). `sysmon standalone` and `sysmon ingest --listen` serve it
 //! in-process; the wiring of all three is in [`crate::serve`].
 use clap::Args;
@@ -44,16 +44,15 @@ pub async fn run(args: DashboardArgs, common: &CommonArgs) -> anyhow::Result<()>
     if crate::history::postgres_url(&config).is_none() && !path.exists() {
         warn!(db = %path.display(), "no database yet: it is created now and fills once `sysmon ingest` writes to it");
     }
-    let sqlite = crate::history::History::open(&config, args.db.db_password_file.as_deref())
-        .await?
-        .for_dashboard()?;
+    let history =
+        crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
     let listener = crate::serve::listen(&config).await?;
     let stop = crate::shutdown_on_signal();
-    let dashboard = crate::serve::from_stores(&config, sqlite, &stop).await?;
+    let dashboard = crate::serve::from_stores(&config, &history).await?;
 
     println!(
         "sysmon dashboard: history in {}{}",
-        config.sqlite.path.display(),
+        history.describe(),
         if config.redis.url.is_some() {
             ", live updates from Redis"
         } else {

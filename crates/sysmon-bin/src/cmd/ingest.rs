@@ -224,10 +224,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
     // Bind before joining the group: a taken port is an error at once.
     let listener = match &args.listen {
-        Some(_) => {
-            history.for_dashboard()?;
-            Some(crate::serve::listen(&config).await?)
-        }
+        Some(_) => Some(crate::serve::listen(&config).await?),
         None => None,
     };
     let stop = crate::shutdown_on_signal();
@@ -258,27 +255,29 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     )?;
 
     // `--listen`: the dashboard and /metrics, fed by this ingester.
-    let dashboard_task = match listener {
-        Some(listener) => Some((listener, history.for_dashboard()?)),
-        None => None,
-    }
-    .map(|(listener, sqlite)| {
+    let dashboard_task = listener.map(|listener| {
         let lag = consumer_lag.clone();
         println!(
             "dashboard: {}",
             crate::serve::dashboard_url(&config.dashboard.listen)
         );
         tokio::spawn(
-            crate::serve::in_process(&config, &sqlite, ingest.events(), stats.clone(), &analytics)
-                .with_consumer_lag(Arc::new(move || lag.get()))
-                .with_extra_metrics(Arc::new(move || {
-                    let mut text = membership_metrics(&membership);
-                    if let Some(r) = &redis_for_metrics {
-                        text.push_str(&redis_memo_metrics(r));
-                    }
-                    text
-                }))
-                .serve(listener, stop.clone()),
+            crate::serve::in_process(
+                &config,
+                &history,
+                ingest.events(),
+                stats.clone(),
+                &analytics,
+            )
+            .with_consumer_lag(Arc::new(move || lag.get()))
+            .with_extra_metrics(Arc::new(move || {
+                let mut text = membership_metrics(&membership);
+                if let Some(r) = &redis_for_metrics {
+                    text.push_str(&redis_memo_metrics(r));
+                }
+                text
+            }))
+            .serve(listener, stop.clone()),
         )
     });
     info!(

@@ -43,8 +43,6 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     let options = AgentOptions::from_config(&config.agent)?;
     let history =
         crate::history::History::open(&config, args.db.db_password_file.as_deref()).await?;
-    // The dashboard standalone serves reads SQLite only (for now).
-    let sqlite = history.for_dashboard()?;
     let listener = crate::serve::listen(&config).await?;
 
     let (transport, receiver) = channel_transport(64);
@@ -60,7 +58,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     let interval = options.interval;
     let stop = crate::shutdown_on_signal();
     let dashboard_task = tokio::spawn(
-        crate::serve::in_process(&config, &sqlite, events, stats.clone(), &analytics)
+        crate::serve::in_process(&config, &history, events, stats.clone(), &analytics)
             .serve(listener, stop.clone()),
     );
     let agent = Agent::new(options, Arc::new(transport))

@@ -262,7 +262,7 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// The raw horizon (ms): minutes before it have lost raw samples to retention.
-async fn raw_horizon(client: &impl GenericClient) -> Result<i64, SinksError> {
+pub(crate) async fn raw_horizon(client: &impl GenericClient) -> Result<i64, SinksError> {
     let v: Option<String> = client
         .query_opt(
             "SELECT value FROM sysmon_meta WHERE key = 'raw_horizon_ms'",

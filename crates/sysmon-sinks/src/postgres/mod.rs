@@ -43,6 +43,7 @@ mod lock;
 mod maintain;
 mod pool;
 mod read;
+mod reader;
 pub mod schema;
 mod write;
 
@@ -160,10 +161,11 @@ pub(crate) fn to_sink_error(e: SinksError) -> SinkError {
     }
 }
 
-fn to_store_error(e: SinksError) -> StoreError {
+pub(crate) fn to_store_error(e: SinksError) -> StoreError {
     StoreError::Backend {
         store: NAME.into(),
         message: explain(&e),
+        source: Some(Box::new(e)),
     }
 }
 

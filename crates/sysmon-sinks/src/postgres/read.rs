@@ -117,6 +117,13 @@ fn snapshots(rows: Vec<Row>) -> Result<Vec<Snapshot>, SinksError> {
     rows.iter().map(snapshot_from_row).collect()
 }
 
+/// Whether PostgreSQL text can hold `machine_id` (no NUL byte): an id it
+/// cannot hold belongs to no stored machine (the dashboard's health probe
+/// asks for one), so reads answer "none" instead of failing.
+pub(crate) fn storable_id(machine_id: &str) -> bool {
+    !machine_id.contains('\0')
+}
+
 /// Every known machine, by id.
 pub(crate) async fn machines(c: &impl GenericClient) -> Result<Vec<MachineSummary>, SinksError> {
     let rows = c
@@ -141,6 +148,9 @@ pub(crate) async fn latest(
     c: &impl GenericClient,
     machine_id: &str,
 ) -> Result<Option<Snapshot>, SinksError> {
+    if !storable_id(machine_id) {
+        return Ok(None);
+    }
     let sql = format!(
         "SELECT {SNAPSHOT_COLUMNS} FROM samples s {JOINS} \
          WHERE s.machine = (SELECT id FROM machines WHERE machine_id = $1) \
@@ -174,7 +184,7 @@ pub(crate) async fn range(
         ));
     }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    if limit == 0 || since >= until {
+    if limit == 0 || since >= until || !machine_id.is_none_or(storable_id) {
         return Ok(Vec::new());
     }
     // The key is the rounded millisecond: a millisecond of slack either side,

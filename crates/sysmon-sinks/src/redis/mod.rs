@@ -18,6 +18,8 @@
 //! in `docs/redis-layout.md`; [`KeyLayout`] is the single place that builds key
 //! names. Redis Cluster is not supported (the write scripts touch several keys).
 
+mod history;
+mod live;
 mod scripts;
 mod sink;
 mod store;
@@ -33,6 +35,8 @@ use sysmon_core::{ProcessInfo, Snapshot};
 
 use crate::error::SinksError;
 
+pub use history::RedisHistory;
+pub use live::{RedisLiveFeed, BACKOFF_CAP};
 pub use sink::{RedisSink, RedisSinkCounters, RedisSinkStats};
 pub(crate) use store::sort_canonical;
 pub use store::RedisStore;

@@ -179,7 +179,7 @@ impl RedisStore {
         let mut out = Vec::with_capacity(machine_ids.len());
         loop {
             let next = match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Ok(Some(r)) => r.map_err(|e| backend(e.to_string()))?,
+                Ok(Some(r)) => r.map_err(|e| StoreError::backend("redis", e))?,
                 Ok(None) => break,
                 Err(_) => return Err(backend(timeout_error(self.timeout).to_string())),
             };
@@ -233,7 +233,7 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(backend(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::backend("redis", e)),
             Err(_) => Err(backend(timeout_error(self.timeout).to_string())),
         }
     }
@@ -255,10 +255,7 @@ impl RedisStore {
 }
 
 fn backend(message: String) -> StoreError {
-    StoreError::Backend {
-        store: "redis".into(),
-        message,
-    }
+    StoreError::message("redis", message)
 }
 
 /// Native JSON, as sysmon versions before the binary latest state wrote it.

@@ -38,8 +38,9 @@ mod export;
 mod keys;
 mod maintain;
 pub(crate) mod read;
+pub(crate) mod reader;
 pub mod schema;
-mod series;
+pub(crate) mod series;
 pub(crate) mod write;
 
 use std::path::{Path, PathBuf};
@@ -423,6 +424,25 @@ impl SqliteSink {
         .await
     }
 
+    /// The series of each of `machine_ids` over `since <= t < until`, in at
+    /// most `max_points` buckets each, in one read (see [`SqliteSink::series`]);
+    /// machines without data are left out.
+    pub async fn sparklines(
+        &self,
+        machine_ids: Vec<String>,
+        metric: Metric,
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<(String, Vec<Bucket>)>, SinksError> {
+        self.blocking(move |inner| {
+            inner.with_reader(|c| {
+                series::sparklines(c, &machine_ids, metric, since, until, max_points)
+            })
+        })
+        .await
+    }
+
     /// The newest raw snapshot of every machine, by machine id.
     pub async fn latest_all(&self) -> Result<Vec<Snapshot>, SinksError> {
         self.blocking(|inner| inner.with_reader(read::latest_all))
@@ -497,11 +517,8 @@ pub(crate) fn to_sink_error(e: SinksError) -> SinkError {
     }
 }
 
-fn to_store_error(e: SinksError) -> StoreError {
-    StoreError::Backend {
-        store: NAME.into(),
-        message: e.to_string(),
-    }
+pub(crate) fn to_store_error(e: SinksError) -> StoreError {
+    StoreError::backend(NAME, e)
 }
 
 #[async_trait]

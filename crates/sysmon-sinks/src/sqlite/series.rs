@@ -30,24 +30,33 @@ pub const RAW_RANGE_LIMIT_SECS: f64 = 6.0 * 3600.0;
 /// fleet chart never scans more than about 100,000 raw rows.
 pub const FLEET_RAW_BUDGET_MACHINE_SECS: f64 = 100_000.0;
 
-fn raw_limit_ms(machines: usize) -> i64 {
+pub(crate) fn raw_limit_ms(machines: usize) -> i64 {
     let fleet = FLEET_RAW_BUDGET_MACHINE_SECS / machines.max(1) as f64;
     (RAW_RANGE_LIMIT_SECS.min(fleet) * 1000.0) as i64
 }
 
 pub use sysmon_core::metric::{FleetAgg, Metric, UnknownName as ParseNameError};
 
-/// Where each [`Metric`] lives in this sink's tables.
-trait MetricColumns {
+/// Where each charted [`Metric`] ([`Metric::CHARTS`]) lives in this sink's
+/// tables; the other metrics have no series (an `InvalidInput` error).
+pub(crate) trait MetricColumns {
     /// The raw `samples` column.
-    fn raw_column(self) -> &'static str;
+    fn raw_column(self) -> Result<&'static str, SinksError>;
     /// The `rollups` columns: (sample count, prefix of `_avg`/`_min`/`_max`).
-    fn rollup_columns(self) -> (&'static str, &'static str);
+    fn rollup_columns(self) -> Result<(&'static str, &'static str), SinksError>;
+}
+
+fn not_charted(m: Metric) -> SinksError {
+    SinksError::InvalidInput(format!(
+        "metric {} has no stored series; charted: {}",
+        m.name(),
+        Metric::names().join(", ")
+    ))
 }
 
 impl MetricColumns for Metric {
-    fn raw_column(self) -> &'static str {
-        match self {
+    fn raw_column(self) -> Result<&'static str, SinksError> {
+        Ok(match self {
             Metric::Cpu => "cpu",
             Metric::Memory => "mem",
             Metric::DiskRead => "disk_read_rate",
@@ -56,11 +65,12 @@ impl MetricColumns for Metric {
             Metric::NetRecv => "net_recv_rate",
             Metric::Load1 => "load1",
             Metric::Swap => "swap_used",
-        }
+            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+        })
     }
 
-    fn rollup_columns(self) -> (&'static str, &'static str) {
-        match self {
+    fn rollup_columns(self) -> Result<(&'static str, &'static str), SinksError> {
+        Ok(match self {
             Metric::Cpu => ("n", "cpu"),
             Metric::Memory => ("n", "mem"),
             Metric::DiskRead => ("n_disk", "disk_read"),
@@ -69,7 +79,8 @@ impl MetricColumns for Metric {
             Metric::NetRecv => ("n_net", "net_recv"),
             Metric::Load1 => ("n_load", "load1"),
             Metric::Swap => ("n_swap", "swap"),
-        }
+            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+        })
     }
 }
 
@@ -151,7 +162,7 @@ struct Window {
 
 /// The bucket width for `range_ms` split into at most `max_points` epoch-aligned
 /// buckets, rounded up to a multiple of `granularity_ms`.
-fn bucket_width(range_ms: i64, max_points: usize, granularity_ms: i64) -> i64 {
+pub(crate) fn bucket_width(range_ms: i64, max_points: usize, granularity_ms: i64) -> i64 {
     // Epoch-aligned buckets can straddle both ends: n - 1 widths leave room for n buckets.
     let n = i64::try_from(max_points.saturating_sub(1).max(1)).unwrap_or(i64::MAX);
     let w = (range_ms.max(1) + n - 1) / n;
@@ -234,7 +245,7 @@ fn raw_part(
     if lo >= hi {
         return Ok(());
     }
-    let col = metric.raw_column();
+    let col = metric.raw_column()?;
     let (klo, khi) = keys::sample_range(machine, lo, hi);
     let sql = format!(
         "SELECT key & {TS_MASK}, {col} FROM samples \
@@ -290,7 +301,7 @@ fn rollup_part(
     if lo >= hi {
         return Ok(());
     }
-    let (n, p) = metric.rollup_columns();
+    let (n, p) = metric.rollup_columns()?;
     let sql = format!(
         "SELECT minute_ms / ?4 AS b, sum({n}), total({p}_avg * {n}), min({p}_min), max({p}_max) \
          FROM rollups WHERE machine = ?1 AND minute_ms >= ?2 AND minute_ms < ?3 AND {n} > 0 \
@@ -469,6 +480,94 @@ pub(crate) fn fleet_series(
             }
         })
         .collect())
+}
+
+/// The series of each of `machine_ids` over one window (the dashboard's
+/// sparklines), by machine id; machines without data are left out. Raw
+/// windows (the overview's ranges up to [`RAW_RANGE_LIMIT_SECS`]) are one
+/// statement over every machine's key range; rollup windows go machine by
+/// machine (rollups plus the raw tail), on the same connection.
+pub(crate) fn sparklines(
+    conn: &Connection,
+    machine_ids: &[String],
+    metric: Metric,
+    since: f64,
+    until: f64,
+    max_points: usize,
+) -> Result<Vec<(String, Vec<Bucket>)>, SinksError> {
+    let horizon = raw_horizon(conn)?;
+    let w = window(
+        since,
+        until,
+        max_points,
+        SeriesSource::Auto,
+        horizon,
+        raw_limit_ms(1),
+    )?;
+    let bucket = |b: i64, a: Acc| Bucket {
+        ts: (b * w.width_ms) as f64 / 1000.0,
+        min: a.min,
+        max: a.max,
+        avg: a.sum / a.n as f64,
+        count: a.n,
+    };
+    let mut out: Vec<(String, Vec<Bucket>)> = Vec::new();
+    if w.raw {
+        let col = metric.raw_column()?;
+        let clamp = |t: i64| t.clamp(0, TS_MASK + 1);
+        let ids = serde_json::to_string(machine_ids)
+            .map_err(|e| SinksError::InvalidInput(format!("machine ids: {e}")))?;
+        let sql = format!(
+            "SELECT m0.machine_id, (s.key & {TS_MASK}) / ?3 AS b, count(s.{col}), \
+                    total(s.{col}), min(s.{col}), max(s.{col}) \
+             FROM machines m0 \
+             JOIN samples s ON s.key >= ((m0.id << {TS_BITS}) + ?1) \
+                 AND s.key < ((m0.id << {TS_BITS}) + ?2) \
+             WHERE m0.machine_id IN (SELECT value FROM json_each(?4)) \
+               AND s.{col} IS NOT NULL \
+             GROUP BY m0.id, b ORDER BY m0.machine_id, b",
+            TS_BITS = keys::TS_BITS
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params![
+            clamp(w.since_ms),
+            clamp(w.until_ms),
+            w.width_ms,
+            ids
+        ])?;
+        while let Some(r) = rows.next()? {
+            let id: String = r.get(0)?;
+            let acc = Acc {
+                n: r.get::<_, i64>(2)?.max(0) as u64,
+                sum: r.get(3)?,
+                min: r.get(4)?,
+                max: r.get(5)?,
+            };
+            if acc.n == 0 {
+                continue;
+            }
+            let b = bucket(r.get(1)?, acc);
+            match out.last_mut() {
+                Some((last, list)) if *last == id => list.push(b),
+                _ => out.push((id, vec![b])),
+            }
+        }
+    } else {
+        for id in machine_ids {
+            let Some(machine) = machine_key(conn, id)? else {
+                continue;
+            };
+            let list: Vec<Bucket> = machine_buckets(conn, machine, metric, &w, horizon)?
+                .into_iter()
+                .filter(|(_, a)| a.n > 0)
+                .map(|(b, a)| bucket(b, a))
+                .collect();
+            if !list.is_empty() {
+                out.push((id.clone(), list));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -289,7 +289,7 @@ fn fleet_rules_aggregate_recent_machines_on_tick() {
 fn below_threshold_rules_and_rates_from_counters() {
     let rule = AlertRule::threshold(
         "writes_stalled",
-        Metric::DiskWriteRate,
+        Metric::DiskWrite,
         Comparison::Lt,
         1000.0,
         Duration::ZERO,
@@ -372,7 +372,7 @@ fn a_filling_filesystem_fires_and_a_flat_one_does_not() {
 fn out_of_order_and_non_finite_samples_are_ignored() {
     let mut e = AlertEngine::new(vec![AlertRule::threshold(
         "cpu",
-        Metric::CpuUsage,
+        Metric::Cpu,
         Comparison::Gt,
         50.0,
         Duration::ZERO,
