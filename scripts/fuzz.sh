@@ -11,13 +11,14 @@
 # The properties themselves live in crates/sysmon-core/src/codec/fuzzing.rs;
 # the normal test suite runs them on the corpus and its mutations.
 set -euo pipefail
+self="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 cd "$(dirname "$0")/../fuzz"
 target=${1:?usage: scripts/fuzz.sh TARGET|all SECONDS}
 secs=${2:?usage: scripts/fuzz.sh TARGET|all SECONDS}
 targets=(decode_json decode_binary decode_any dlq_reason)
 if [ "$target" = all ]; then
   rc=0
-  for t in "${targets[@]}"; do "$0" "$t" "$secs" || rc=1; done
+  for t in "${targets[@]}"; do "$self" "$t" "$secs" || rc=1; done
   exit $rc
 fi
 case " ${targets[*]} " in *" $target "*) ;; *) echo "unknown target $target (${targets[*]})" >&2; exit 2;; esac

@@ -317,10 +317,8 @@ impl SqliteSink {
         limit: usize,
     ) -> Result<Vec<Anomaly>, SinksError> {
         let machine_id = machine_id.map(str::to_string);
-        self.blocking(move |inner| {
-            inner.with_reader(|c| anomalies(c, machine_id.as_deref(), since, limit))
-        })
-        .await
+        self.read(move |c| anomalies(c, machine_id.as_deref(), since, limit))
+            .await
     }
 
     /// `machine_id`'s anomaly scores with `since <= t < until`, oldest first.
@@ -331,7 +329,7 @@ impl SqliteSink {
         until: f64,
     ) -> Result<Vec<ScorePoint>, SinksError> {
         let machine_id = machine_id.to_string();
-        self.blocking(move |inner| inner.with_reader(|c| scores(c, &machine_id, since, until)))
+        self.read(move |c| scores(c, &machine_id, since, until))
             .await
     }
 
@@ -341,14 +339,12 @@ impl SqliteSink {
         since: f64,
         limit: usize,
     ) -> Result<Vec<AlertEvent>, SinksError> {
-        self.blocking(move |inner| inner.with_reader(|c| alert_events(c, since, limit)))
-            .await
+        self.read(move |c| alert_events(c, since, limit)).await
     }
 
     /// The pending and firing alerts as last stored.
     pub async fn active_alerts(&self) -> Result<Vec<ActiveAlert>, SinksError> {
-        self.blocking(move |inner| inner.with_reader(active_alerts))
-            .await
+        self.read(active_alerts).await
     }
 }
 

@@ -100,8 +100,7 @@ fn rollups_page(
 impl SqliteSink {
     /// How many raw samples the file holds.
     pub async fn sample_count(&self) -> Result<u64, SinksError> {
-        self.blocking(|inner| inner.with_reader(count_samples))
-            .await
+        self.read(count_samples).await
     }
 
     /// Up to `limit` rollup rows after `after` (start from
@@ -112,7 +111,6 @@ impl SqliteSink {
         after: RollupCursor,
         limit: usize,
     ) -> Result<(Vec<RollupRow>, RollupCursor), SinksError> {
-        self.blocking(move |inner| inner.with_reader(|c| rollups_page(c, after, limit)))
-            .await
+        self.read(move |c| rollups_page(c, after, limit)).await
     }
 }

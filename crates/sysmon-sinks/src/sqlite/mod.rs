@@ -188,16 +188,23 @@ impl Inner {
         f(&mut lock(&self.writer))
     }
 
-    /// Runs `f` in one read transaction (a consistent view across its queries).
+    /// Runs `f` in one read transaction (a consistent view across its queries),
+    /// interruptible through `cancel` while it runs.
     fn with_reader<T>(
         &self,
+        cancel: &ReadCancel,
         f: impl FnOnce(&Connection) -> Result<T, SinksError>,
     ) -> Result<T, SinksError> {
         match &self.readers {
             Readers::Writer => {
                 let mut conn = lock(&self.writer);
-                let tx = conn.transaction()?;
-                f(&tx)
+                cancel.arm(&conn)?;
+                let result = conn
+                    .transaction()
+                    .map_err(SinksError::from)
+                    .and_then(|tx| f(&tx));
+                cancel.disarm();
+                result
             }
             Readers::Pool { path, idle } => {
                 let pooled = lock(idle).pop();
@@ -205,11 +212,14 @@ impl Inner {
                     Some(c) => c,
                     None => open_reader(path)?,
                 };
-                let result = {
-                    let tx = conn.transaction()?;
-                    f(&tx)
-                };
-                // A connection that just failed may be broken: only healthy ones go back.
+                cancel.arm(&conn)?;
+                let result = conn
+                    .transaction()
+                    .map_err(SinksError::from)
+                    .and_then(|tx| f(&tx));
+                cancel.disarm();
+                // A connection that just failed (or was interrupted) may be
+                // broken: only healthy ones go back.
                 if result.is_ok() {
                     let mut idle = lock(idle);
                     if idle.len() < MAX_IDLE_READERS {
@@ -218,6 +228,64 @@ impl Inner {
                 }
                 result
             }
+        }
+    }
+}
+
+/// Lets the caller of a read stop it: a dashboard request that timed out (its
+/// future dropped) would otherwise leave its query scanning on the blocking
+/// pool, holding a connection (and, in memory, the writer's lock) for nothing.
+#[derive(Default)]
+struct ReadCancel {
+    state: Mutex<CancelState>,
+}
+
+#[derive(Default)]
+struct CancelState {
+    cancelled: bool,
+    /// The running read's connection, while it runs.
+    handle: Option<rusqlite::InterruptHandle>,
+}
+
+impl ReadCancel {
+    /// About to read on `conn`: fails if the caller is gone already.
+    fn arm(&self, conn: &Connection) -> Result<(), SinksError> {
+        let mut s = lock(&self.state);
+        if s.cancelled {
+            return Err(SinksError::Unavailable(
+                "read cancelled: its caller went away".into(),
+            ));
+        }
+        s.handle = Some(conn.get_interrupt_handle());
+        Ok(())
+    }
+
+    /// The read is over: nothing to interrupt any more.
+    fn disarm(&self) {
+        lock(&self.state).handle = None;
+    }
+
+    /// The caller went away: interrupt the running statement (SQLite stops it
+    /// at its next step with `SQLITE_INTERRUPT`), or keep a read from starting.
+    fn cancel(&self) {
+        let mut s = lock(&self.state);
+        s.cancelled = true;
+        if let Some(h) = s.handle.take() {
+            h.interrupt();
+        }
+    }
+}
+
+/// Cancels its read when dropped before the read finished.
+struct CancelOnDrop {
+    cancel: Arc<ReadCancel>,
+    finished: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancel.cancel();
         }
     }
 }
@@ -304,6 +372,25 @@ impl SqliteSink {
             .map_err(|e| SinksError::Task(e.to_string()))?
     }
 
+    /// Runs `f` in one read transaction on the blocking pool. When the returned
+    /// future is dropped before it completes (a request timed out), the query is
+    /// interrupted instead of running on.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, SinksError> + Send + 'static,
+    ) -> Result<T, SinksError> {
+        let cancel = Arc::new(ReadCancel::default());
+        let mut guard = CancelOnDrop {
+            cancel: cancel.clone(),
+            finished: false,
+        };
+        let result = self
+            .blocking(move |inner| inner.with_reader(&cancel, f))
+            .await;
+        guard.finished = true;
+        result
+    }
+
     /// Stores `snapshots` in one transaction (what [`Sink::write`] does with a batch).
     pub async fn write_snapshots(&self, snapshots: Batch) -> Result<(), SinksError> {
         self.blocking(move |inner| inner.with_writer(|c| write::write_batch(c, &snapshots)))
@@ -380,12 +467,8 @@ impl SqliteSink {
         source: SeriesSource,
     ) -> Result<Vec<Bucket>, SinksError> {
         let machine_id = machine_id.to_string();
-        self.blocking(move |inner| {
-            inner.with_reader(|c| {
-                series::series(c, &machine_id, metric, since, until, max_points, source)
-            })
-        })
-        .await
+        self.read(move |c| series::series(c, &machine_id, metric, since, until, max_points, source))
+            .await
     }
 
     /// `metric` across every machine with `since <= t < until`, in at most about
@@ -416,12 +499,8 @@ impl SqliteSink {
         agg: FleetAgg,
         source: SeriesSource,
     ) -> Result<Vec<FleetBucket>, SinksError> {
-        self.blocking(move |inner| {
-            inner.with_reader(|c| {
-                series::fleet_series(c, metric, since, until, max_points, agg, source)
-            })
-        })
-        .await
+        self.read(move |c| series::fleet_series(c, metric, since, until, max_points, agg, source))
+            .await
     }
 
     /// The series of each of `machine_ids` over `since <= t < until`, in at
@@ -435,31 +514,24 @@ impl SqliteSink {
         until: f64,
         max_points: usize,
     ) -> Result<Vec<(String, Vec<Bucket>)>, SinksError> {
-        self.blocking(move |inner| {
-            inner.with_reader(|c| {
-                series::sparklines(c, &machine_ids, metric, since, until, max_points)
-            })
-        })
-        .await
+        self.read(move |c| series::sparklines(c, &machine_ids, metric, since, until, max_points))
+            .await
     }
 
     /// The newest raw snapshot of every machine, by machine id.
     pub async fn latest_all(&self) -> Result<Vec<Snapshot>, SinksError> {
-        self.blocking(|inner| inner.with_reader(read::latest_all))
-            .await
+        self.read(read::latest_all).await
     }
 
     /// Every known machine (see [`SnapshotStore::machines`]).
     pub async fn list_machines(&self) -> Result<Vec<MachineSummary>, SinksError> {
-        self.blocking(|inner| inner.with_reader(read::machines))
-            .await
+        self.read(read::machines).await
     }
 
     /// The newest snapshot of `machine_id` (see [`SnapshotStore::latest`]).
     pub async fn latest_snapshot(&self, machine_id: &str) -> Result<Option<Snapshot>, SinksError> {
         let machine_id = machine_id.to_string();
-        self.blocking(move |inner| inner.with_reader(|c| read::latest(c, &machine_id)))
-            .await
+        self.read(move |c| read::latest(c, &machine_id)).await
     }
 
     /// Stored snapshots (see [`SnapshotStore::range`]).
@@ -471,10 +543,8 @@ impl SqliteSink {
         limit: usize,
     ) -> Result<Vec<Snapshot>, SinksError> {
         let machine_id = machine_id.map(str::to_string);
-        self.blocking(move |inner| {
-            inner.with_reader(|c| read::range(c, machine_id.as_deref(), since, until, limit))
-        })
-        .await
+        self.read(move |c| read::range(c, machine_id.as_deref(), since, until, limit))
+            .await
     }
 }
 
@@ -563,5 +633,69 @@ impl SnapshotStore for SqliteSink {
         self.snapshots(machine_id, since, until, limit)
             .await
             .map_err(to_store_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A query that scans for a long time (a billion-row recursive count).
+    const ENDLESS: &str = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r \
+                           WHERE i < 1000000000) SELECT count(*) FROM r";
+
+    async fn dropped_read_is_interrupted(sink: SqliteSink) {
+        let outcome: Arc<Mutex<Option<Result<i64, String>>>> = Arc::default();
+        let started = Arc::new(AtomicBool::new(false));
+        let (o, s) = (outcome.clone(), started.clone());
+        let read = sink.read(move |c| {
+            s.store(true, Ordering::SeqCst);
+            let r = c
+                .query_row(ENDLESS, [], |row| row.get::<_, i64>(0))
+                .map_err(SinksError::from);
+            *lock(&o) = Some(r.as_ref().map(|v| *v).map_err(|e| e.to_string()));
+            r
+        });
+        // The caller gives up once the query runs (a dashboard request timing out).
+        let waiting = async {
+            while !started.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        tokio::select! {
+            _ = read => panic!("a billion-row count finished first"),
+            _ = waiting => {}
+        }
+        // The blocking read ends by itself, interrupted, rather than counting on.
+        let mut got = None;
+        for _ in 0..12_000 {
+            if let Some(r) = lock(&outcome).take() {
+                got = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let err = got.expect("the read is still running").unwrap_err();
+        assert!(err.contains("interrupt"), "{err}");
+        // The store still answers.
+        assert!(sink.list_machines().await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_read_is_interrupted_on_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = SqliteSink::open(&SqliteConfig {
+            path: dir.path().join("t.db"),
+            ..SqliteConfig::default()
+        })
+        .unwrap();
+        dropped_read_is_interrupted(sink).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_read_is_interrupted_in_memory() {
+        dropped_read_is_interrupted(SqliteSink::open_in_memory().unwrap()).await;
     }
 }
