@@ -342,7 +342,7 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
     let now = now_epoch_secs().floor();
     let victim = "victim-01";
     // Ordinary traffic: the victim and 20 machines, 30 samples each, 10 s apart;
-    // 2,000 machines seen once (many distinct ids, all valid).
+    // 10,000 machines seen once (many distinct ids, all valid).
     let mut ordinary: Vec<Snapshot> = Vec::new();
     for i in 0..30 {
         let ts = now - 300.0 + 10.0 * i as f64;
@@ -351,8 +351,8 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
             ordinary.push(sample(&format!("web-{m:02}"), ts, 1.0));
         }
     }
-    for m in 0..2000 {
-        ordinary.push(sample(&format!("churn-{m:04}"), now - 100.0, 3.0));
+    for m in 0..10_000 {
+        ordinary.push(sample(&format!("churn-{m:05}"), now - 100.0, 3.0));
     }
 
     let mut hostile: Vec<(&str, Record)> = Vec::new();
@@ -431,7 +431,7 @@ fn hostile_messages_interleaved_with_ordinary_traffic_are_dead_lettered_and_chan
         expected_total,
         "every valid sample, once"
     );
-    assert_eq!(rows.len(), 1 + 20 + 2000);
+    assert_eq!(rows.len(), 1 + 20 + 10_000);
     assert_eq!(rows[victim], 30);
 
     // The victim's history and latest state are its own.

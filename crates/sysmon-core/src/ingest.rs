@@ -516,6 +516,7 @@ fn joined_batch(
         Err(e) => Err(CoreError::Sink(SinkError::Failed {
             sink: "ingest".into(),
             message: format!("the task writing a batch to the sinks failed: {e}"),
+            source: Some(Box::new(e)),
         })),
     }
 }
@@ -640,8 +641,8 @@ async fn store(
                 for (i, (s, origin)) in batch.iter().zip(origins.drain(..)).enumerate() {
                     match reasons.remove(&i) {
                         Some(e) => {
-                            let (SinkError::Failed { sink, message }
-                            | SinkError::Unavailable { sink, message }) = e;
+                            let (SinkError::Failed { sink, message, .. }
+                            | SinkError::Unavailable { sink, message, .. }) = e;
                             let e = DecodeError::SinkRejected { sink, message }.bounded();
                             refused.push((s.clone(), origin, e));
                         }

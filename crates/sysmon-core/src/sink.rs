@@ -29,6 +29,9 @@ pub trait Sink: Send + Sync {
     }
 }
 
+/// The backend's own error behind a [`SinkError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A sink failed.
 #[derive(Debug, Error)]
 pub enum SinkError {
@@ -37,15 +40,21 @@ pub enum SinkError {
     Unavailable {
         /// The sink's name.
         sink: String,
-        /// What happened.
+        /// What happened, for logs (the backend's error text included).
         message: String,
+        /// The backend's error, when there is one (to inspect, e.g. by downcasting).
+        #[source]
+        source: Option<BoxError>,
     },
     /// The backend failed in a way retrying will not fix.
     #[error("{sink} failed: {message}")]
     Failed {
         /// The sink's name.
         sink: String,
-        /// What happened.
+        /// What happened, for logs (the backend's error text included).
         message: String,
+        /// The backend's error, when there is one (to inspect, e.g. by downcasting).
+        #[source]
+        source: Option<BoxError>,
     },
 }

@@ -220,6 +220,7 @@ async fn invalid_snapshots_are_refused_with_the_field_named_and_nothing_is_writt
     let SinkError::Failed {
         sink: name,
         message,
+        ..
     } = err
     else {
         panic!("expected Failed, got {err:?}")

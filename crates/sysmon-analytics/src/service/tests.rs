@@ -115,6 +115,7 @@ impl AnalyticsSink for FailingSink {
         Err(SinkError::Unavailable {
             sink: "failing".into(),
             message: "down".into(),
+            source: None,
         })
     }
 }

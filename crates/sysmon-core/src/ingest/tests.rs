@@ -65,6 +65,7 @@ impl Sink for Memory {
             return Err(SinkError::Unavailable {
                 sink: "memory".into(),
                 message: "disk on fire".into(),
+                source: None,
             });
         }
         self.rows.lock().unwrap().extend(batch.iter().cloned());
@@ -83,6 +84,7 @@ impl Sink for AlwaysDown {
         Err(SinkError::Unavailable {
             sink: "down".into(),
             message: "nope".into(),
+            source: None,
         })
     }
 }
@@ -311,6 +313,7 @@ impl Sink for FailsBatchTwo {
             return Err(SinkError::Unavailable {
                 sink: "fails-batch-2".into(),
                 message: "disk busy".into(),
+                source: None,
             });
         }
         self.stored.lock().unwrap().push(k);
@@ -411,6 +414,7 @@ impl Sink for RefusesPoison {
             return Err(SinkError::Failed {
                 sink: "picky".into(),
                 message: format!("cannot store {}", "x".repeat(100_000)),
+                source: None,
             });
         }
         self.rows.lock().unwrap().extend(batch.iter().cloned());

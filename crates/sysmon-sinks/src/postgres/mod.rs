@@ -152,11 +152,13 @@ pub(crate) fn to_sink_error(e: SinksError) -> SinkError {
         SinkError::Unavailable {
             sink: NAME.into(),
             message,
+            source: Some(Box::new(e)),
         }
     } else {
         SinkError::Failed {
             sink: NAME.into(),
             message,
+            source: Some(Box::new(e)),
         }
     }
 }

@@ -140,6 +140,7 @@ impl Sink for RecordingSink {
                 return Err(SinkError::Unavailable {
                     sink: "recording".into(),
                     message: "simulated crash after storing, before commit".into(),
+                    source: None,
                 });
             }
         }

@@ -336,5 +336,6 @@ fn unavailable(message: String) -> SinkError {
     SinkError::Unavailable {
         sink: "redis".into(),
         message,
+        source: None,
     }
 }
