@@ -5,10 +5,10 @@
 //! batch) instead of polling.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use sysmon_core::backoff::Backoff;
 use sysmon_core::config::redact_url_password;
 use sysmon_core::{Batch, MachineSummary, Snapshot, SnapshotStore, StoreError};
 use sysmon_sinks::query::QueryLayer;
@@ -113,8 +113,9 @@ impl DashboardSource for RedisSource {
 /// [`BatchEvent`], the newest full snapshot of each machine in it (one `MGET`).
 /// The subscription uses the store's client, so the URL, the credentials and
 /// the TLS settings of its `RedisConfig` apply; `url` only names the server in
-/// log lines (with its password redacted). Reconnects with backoff; an outage
-/// is logged when it starts and ends.
+/// log lines (with its password redacted). Reconnects with backoff capped at a
+/// second ([`Backoff::DEPENDENCY`]), so Redis' return is noticed within about a
+/// second; an outage is logged when it starts and ends.
 pub async fn redis_feed(
     url: String,
     store: RedisStore,
@@ -123,7 +124,7 @@ pub async fn redis_feed(
 ) {
     let channel = store.keys().events();
     let target = redact_url_password(&url);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::DEPENDENCY;
     let mut down_since: Option<std::time::Instant> = None;
     loop {
         let ps = tokio::select! {
@@ -138,7 +139,7 @@ pub async fn redis_feed(
                     }
                     None => info!(redis = %target, %channel, "live feed: subscribed to Redis"),
                 }
-                backoff = Duration::from_millis(500);
+                backoff.reset();
                 let mut messages = ps.on_message();
                 loop {
                     let msg = tokio::select! {
@@ -180,9 +181,8 @@ pub async fn redis_feed(
             down_since = Some(std::time::Instant::now());
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.cancelled() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
