@@ -141,17 +141,11 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
     let db = dir.path().join("sysmon.db");
     let db_arg = db.to_str().unwrap().to_string();
     let bootstrap = broker.bootstrap();
-    // A dead member holds its partitions until its session times out.
-    let config = dir.path().join("sysmon.toml");
-    std::fs::write(
-        &config,
-        "[kafka.options]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
-    )
-    .unwrap();
-    let config_arg = config.to_str().unwrap().to_string();
+    // The default static membership (`--instance-id` defaults to
+    // `ingest-<machine id>`): the restarted ingester has the killed one's name
+    // and takes its partitions back at once, without waiting for the dead
+    // member's session (45 s) to time out.
     let ingest_args = [
-        "--config",
-        &config_arg,
         "ingest",
         "--brokers",
         &bootstrap,
@@ -161,13 +155,6 @@ fn ingester_killed_with_sigkill_mid_stream_loses_nothing_and_doubles_nothing() {
         "4",
         "--batch-size",
         "100",
-        // Dynamic membership here: this test is about a dead member's session
-        // timing out. On tansu 0.6 a *static* member with a 6 s session loses
-        // its assignment about 6 s after joining and never gets it back
-        // (reproduced in this test); static membership is covered by
-        // hostile.rs' ten-SIGKILL test with the default session timeout.
-        "--instance-id",
-        "",
     ];
     let mut first = Proc::spawn(SYSMON, &ingest_args, dir.path(), "ingest-1");
     first.wait_for_log("consumer group assignment", Duration::from_secs(60));

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::buffer::SampleBuffer;
 use crate::collector::Collector;
 use crate::config::AgentConfig;
@@ -377,9 +378,8 @@ async fn publish_loop(
     drain: CancellationToken,
     abort: CancellationToken,
 ) {
-    const MIN_BACKOFF: Duration = Duration::from_millis(100);
-    const MAX_BACKOFF: Duration = Duration::from_secs(5);
-    let mut backoff = MIN_BACKOFF;
+    // Capped at a second: the broker's return is noticed within about a second.
+    let mut backoff = Backoff::DEPENDENCY;
     let mut outage: Option<(Instant, u64)> = None;
     // The spool file, and whether it may hold samples not yet delivered.
     let (spool, mut spool_dirty) = match spool {
@@ -410,7 +410,7 @@ async fn publish_loop(
         match result {
             Some(Ok(())) => {
                 stats.published.fetch_add(n, Ordering::Relaxed);
-                backoff = MIN_BACKOFF;
+                backoff.reset();
                 if let (Some(spool), true) = (&spool, spool_dirty) {
                     if buffer.is_empty() {
                         // Everything spooled has been delivered.
@@ -456,10 +456,9 @@ async fn publish_loop(
                     }
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = abort.cancelled() => break,
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             None => {
                 buffer.requeue_front(batch);

@@ -37,6 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::backoff::Backoff;
 use crate::codec::{decode_with, validate};
 use crate::config::IngestConfig;
 use crate::error::{CoreError, DecodeError};
@@ -446,7 +447,7 @@ impl Ingest {
         } else {
             debug!(origin = %m.origin, kind, error = %e, "rejected a message");
         }
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::DEPENDENCY;
         let mut attempts = 0;
         let mut warned = false;
         loop {
@@ -470,10 +471,9 @@ impl Ingest {
                         return Err(CoreError::Transport(err));
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = shutdown.cancelled() => return Err(CoreError::Transport(err)),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 // Refused for good, or failing in a way retrying has not
                 // cured: count it, say so once per kind, and go on.
@@ -495,8 +495,7 @@ impl Ingest {
                 }
                 Err(err) => {
                     debug!(origin = %m.origin, error = %err, attempts, "dead-lettering failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -726,7 +725,8 @@ async fn write_retrying(
     part: Batch,
     shutdown: &CancellationToken,
 ) -> Result<Result<(), SinkError>, CoreError> {
-    let mut backoff = Duration::from_millis(100);
+    // Capped at a second: the sink's return is noticed within about a second.
+    let mut backoff = Backoff::DEPENDENCY;
     let mut failing_since: Option<Instant> = None;
     loop {
         match sink.write(part.clone()).await {
@@ -751,10 +751,9 @@ async fn write_retrying(
                     return Err(CoreError::Sink(e));
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = shutdown.cancelled() => return Err(CoreError::Sink(e)),
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

@@ -14,6 +14,7 @@
 
 pub mod agent;
 pub mod alert;
+pub mod backoff;
 pub mod buffer;
 pub mod codec;
 pub mod collector;

@@ -14,7 +14,7 @@ use sysmon_core::ingest::SinkRole;
 use sysmon_core::{
     channel_transport, Batch, Ingest, Sink, SinkError, Snapshot, SnapshotStore, Transport,
 };
-use sysmon_sinks::redis::RedisSink;
+use sysmon_sinks::redis::{RedisOptions, RedisSink};
 use sysmon_sinks::sqlite::SqliteSink;
 use sysmon_testkit::redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
@@ -80,14 +80,13 @@ struct Run {
 type IngestRun =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sysmon_core::CoreError>>>>;
 
-async fn start(prefix: &str, backfill: bool) -> (Run, IngestRun) {
+async fn start(prefix: &str, backfill: bool, options: RedisOptions) -> (Run, IngestRun) {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let cold = sqlite(&dir);
-    let mut redis =
-        RedisSink::connect_with(&redis_config(&server.url(), prefix, HOUR), quick_options())
-            .await
-            .unwrap();
+    let mut redis = RedisSink::connect_with(&redis_config(&server.url(), prefix, HOUR), options)
+        .await
+        .unwrap();
     if backfill {
         redis = redis.with_backfill(cold.clone());
     }
@@ -178,9 +177,15 @@ async fn assert_sqlite_complete(run: &Run, sent: &[Snapshot]) {
     assert_eq!(run.stats.stored.load(Ordering::Relaxed), sent.len() as u64);
 }
 
+/// Redis dead for about six seconds while the ingester runs, with the options
+/// `sysmon ingest` uses (`RedisOptions::default()`): SQLite misses nothing, and
+/// once Redis is back the sink notices within its capped backoff (100 ms
+/// doubling to 1 s) and the latest state and the window are whole again. The
+/// delay from restart to a repopulated Redis is printed (BENCHMARKS.md, issue
+/// 11); the 15 s bound only proves the sink is not stuck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_and_restarted_mid_run_sqlite_complete_redis_repopulated() {
-    let (mut run, ingest) = start("f1:", true).await;
+    let (mut run, ingest) = start("f1:", true, RedisOptions::default()).await;
     let sent = drive(ingest, async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         run.server.stop();
@@ -196,18 +201,32 @@ async fn redis_killed_and_restarted_mid_run_sqlite_complete_redis_repopulated() 
         .await;
         assert!(ok, "SQLite ingestion stalled while Redis was down");
         assert!(!run.redis.is_connected());
+        let left = 6.0 - (now() - outage_start);
+        tokio::time::sleep(Duration::from_secs_f64(left.max(0.0))).await;
 
         run.server.start_again();
-        let (ok, took) = wait_until(Duration::from_secs(10), || {
-            latest_agrees(&run.redis, &run.cold)
+        let restarted = now();
+        // Repopulated: the latest state agrees with SQLite and the newest
+        // sample in Redis' window was stored after the restart.
+        let (ok, took) = wait_until(Duration::from_secs(15), || async {
+            let newest = run
+                .redis
+                .store()
+                .range(None, restarted, now() + 10.0, 1_000_000)
+                .await
+                .is_ok_and(|r| !r.is_empty());
+            newest && latest_agrees(&run.redis, &run.cold).await
         })
         .await;
         assert!(
             ok,
-            "Redis' latest state is not right again: {:?}",
+            "Redis is not repopulated 15 s after its restart: {:?}",
             run.redis.counters()
         );
-        eprintln!("latest state correct again {took:?} after the restart");
+        eprintln!(
+            "redis down {:.1} s; repopulated {took:?} after the restart",
+            restarted - outage_start
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
         finish(&mut run).await
     })
@@ -238,13 +257,13 @@ async fn redis_killed_and_restarted_mid_run_sqlite_complete_redis_repopulated() 
     let slowest = *run.timed.slowest.lock().unwrap();
     assert!(
         slowest < Duration::from_secs(5),
-        "a redis write hung for {slowest:?} (the timeout is 1 s)"
+        "a redis write hung for {slowest:?} (the timeout is 2 s)"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_backfill_the_latest_state_recovers_and_the_gap_is_refused() {
-    let (mut run, ingest) = start("f2:", false).await;
+    let (mut run, ingest) = start("f2:", false, quick_options()).await;
     let mut restarted = 0.0;
     let sent = drive(ingest, async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -295,7 +314,7 @@ async fn without_backfill_the_latest_state_recovers_and_the_gap_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_never_blocks_ingestion() {
-    let (mut run, ingest) = start("f3:", true).await;
+    let (mut run, ingest) = start("f3:", true, quick_options()).await;
     let sent = drive(ingest, async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
         run.server.pause();
@@ -342,7 +361,7 @@ async fn a_frozen_redis_never_blocks_ingestion() {
     let slowest = *run.timed.slowest.lock().unwrap();
     assert!(
         slowest < Duration::from_secs(5),
-        "a redis write hung for {slowest:?} (the timeout is 1 s)"
+        "a redis write hung for {slowest:?} (the timeout is 2 s)"
     );
     assert!(run.timed.calls.load(Ordering::Relaxed) > 20);
 }

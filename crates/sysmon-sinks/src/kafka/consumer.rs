@@ -276,6 +276,14 @@ impl KafkaReceiver {
             .filter(|i| !i.trim().is_empty())
         {
             cc.set("group.instance.id", id);
+            if let Some(ms) = short_static_session(&config.options) {
+                warn!(session_timeout_ms = ms, instance_id = %id,
+                      "session.timeout.ms is below {MIN_STATIC_SESSION_MS} ms for a static member: \
+                       on tansu 0.6 such a member loses its partitions at every join and stores \
+                       nothing (tansu holds a static member's JoinGroup and SyncGroup ~3 s each \
+                       and checks the session before counting the first heartbeat); raise it, \
+                       or turn static membership off with --instance-id \"\"");
+            }
         }
         let (inner, consumer_state) = SysmonContext::new("consumer");
         let group_state = Arc::new(Mutex::new(GroupState::default()));
@@ -489,6 +497,21 @@ impl KafkaReceiver {
             }
         }
     }
+}
+
+/// The shortest `session.timeout.ms` a static member is not warned about.
+/// tansu 0.6 holds a static member's JoinGroup and then its SyncGroup about
+/// 3 s each, and checks the member's session before it records the first
+/// heartbeat: with a 6 s session a static ingester was evicted 6.0 s after
+/// every join, rejoined, and stored nothing in 40 s (BENCHMARKS.md, issue 11);
+/// with 10 s, or the default 45 s, it keeps its partitions.
+const MIN_STATIC_SESSION_MS: u64 = 10_000;
+
+/// The configured session timeout if it is too short for a static member on
+/// tansu (see [`MIN_STATIC_SESSION_MS`]).
+fn short_static_session(options: &BTreeMap<String, String>) -> Option<u64> {
+    let ms: u64 = options.get("session.timeout.ms")?.trim().parse().ok()?;
+    (ms < MIN_STATIC_SESSION_MS).then_some(ms)
 }
 
 /// How often an ingester that owns no partitions checks the group's lag.
@@ -805,5 +828,22 @@ impl std::fmt::Debug for KafkaReceiver {
             .field("topic", &self.topic)
             .field("group", &self.group)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_static_session_under_ten_seconds_is_flagged() {
+        let opts = |v: &str| BTreeMap::from([("session.timeout.ms".to_string(), v.to_string())]);
+        assert_eq!(short_static_session(&opts("6000")), Some(6000));
+        assert_eq!(short_static_session(&opts(" 9999 ")), Some(9999));
+        assert_eq!(short_static_session(&opts("10000")), None);
+        assert_eq!(short_static_session(&opts("45000")), None);
+        // Unset (librdkafka's 45 s) or unparsable (librdkafka refuses it): no warning.
+        assert_eq!(short_static_session(&BTreeMap::new()), None);
+        assert_eq!(short_static_session(&opts("soon")), None);
     }
 }

@@ -70,8 +70,8 @@ pub fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// Builds a librdkafka configuration: `bootstrap.servers`, then sysmon's
-/// `defaults`, then every user option unchanged (so options win).
+/// Builds a librdkafka configuration: `bootstrap.servers`, a 1 s cap on
+/// reconnection backoff, then sysmon's `defaults`, then every user option unchanged (so options win).
 pub(crate) fn client_config(
     brokers: &str,
     defaults: &[(&str, &str)],
@@ -86,6 +86,11 @@ pub(crate) fn client_config(
     }
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
+    // librdkafka waits up to 10 s between reconnection attempts by default
+    // (100 ms doubling); capped at 1 s like sysmon's own loops
+    // (`sysmon_core::backoff`), a broker's return is noticed within about a
+    // second however long it was away.
+    c.set("reconnect.backoff.max.ms", "1000");
     for (k, v) in defaults {
         c.set(*k, *v);
     }

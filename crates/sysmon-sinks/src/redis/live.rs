@@ -2,9 +2,10 @@
 //! channel (`<prefix>events`, one [`BatchEvent`] per stored batch) as a
 //! [`LiveFeed`], reconnecting by itself.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
+use sysmon_core::backoff::Backoff;
 use sysmon_core::config::redact_url_password;
 use sysmon_core::read::{BatchStream, LiveFeed};
 use sysmon_core::{Batch, Snapshot};
@@ -13,16 +14,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{BatchEvent, RedisStore};
-
-/// First wait before subscribing again after a failure or a lost connection.
-const BACKOFF_START: Duration = Duration::from_millis(500);
-/// Longest wait between attempts: a restarted Redis is noticed within it.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(2);
-
-/// The next wait after `d`: doubled, at most [`BACKOFF_CAP`].
-fn next_backoff(d: Duration) -> Duration {
-    (d * 2).min(BACKOFF_CAP)
-}
 
 /// Stored batches announced on `<prefix>events`: for every [`BatchEvent`],
 /// the newest full snapshot of each machine in it (one `MGET`). The
@@ -60,11 +51,12 @@ impl LiveFeed for RedisLiveFeed {
 
 /// Subscribes, forwards, and on failure subscribes again with backoff, until
 /// `shutdown` fires or the stream's reader is gone. An outage is logged when
-/// it starts and when it ends.
+/// it starts and when it ends. The waits are [`Backoff::DEPENDENCY`] (capped at
+/// a second), so Redis' return is noticed within about a second.
 async fn follow(feed: RedisLiveFeed, tx: mpsc::Sender<Batch>, shutdown: CancellationToken) {
     let RedisLiveFeed { target, store } = feed;
     let channel = store.keys().events();
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::DEPENDENCY;
     let mut down_since: Option<Instant> = None;
     loop {
         let ps = tokio::select! {
@@ -79,7 +71,7 @@ async fn follow(feed: RedisLiveFeed, tx: mpsc::Sender<Batch>, shutdown: Cancella
                     }
                     None => info!(redis = %target, %channel, "live feed: subscribed to Redis"),
                 }
-                backoff = BACKOFF_START;
+                backoff.reset();
                 let mut messages = ps.on_message();
                 loop {
                     let msg = tokio::select! {
@@ -121,29 +113,9 @@ async fn follow(feed: RedisLiveFeed, tx: mpsc::Sender<Batch>, shutdown: Cancella
             down_since = Some(Instant::now());
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = shutdown.cancelled() => return,
             _ = tx.closed() => return,
         }
-        backoff = next_backoff(backoff);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let mut d = BACKOFF_START;
-        let mut seen = vec![d];
-        for _ in 0..6 {
-            d = next_backoff(d);
-            seen.push(d);
-        }
-        assert_eq!(seen[1], Duration::from_secs(1));
-        assert_eq!(seen[2], Duration::from_secs(2));
-        assert!(seen.iter().all(|d| *d <= Duration::from_secs(2)));
-        assert_eq!(*seen.last().unwrap(), BACKOFF_CAP);
     }
 }

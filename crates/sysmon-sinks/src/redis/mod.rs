@@ -30,13 +30,14 @@ use std::time::Duration;
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ClientTlsConfig, IntoConnectionInfo, TlsCertificates};
 use serde::{Deserialize, Serialize};
+use sysmon_core::backoff::Backoff;
 use sysmon_core::config::{redact_url_password, RedisConfig};
 use sysmon_core::{ProcessInfo, Snapshot};
 
 use crate::error::SinksError;
 
 pub use history::RedisHistory;
-pub use live::{RedisLiveFeed, BACKOFF_CAP};
+pub use live::RedisLiveFeed;
 pub use sink::{RedisSink, RedisSinkCounters, RedisSinkStats};
 pub(crate) use store::sort_canonical;
 pub use store::RedisStore;
@@ -68,10 +69,11 @@ pub struct RedisOptions {
     pub max_series_len: Option<usize>,
     /// Expiry of a machine's keys after its last write. Default: twice the window.
     pub ttl: Option<Duration>,
-    /// First delay between reconnection probes during an outage (default 250 ms);
-    /// it doubles up to `reconnect_max`.
+    /// First delay between reconnection probes during an outage (default
+    /// 100 ms); it doubles up to `reconnect_max`.
     pub reconnect_min: Duration,
-    /// Longest delay between reconnection probes (default 30 s).
+    /// Longest delay between reconnection probes (default 1 s): bounds how
+    /// late Redis' return is noticed however long the outage lasted.
     pub reconnect_max: Duration,
     /// When the sink starts against a Redis that already holds sysmon data, it
     /// backfills (if it has a cold store) from this long before the previous
@@ -95,8 +97,8 @@ impl Default for RedisOptions {
             connect_timeout: Duration::from_secs(1),
             max_series_len: None,
             ttl: None,
-            reconnect_min: Duration::from_millis(250),
-            reconnect_max: Duration::from_secs(30),
+            reconnect_min: Backoff::DEPENDENCY.min(),
+            reconnect_max: Backoff::DEPENDENCY.max(),
             backfill_slack: Duration::from_secs(60),
             max_pending_machines: 100_000,
             publish: true,

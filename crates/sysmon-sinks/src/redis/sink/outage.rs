@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use sysmon_core::backoff::Backoff;
 use sysmon_core::Snapshot;
 use tracing::{debug, info, warn};
 
@@ -84,8 +85,9 @@ impl Inner {
 
 /// Waits with backoff until Redis answers `PING`, then ends the outage.
 async fn probe(weak: Weak<Inner>, min: Duration, max: Duration) {
-    let mut delay = min;
+    let mut backoff = Backoff::new(min, max);
     loop {
+        let delay = backoff.next_delay();
         tokio::time::sleep(delay).await;
         let Some(inner) = weak.upgrade() else {
             return;
@@ -113,9 +115,8 @@ async fn probe(weak: Weak<Inner>, min: Duration, max: Duration) {
                     warn!(redis = %inner.target, error = %e,
                           "redis refuses the credentials; still retrying");
                 } else {
-                    debug!(redis = %inner.target, error = %e, retry_in = ?delay, "redis still unreachable");
+                    debug!(redis = %inner.target, error = %e, "redis still unreachable");
                 }
-                delay = (delay * 2).min(max);
             }
         }
     }
