@@ -69,6 +69,10 @@ for a = 5, #ARGV, 5 do
     if upkeep then
       redis.call('ZREMRANGEBYSCORE', series, '-inf', cutoff)
       redis.call('PEXPIRE', series, ttl)
+    else
+      -- A series this batch created anew (its old members all replaced or
+      -- trimmed, or a repair's) has no expiry yet: give it one (O(1)).
+      redis.call('PEXPIRE', series, ttl, 'NX')
     end
     if not direct then
       redis.call('RENAME', staged, latest)
