@@ -65,7 +65,7 @@ mod tests {
         assert!(e.to_string().contains("anomaly.trees"), "{e}");
         let e = Config::from_toml("[[alerts.webhooks]]\nurl = \"nope\"").unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
-        assert_eq!(Config::default().alerts.rules.len(), 4);
+        assert_eq!(Config::default().alerts.rules.len(), 8);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Pressure, PressureStall, Snapshot};
 
 /// A per-machine quantity sysmon charts, alerts on, detects anomalies in or
 /// exports.
@@ -43,6 +43,38 @@ pub enum Metric {
     SwapUsage,
     /// Used percent of the machine's fullest filesystem.
     FilesystemUsage,
+    /// CPU pressure stall, `some` line, 10-second average, percent.
+    PressureCpuSome,
+    /// CPU pressure stall, `full` line, 10-second average, percent.
+    PressureCpuFull,
+    /// Memory pressure stall, `some` line, 10-second average, percent.
+    PressureMemorySome,
+    /// Memory pressure stall, `full` line, 10-second average, percent.
+    PressureMemoryFull,
+    /// I/O pressure stall, `some` line, 10-second average, percent.
+    PressureIoSome,
+    /// I/O pressure stall, `full` line, 10-second average, percent.
+    PressureIoFull,
+    /// Utilisation of the busiest block device, percent.
+    DiskUtilization,
+    /// Average read latency of the slowest block device, milliseconds.
+    DiskReadLatency,
+    /// Average write latency of the slowest block device, milliseconds.
+    DiskWriteLatency,
+    /// Established TCP sockets (IPv4 and IPv6).
+    TcpEstablished,
+    /// TCP sockets in `TIME_WAIT` (IPv4 and IPv6).
+    TcpTimeWait,
+    /// TCP segments retransmitted per second.
+    TcpRetransmitRate,
+    /// TCP segments retransmitted, percent of the segments sent.
+    TcpRetransmitPercent,
+    /// The hottest temperature sensor, degrees Celsius.
+    TemperatureMax,
+    /// System-wide open file handles.
+    OpenFiles,
+    /// Memory in use of the fullest top cgroup with a limit, percent of its limit.
+    ContainerMemoryOfLimit,
 }
 
 /// A place a [`Metric`] can be named.
@@ -61,7 +93,7 @@ pub enum Usage {
 
 impl Metric {
     /// Every metric, in display order.
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 26] = [
         Metric::Cpu,
         Metric::Memory,
         Metric::DiskRead,
@@ -72,6 +104,44 @@ impl Metric {
         Metric::Swap,
         Metric::SwapUsage,
         Metric::FilesystemUsage,
+        Metric::PressureCpuSome,
+        Metric::PressureCpuFull,
+        Metric::PressureMemorySome,
+        Metric::PressureMemoryFull,
+        Metric::PressureIoSome,
+        Metric::PressureIoFull,
+        Metric::DiskUtilization,
+        Metric::DiskReadLatency,
+        Metric::DiskWriteLatency,
+        Metric::TcpEstablished,
+        Metric::TcpTimeWait,
+        Metric::TcpRetransmitRate,
+        Metric::TcpRetransmitPercent,
+        Metric::TemperatureMax,
+        Metric::OpenFiles,
+        Metric::ContainerMemoryOfLimit,
+    ];
+
+    /// The metrics read from a snapshot's host details (pressure, disks, TCP,
+    /// temperatures, open files, cgroups): none on a machine or agent that
+    /// does not collect them.
+    pub const HOST_DETAILS: [Metric; 16] = [
+        Metric::PressureCpuSome,
+        Metric::PressureCpuFull,
+        Metric::PressureMemorySome,
+        Metric::PressureMemoryFull,
+        Metric::PressureIoSome,
+        Metric::PressureIoFull,
+        Metric::DiskUtilization,
+        Metric::DiskReadLatency,
+        Metric::DiskWriteLatency,
+        Metric::TcpEstablished,
+        Metric::TcpTimeWait,
+        Metric::TcpRetransmitRate,
+        Metric::TcpRetransmitPercent,
+        Metric::TemperatureMax,
+        Metric::OpenFiles,
+        Metric::ContainerMemoryOfLimit,
     ];
 
     /// The metrics the dashboard charts (every store keeps their series), in
@@ -102,6 +172,22 @@ impl Metric {
             Metric::Swap => "swap_used_bytes",
             Metric::SwapUsage => "swap_usage",
             Metric::FilesystemUsage => "filesystem_usage",
+            Metric::PressureCpuSome => "pressure_cpu_some_avg10",
+            Metric::PressureCpuFull => "pressure_cpu_full_avg10",
+            Metric::PressureMemorySome => "pressure_memory_some_avg10",
+            Metric::PressureMemoryFull => "pressure_memory_full_avg10",
+            Metric::PressureIoSome => "pressure_io_some_avg10",
+            Metric::PressureIoFull => "pressure_io_full_avg10",
+            Metric::DiskUtilization => "disk_utilization_percent",
+            Metric::DiskReadLatency => "disk_read_latency_ms",
+            Metric::DiskWriteLatency => "disk_write_latency_ms",
+            Metric::TcpEstablished => "tcp_established",
+            Metric::TcpTimeWait => "tcp_time_wait",
+            Metric::TcpRetransmitRate => "tcp_retransmit_rate",
+            Metric::TcpRetransmitPercent => "tcp_retransmit_percent",
+            Metric::TemperatureMax => "temperature_max_celsius",
+            Metric::OpenFiles => "open_files",
+            Metric::ContainerMemoryOfLimit => "container_memory_percent_of_limit",
         }
     }
 
@@ -117,7 +203,7 @@ impl Metric {
             Metric::NetRecv => "net_recv",
             Metric::Load1 => "load1",
             Metric::Swap => "swap",
-            Metric::SwapUsage | Metric::FilesystemUsage => self.name(),
+            _ => self.name(),
         }
     }
 
@@ -146,13 +232,31 @@ impl Metric {
         Metric::CHARTS.iter().map(|m| m.short_name()).collect()
     }
 
-    /// The unit of the metric's values: `percent`, `bytes/s`, `bytes` or `load`.
+    /// The unit of the metric's values: `percent`, `bytes/s`, `bytes`, `load`,
+    /// `ms`, `sockets`, `segments/s`, `celsius` or `files`.
     pub const fn unit(self) -> &'static str {
         match self {
-            Metric::Cpu | Metric::Memory | Metric::SwapUsage | Metric::FilesystemUsage => "percent",
+            Metric::Cpu
+            | Metric::Memory
+            | Metric::SwapUsage
+            | Metric::FilesystemUsage
+            | Metric::PressureCpuSome
+            | Metric::PressureCpuFull
+            | Metric::PressureMemorySome
+            | Metric::PressureMemoryFull
+            | Metric::PressureIoSome
+            | Metric::PressureIoFull
+            | Metric::DiskUtilization
+            | Metric::TcpRetransmitPercent
+            | Metric::ContainerMemoryOfLimit => "percent",
             Metric::DiskRead | Metric::DiskWrite | Metric::NetSent | Metric::NetRecv => "bytes/s",
             Metric::Load1 => "load",
             Metric::Swap => "bytes",
+            Metric::DiskReadLatency | Metric::DiskWriteLatency => "ms",
+            Metric::TcpEstablished | Metric::TcpTimeWait => "sockets",
+            Metric::TcpRetransmitRate => "segments/s",
+            Metric::TemperatureMax => "celsius",
+            Metric::OpenFiles => "files",
         }
     }
 
@@ -169,6 +273,46 @@ impl Metric {
             Metric::Swap => "Swap in use, bytes.",
             Metric::SwapUsage => "Swap in use, percent of the swap space.",
             Metric::FilesystemUsage => "Usage of the machine's fullest filesystem, percent.",
+            Metric::PressureCpuSome => {
+                "Share of the last 10 s some task waited for CPU (pressure stall), percent."
+            }
+            Metric::PressureCpuFull => {
+                "Share of the last 10 s all non-idle tasks waited for CPU (pressure stall), percent."
+            }
+            Metric::PressureMemorySome => {
+                "Share of the last 10 s some task waited for memory (pressure stall), percent."
+            }
+            Metric::PressureMemoryFull => {
+                "Share of the last 10 s all non-idle tasks waited for memory (pressure stall), percent."
+            }
+            Metric::PressureIoSome => {
+                "Share of the last 10 s some task waited for block I/O (pressure stall), percent."
+            }
+            Metric::PressureIoFull => {
+                "Share of the last 10 s all non-idle tasks waited for block I/O (pressure stall), percent."
+            }
+            Metric::DiskUtilization => {
+                "Share of the last interval the busiest block device was busy, percent."
+            }
+            Metric::DiskReadLatency => {
+                "Average read latency over the last interval of the slowest block device, milliseconds."
+            }
+            Metric::DiskWriteLatency => {
+                "Average write latency over the last interval of the slowest block device, milliseconds."
+            }
+            Metric::TcpEstablished => "Established TCP sockets, IPv4 and IPv6.",
+            Metric::TcpTimeWait => "TCP sockets in TIME_WAIT, IPv4 and IPv6.",
+            Metric::TcpRetransmitRate => {
+                "TCP segments retransmitted per second over the last interval."
+            }
+            Metric::TcpRetransmitPercent => {
+                "TCP segments retransmitted over the last interval, percent of the segments sent."
+            }
+            Metric::TemperatureMax => "Temperature of the hottest sensor, degrees Celsius.",
+            Metric::OpenFiles => "File handles allocated system-wide.",
+            Metric::ContainerMemoryOfLimit => {
+                "Memory in use of the top cgroup (container, pod, service) closest to its memory limit, percent of that limit."
+            }
         }
     }
 
@@ -185,6 +329,24 @@ impl Metric {
             Metric::Swap => "memory.swap_used_bytes",
             Metric::SwapUsage => "memory.swap_used_bytes / memory.swap_total_bytes",
             Metric::FilesystemUsage => "filesystems[].used_bytes / total_bytes (the fullest)",
+            Metric::PressureCpuSome => "pressure.cpu.some.avg10",
+            Metric::PressureCpuFull => "pressure.cpu.full.avg10",
+            Metric::PressureMemorySome => "pressure.memory.some.avg10",
+            Metric::PressureMemoryFull => "pressure.memory.full.avg10",
+            Metric::PressureIoSome => "pressure.io.some.avg10",
+            Metric::PressureIoFull => "pressure.io.full.avg10",
+            Metric::DiskUtilization => "disks[].utilization_percent (the highest)",
+            Metric::DiskReadLatency => "disks[].read_latency_ms (the highest)",
+            Metric::DiskWriteLatency => "disks[].write_latency_ms (the highest)",
+            Metric::TcpEstablished => "tcp.v4.established + tcp.v6.established",
+            Metric::TcpTimeWait => "tcp.v4.time_wait + tcp.v6.time_wait",
+            Metric::TcpRetransmitRate => "tcp.retransmits_per_sec",
+            Metric::TcpRetransmitPercent => "tcp.retransmit_percent",
+            Metric::TemperatureMax => "temperatures[].celsius (the highest)",
+            Metric::OpenFiles => "open_files.allocated",
+            Metric::ContainerMemoryOfLimit => {
+                "top_*_cgroups[].memory_bytes / memory_limit_bytes (the highest, limited groups only)"
+            }
         }
     }
 
@@ -200,6 +362,22 @@ impl Metric {
             Metric::Load1 => "sysmon_load1",
             Metric::Swap => "sysmon_swap_used_bytes",
             Metric::FilesystemUsage => "sysmon_filesystem_fullest_used_percent",
+            Metric::PressureCpuSome => "sysmon_pressure_cpu_some_avg10_percent",
+            Metric::PressureCpuFull => "sysmon_pressure_cpu_full_avg10_percent",
+            Metric::PressureMemorySome => "sysmon_pressure_memory_some_avg10_percent",
+            Metric::PressureMemoryFull => "sysmon_pressure_memory_full_avg10_percent",
+            Metric::PressureIoSome => "sysmon_pressure_io_some_avg10_percent",
+            Metric::PressureIoFull => "sysmon_pressure_io_full_avg10_percent",
+            Metric::DiskUtilization => "sysmon_disk_busiest_utilization_percent",
+            Metric::DiskReadLatency => "sysmon_disk_slowest_read_latency_milliseconds",
+            Metric::DiskWriteLatency => "sysmon_disk_slowest_write_latency_milliseconds",
+            Metric::TcpEstablished => "sysmon_tcp_established_sockets",
+            Metric::TcpTimeWait => "sysmon_tcp_time_wait_sockets",
+            Metric::TcpRetransmitRate => "sysmon_tcp_retransmits_per_second",
+            Metric::TcpRetransmitPercent => "sysmon_tcp_retransmit_percent",
+            Metric::TemperatureMax => "sysmon_temperature_max_celsius",
+            Metric::OpenFiles => "sysmon_open_files",
+            Metric::ContainerMemoryOfLimit => "sysmon_cgroup_memory_max_percent_of_limit",
             Metric::SwapUsage => return None,
         })
     }
@@ -256,9 +434,68 @@ impl Metric {
             Metric::NetRecv => s.network_rate.map(|r| r.recv),
             Metric::Load1 => s.load_avg.map(|l| l.one),
             Metric::FilesystemUsage => s.fullest_filesystem_percent(),
+            Metric::PressureCpuSome => pressure(s, |p| p.cpu, false),
+            Metric::PressureCpuFull => pressure(s, |p| p.cpu, true),
+            Metric::PressureMemorySome => pressure(s, |p| p.memory, false),
+            Metric::PressureMemoryFull => pressure(s, |p| p.memory, true),
+            Metric::PressureIoSome => pressure(s, |p| p.io, false),
+            Metric::PressureIoFull => pressure(s, |p| p.io, true),
+            Metric::DiskUtilization => {
+                highest(s.disks.iter().filter_map(|d| d.utilization_percent))
+            }
+            Metric::DiskReadLatency => highest(s.disks.iter().filter_map(|d| d.read_latency_ms)),
+            Metric::DiskWriteLatency => highest(s.disks.iter().filter_map(|d| d.write_latency_ms)),
+            Metric::TcpEstablished => s
+                .tcp
+                .map(|t| t.v4.established.saturating_add(t.v6.established) as f64),
+            Metric::TcpTimeWait => s
+                .tcp
+                .map(|t| t.v4.time_wait.saturating_add(t.v6.time_wait) as f64),
+            Metric::TcpRetransmitRate => s.tcp.and_then(|t| t.retransmits_per_sec),
+            Metric::TcpRetransmitPercent => s.tcp.and_then(|t| t.retransmit_percent),
+            Metric::TemperatureMax => highest(s.temperatures.iter().map(|t| t.celsius)),
+            Metric::OpenFiles => s.open_files.map(|o| o.allocated as f64),
+            Metric::ContainerMemoryOfLimit => highest(
+                s.top_cpu_cgroups
+                    .iter()
+                    .chain(&s.top_mem_cgroups)
+                    .filter_map(|g| match g.memory_limit_bytes {
+                        Some(l) if l > 0 => Some(g.memory_bytes as f64 * 100.0 / l as f64),
+                        _ => None,
+                    }),
+            ),
         };
         v.filter(|x| x.is_finite())
     }
+
+    /// True for a metric read from the snapshot's host details
+    /// ([`Metric::HOST_DETAILS`]).
+    pub fn is_host_detail(self) -> bool {
+        Metric::HOST_DETAILS.contains(&self)
+    }
+}
+
+/// The `avg10` of one pressure file's `some` (or `full`) line, when collected.
+fn pressure(
+    s: &Snapshot,
+    which: fn(&Pressure) -> Option<PressureStall>,
+    full: bool,
+) -> Option<f64> {
+    let stall = s.pressure.as_ref().and_then(which)?;
+    if full {
+        stall.full.map(|l| l.avg10)
+    } else {
+        Some(stall.some.avg10)
+    }
+}
+
+/// The highest finite value, none when there is none.
+fn highest(values: impl Iterator<Item = f64>) -> Option<f64> {
+    values
+        .filter(|v| v.is_finite())
+        .fold(None, |acc: Option<f64>, v| {
+            Some(acc.map_or(v, |a| a.max(v)))
+        })
 }
 
 impl fmt::Display for Metric {
@@ -452,6 +689,10 @@ mod tests {
         );
         assert!(mem.swap_total_bytes > 0 && !s.filesystems.is_empty());
         let expect = |m: Metric| -> Option<f64> {
+            if m.is_host_detail() {
+                // A plain synthetic snapshot carries no host details: none, not 0.
+                return None;
+            }
             Some(match m {
                 Metric::Cpu => s.cpu_usage,
                 Metric::Memory => s.memory_usage,
@@ -469,6 +710,7 @@ mod tests {
                     .iter()
                     .map(|f| f.used_bytes as f64 * 100.0 / f.total_bytes as f64)
                     .fold(f64::NEG_INFINITY, f64::max),
+                _ => unreachable!("host details are handled above"),
             })
         };
         for m in Metric::ALL {
@@ -483,6 +725,101 @@ mod tests {
         assert_eq!(Metric::Swap.value(&s), None);
         s.cpu_usage = f64::NAN;
         assert_eq!(Metric::Cpu.value(&s), None);
+    }
+
+    #[test]
+    fn host_detail_metrics_read_the_worst_device_sensor_and_group_and_absent_is_none() {
+        use crate::snapshot::{BlockDevice, CgroupInfo, Temperature};
+        let mut s = crate::synth::SyntheticMachine::new("m", 1).next_snapshot(1e9, 3);
+        for m in Metric::HOST_DETAILS {
+            assert_eq!(m.value(&s), None, "{}", m.name());
+        }
+        crate::synth::fill_host_details(&mut s);
+        let p = s.pressure.unwrap();
+        let tcp = s.tcp.unwrap();
+        assert_eq!(
+            Metric::PressureCpuSome.value(&s),
+            Some(p.cpu.unwrap().some.avg10)
+        );
+        assert_eq!(
+            Metric::PressureIoFull.value(&s),
+            Some(p.io.unwrap().full.unwrap().avg10)
+        );
+        assert_eq!(
+            Metric::TcpEstablished.value(&s),
+            Some((tcp.v4.established + tcp.v6.established) as f64)
+        );
+        assert_eq!(Metric::TcpTimeWait.value(&s), Some(35.0));
+        assert_eq!(Metric::TcpRetransmitRate.value(&s), Some(0.5));
+        assert_eq!(Metric::TcpRetransmitPercent.value(&s), Some(0.1));
+        assert_eq!(Metric::OpenFiles.value(&s), Some(3000.0));
+        for m in Metric::HOST_DETAILS {
+            assert!(m.value(&s).is_some(), "{}", m.name());
+        }
+        // The busiest / slowest disk, the hottest sensor, the fullest limited group.
+        let disk = |name: &str, util: Option<f64>, r: f64, w: f64| BlockDevice {
+            name: name.into(),
+            utilization_percent: util,
+            read_latency_ms: Some(r),
+            write_latency_ms: Some(w),
+            ..BlockDevice::default()
+        };
+        s.disks = vec![
+            disk("sda", Some(12.0), 9.0, 1.0),
+            disk("sdb", Some(97.5), 2.0, 30.0),
+            disk("sdc", None, 1.0, 1.0),
+        ];
+        assert_eq!(Metric::DiskUtilization.value(&s), Some(97.5));
+        assert_eq!(Metric::DiskReadLatency.value(&s), Some(9.0));
+        assert_eq!(Metric::DiskWriteLatency.value(&s), Some(30.0));
+        s.temperatures = vec![
+            Temperature {
+                label: "a".into(),
+                celsius: 41.0,
+                critical_celsius: None,
+            },
+            Temperature {
+                label: "b".into(),
+                celsius: 77.5,
+                critical_celsius: Some(100.0),
+            },
+        ];
+        assert_eq!(Metric::TemperatureMax.value(&s), Some(77.5));
+        let group = |mem: u64, limit: Option<u64>| CgroupInfo {
+            memory_bytes: mem,
+            memory_limit_bytes: limit,
+            ..CgroupInfo::default()
+        };
+        s.top_cpu_cgroups = vec![group(900, Some(1000)), group(5000, None)];
+        s.top_mem_cgroups = vec![group(5000, None), group(100, Some(400))];
+        assert_eq!(Metric::ContainerMemoryOfLimit.value(&s), Some(90.0));
+        // Absent parts read as none: no limits, no rates, no full line, no sensors.
+        s.top_cpu_cgroups = vec![group(5000, None), group(1, Some(0))];
+        s.top_mem_cgroups.clear();
+        assert_eq!(Metric::ContainerMemoryOfLimit.value(&s), None);
+        s.disks = vec![BlockDevice::default()];
+        assert_eq!(Metric::DiskUtilization.value(&s), None);
+        assert_eq!(Metric::DiskReadLatency.value(&s), None);
+        s.pressure.as_mut().unwrap().cpu.as_mut().unwrap().full = None;
+        assert_eq!(Metric::PressureCpuFull.value(&s), None);
+        assert!(Metric::PressureCpuSome.value(&s).is_some());
+        s.pressure = None;
+        assert_eq!(Metric::PressureMemorySome.value(&s), None);
+        s.temperatures.clear();
+        assert_eq!(Metric::TemperatureMax.value(&s), None);
+        s.tcp.as_mut().unwrap().retransmits_per_sec = None;
+        assert_eq!(Metric::TcpRetransmitRate.value(&s), None);
+        assert_eq!(
+            Metric::TcpEstablished.value(&s),
+            Some(128.0 + s.cpu_usage.trunc())
+        );
+        // Usable in alert rules and at /metrics, not charted (no stored series).
+        for m in Metric::HOST_DETAILS {
+            assert!(m.usable_in(Usage::Alert), "{}", m.name());
+            assert!(m.usable_in(Usage::Prometheus), "{}", m.name());
+            assert!(!m.usable_in(Usage::Chart), "{}", m.name());
+            assert!(!m.usable_in(Usage::Detector), "{}", m.name());
+        }
     }
 
     /// The vocabulary table of `docs/metrics.md`, rendered from the enum.

@@ -14,7 +14,9 @@
 //! The history goes through the analytics too (as `sysmon ingest` does), with
 //! two things to find: `worker-01` runs at 95 % CPU for its last 10 minutes
 //! (the `cpu_high` alert fires), and `worker-03` has a CPU spike 30 minutes
-//! ago (an anomaly).
+//! ago (an anomaly). `worker-02` also sends the host details (pressure,
+//! disks, TCP, cgroups, temperatures, open files: `synth::fill_host_details`),
+//! the others none, so the machine page shows both.
 
 #[allow(dead_code)] // each includer uses part of it
 #[path = "../tests/support/seed.rs"]
@@ -77,6 +79,18 @@ fn parse() -> anyhow::Result<Args> {
     Ok(a)
 }
 
+/// What every seeded snapshot gets: the hostile machine's strings, and the
+/// host details of `worker-02`.
+fn decorate(s: &mut Snapshot) {
+    hostile(s);
+    if s.machine_id == HOST_DETAILS_MACHINE {
+        sysmon_core::synth::fill_host_details(s);
+    }
+}
+
+/// The seeded machine whose snapshots carry host details.
+const HOST_DETAILS_MACHINE: &str = "worker-02";
+
 /// The sampling step a snapshot was made with (its interval, else 5 s).
 fn plan_step(s: &Snapshot) -> f64 {
     s.interval_secs.filter(|i| *i > 0.0).unwrap_or(5.0)
@@ -107,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
     let mut analytics = AnalyticsService::new(AnalyticsEngine::from_config(&Config::default())?);
     analytics.add_sink(sink.clone());
     let findings = move |s: &mut Snapshot| {
-        hostile(s);
+        decorate(s);
         if s.machine_id == "worker-01" && s.timestamp >= now - 600.0 {
             s.cpu_usage = 95.0;
         }
@@ -139,7 +153,7 @@ async fn main() -> anyhow::Result<()> {
                 ..plan.clone()
             };
             t = plan.since + ((wall - t) / 1.0).ceil();
-            ingest_synthetic(sinks.clone(), &plan, hostile).await?;
+            ingest_synthetic(sinks.clone(), &plan, decorate).await?;
         }
     }
     Ok(())

@@ -87,6 +87,23 @@ const GAUGES: &[Gauge] = &[
         read: |s| s.load_avg.map(|l| l.fifteen),
     },
     Gauge::Metric(Metric::FilesystemUsage),
+    // Host details: a machine that does not send one has no sample.
+    Gauge::Metric(Metric::PressureCpuSome),
+    Gauge::Metric(Metric::PressureCpuFull),
+    Gauge::Metric(Metric::PressureMemorySome),
+    Gauge::Metric(Metric::PressureMemoryFull),
+    Gauge::Metric(Metric::PressureIoSome),
+    Gauge::Metric(Metric::PressureIoFull),
+    Gauge::Metric(Metric::DiskUtilization),
+    Gauge::Metric(Metric::DiskReadLatency),
+    Gauge::Metric(Metric::DiskWriteLatency),
+    Gauge::Metric(Metric::TcpEstablished),
+    Gauge::Metric(Metric::TcpTimeWait),
+    Gauge::Metric(Metric::TcpRetransmitRate),
+    Gauge::Metric(Metric::TcpRetransmitPercent),
+    Gauge::Metric(Metric::TemperatureMax),
+    Gauge::Metric(Metric::OpenFiles),
+    Gauge::Metric(Metric::ContainerMemoryOfLimit),
     Gauge::Other {
         name: "sysmon_last_seen_timestamp_seconds",
         help: "Timestamp of the machine's newest snapshot (sender's clock).",
@@ -336,7 +353,8 @@ mod tests {
     #[test]
     fn vocabulary_gauges_keep_their_names_and_read_through_the_metric() {
         use sysmon_core::metric::Usage;
-        let s = sysmon_core::synth::SyntheticMachine::new("m", 1).next_snapshot(1e9, 3);
+        let mut s = sysmon_core::synth::SyntheticMachine::new("m", 1).next_snapshot(1e9, 3);
+        sysmon_core::synth::fill_host_details(&mut s);
         let text = render(std::slice::from_ref(&s), 1e9, 120.0, None, 0);
         let names: Vec<&str> = GAUGES.iter().map(Gauge::name).collect();
         assert_eq!(
@@ -355,6 +373,22 @@ mod tests {
                 "sysmon_load5",
                 "sysmon_load15",
                 "sysmon_filesystem_fullest_used_percent",
+                "sysmon_pressure_cpu_some_avg10_percent",
+                "sysmon_pressure_cpu_full_avg10_percent",
+                "sysmon_pressure_memory_some_avg10_percent",
+                "sysmon_pressure_memory_full_avg10_percent",
+                "sysmon_pressure_io_some_avg10_percent",
+                "sysmon_pressure_io_full_avg10_percent",
+                "sysmon_disk_busiest_utilization_percent",
+                "sysmon_disk_slowest_read_latency_milliseconds",
+                "sysmon_disk_slowest_write_latency_milliseconds",
+                "sysmon_tcp_established_sockets",
+                "sysmon_tcp_time_wait_sockets",
+                "sysmon_tcp_retransmits_per_second",
+                "sysmon_tcp_retransmit_percent",
+                "sysmon_temperature_max_celsius",
+                "sysmon_open_files",
+                "sysmon_cgroup_memory_max_percent_of_limit",
                 "sysmon_last_seen_timestamp_seconds",
             ]
         );
@@ -372,5 +406,42 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
             assert!(text.contains(&format!("# HELP {name} {}", m.description())));
         }
+    }
+
+    #[test]
+    fn host_detail_gauges_have_a_sample_only_for_machines_that_send_the_detail() {
+        let mut with = sysmon_core::synth::SyntheticMachine::new("full", 1).next_snapshot(1e9, 3);
+        sysmon_core::synth::fill_host_details(&mut with);
+        with.pressure
+            .as_mut()
+            .unwrap()
+            .cpu
+            .as_mut()
+            .unwrap()
+            .some
+            .avg10 = 27.25;
+        with.pressure.as_mut().unwrap().cpu.as_mut().unwrap().full = None;
+        let plain = sysmon_core::synth::SyntheticMachine::new("plain", 2).next_snapshot(1e9, 3);
+        let text = render(&[with, plain], 1e9, 120.0, None, 0);
+        assert!(text
+            .lines()
+            .any(|l| l == "sysmon_pressure_cpu_some_avg10_percent{machine_id=\"full\"} 27.25"));
+        for m in Metric::HOST_DETAILS {
+            let name = m.prometheus_name().unwrap();
+            assert_eq!(
+                text.matches(&format!("# TYPE {name} gauge\n")).count(),
+                1,
+                "{name}"
+            );
+            // Absent is no sample, not 0.
+            assert!(
+                !text.contains(&format!("{name}{{machine_id=\"plain\"}}")),
+                "{name}\n{text}"
+            );
+            let full = text.contains(&format!("{name}{{machine_id=\"full\"}}"));
+            assert_eq!(full, m != Metric::PressureCpuFull, "{name}");
+        }
+        // The legacy gauges are still there for the plain machine.
+        assert!(text.contains("sysmon_cpu_usage_percent{machine_id=\"plain\"}"));
     }
 }

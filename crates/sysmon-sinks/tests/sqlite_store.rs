@@ -580,7 +580,11 @@ async fn series_buckets_hold_the_right_counts_and_values() {
         .await
         .is_err());
     // A metric of the vocabulary that is not charted has no stored series.
-    for m in [Metric::SwapUsage, Metric::FilesystemUsage] {
+    for m in [
+        Metric::SwapUsage,
+        Metric::FilesystemUsage,
+        Metric::PressureCpuSome,
+    ] {
         let e = sink
             .series("m", m, T0, T0 + 600.0, 10)
             .await

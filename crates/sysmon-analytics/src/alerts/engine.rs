@@ -7,7 +7,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use super::config::AlertsConfig;
-use super::rule::{Aggregate, AlertRule, Condition, RuleMetric as _, Scope, ThresholdRule};
+use super::rule::{
+    Aggregate, AlertRule, Condition, Metric, RuleMetric as _, Scope, ThresholdRule, ALERT_METRICS,
+};
 use super::state::{step, ActiveAlert, AlertEvent, AlertState, RuleState};
 use crate::features::{FeatureExtractor, DISK_READ, DISK_WRITE, NET_RECV, NET_SENT};
 use crate::forecast::time_until_full;
@@ -30,7 +32,8 @@ struct MachineAlerts {
     /// Snapshots taken in (saturating): a machine_offline rule ignores
     /// machines that sent fewer than its `min_samples`.
     samples: u32,
-    values: [Option<f64>; 9],
+    /// The latest value of each metric rules can watch, by [`ALERT_METRICS`] slot.
+    values: [Option<f64>; ALERT_METRICS.len()],
     /// Per rule index (threshold and offline rules).
     states: Vec<RuleState>,
     /// Per (rule index, mount point).
@@ -45,7 +48,7 @@ impl MachineAlerts {
             last_seen: received_at,
             last_ts: f64::NEG_INFINITY,
             samples: 0,
-            values: [None; 9],
+            values: [None; ALERT_METRICS.len()],
             states: if n_rules == 0 {
                 Vec::new()
             } else {
@@ -69,20 +72,24 @@ impl MachineAlerts {
         self.last_seen = self.last_seen.max(received_at);
         let f = self.extractor.push(snapshot);
         let pct = |v: f64| (v.is_finite() && (0.0..=100.0).contains(&v)).then_some(v);
-        self.values = [
-            pct(snapshot.cpu_usage),
-            pct(snapshot.memory_usage),
-            snapshot
-                .memory
-                .filter(|mm| mm.swap_total_bytes > 0)
-                .map(|mm| mm.swap_used_bytes as f64 * 100.0 / mm.swap_total_bytes as f64),
-            f.values[DISK_READ],
-            f.values[DISK_WRITE],
-            f.values[NET_SENT],
-            f.values[NET_RECV],
-            snapshot.load_avg.map(|l| l.one).filter(|v| v.is_finite()),
-            snapshot.fullest_filesystem_percent(),
-        ];
+        for (slot, m) in self.values.iter_mut().zip(ALERT_METRICS) {
+            *slot = match m {
+                Metric::Cpu => pct(snapshot.cpu_usage),
+                Metric::Memory => pct(snapshot.memory_usage),
+                // Rates from the counters of consecutive snapshots (the legacy
+                // producer sends no rates).
+                Metric::DiskRead => f.values[DISK_READ],
+                Metric::DiskWrite => f.values[DISK_WRITE],
+                Metric::NetSent => f.values[NET_SENT],
+                Metric::NetRecv => f.values[NET_RECV],
+                // A cgroup may briefly sit above its limit: the percentage is
+                // not capped at 100.
+                Metric::ContainerMemoryOfLimit => m.value(snapshot),
+                // Host details: absent (no PSI, no disks, ...) stays none.
+                _ if m.is_host_detail() && m.unit() == "percent" => m.value(snapshot).and_then(pct),
+                _ => m.value(snapshot),
+            };
+        }
         if !track_fs {
             return true;
         }

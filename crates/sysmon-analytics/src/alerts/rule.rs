@@ -25,8 +25,9 @@ pub(super) trait RuleMetric: Copy {
     fn index(self) -> usize;
 }
 
-/// The metrics alert rules can watch, in the engine's value order.
-pub(super) const ALERT_METRICS: [Metric; 9] = [
+/// The metrics alert rules can watch, in the engine's value order: the
+/// legacy ones, then the host details read through [`Metric::value`].
+pub(super) const ALERT_METRICS: [Metric; 25] = [
     Metric::Cpu,
     Metric::Memory,
     Metric::SwapUsage,
@@ -36,6 +37,22 @@ pub(super) const ALERT_METRICS: [Metric; 9] = [
     Metric::NetRecv,
     Metric::Load1,
     Metric::FilesystemUsage,
+    Metric::PressureCpuSome,
+    Metric::PressureCpuFull,
+    Metric::PressureMemorySome,
+    Metric::PressureMemoryFull,
+    Metric::PressureIoSome,
+    Metric::PressureIoFull,
+    Metric::DiskUtilization,
+    Metric::DiskReadLatency,
+    Metric::DiskWriteLatency,
+    Metric::TcpEstablished,
+    Metric::TcpTimeWait,
+    Metric::TcpRetransmitRate,
+    Metric::TcpRetransmitPercent,
+    Metric::TemperatureMax,
+    Metric::OpenFiles,
+    Metric::ContainerMemoryOfLimit,
 ];
 
 impl RuleMetric for Metric {
@@ -43,6 +60,10 @@ impl RuleMetric for Metric {
         match self.unit() {
             "percent" => format!("{v:.1} %"),
             "load" => format!("{v:.2}"),
+            "ms" => format!("{v:.1} ms"),
+            "celsius" => format!("{v:.1} °C"),
+            "segments/s" => format!("{v:.2}/s"),
+            "sockets" | "files" => format!("{v:.0}"),
             _ => human_rate(v),
         }
     }
@@ -262,8 +283,12 @@ impl AlertRule {
     }
 
     /// The default rules: the legacy thresholds (CPU > 80 %, memory > 80 %) held
-    /// for 30 s and cleared below 75 %; a filesystem full within 1 h (held 1 min);
-    /// a machine silent for more than 60 s.
+    /// for 30 s and cleared below 75 %; CPU pressure stall > 20 % for 1 min
+    /// (clear 15 %), memory pressure stall > 10 % for 1 min (clear 5 %); the
+    /// busiest disk > 90 % utilised for 5 min (clear 80 %); a cgroup > 90 % of its
+    /// memory limit for 2 min (clear 85 %); a filesystem full within 1 h (held 1
+    /// min); a machine silent for more than 60 s. The host-detail rules never
+    /// match a machine that does not send that detail.
     pub fn defaults() -> Vec<AlertRule> {
         vec![
             AlertRule::threshold(
@@ -282,6 +307,42 @@ impl AlertRule {
                 80.0,
                 Duration::from_secs(30),
                 75.0,
+                Severity::Warning,
+            ),
+            AlertRule::threshold(
+                "cpu_pressure_high",
+                Metric::PressureCpuSome,
+                Comparison::Gt,
+                20.0,
+                Duration::from_secs(60),
+                15.0,
+                Severity::Warning,
+            ),
+            AlertRule::threshold(
+                "memory_pressure_high",
+                Metric::PressureMemorySome,
+                Comparison::Gt,
+                10.0,
+                Duration::from_secs(60),
+                5.0,
+                Severity::Warning,
+            ),
+            AlertRule::threshold(
+                "disk_busy",
+                Metric::DiskUtilization,
+                Comparison::Gt,
+                90.0,
+                Duration::from_secs(300),
+                80.0,
+                Severity::Warning,
+            ),
+            AlertRule::threshold(
+                "container_memory_near_limit",
+                Metric::ContainerMemoryOfLimit,
+                Comparison::Gt,
+                90.0,
+                Duration::from_secs(120),
+                85.0,
                 Severity::Warning,
             ),
             AlertRule {

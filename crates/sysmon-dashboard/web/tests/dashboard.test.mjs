@@ -223,6 +223,56 @@ test('a machine page draws non-empty charts, and changing the range reloads them
   await page.close();
 });
 
+test('host details: panels for a machine that sends them, hidden for one that does not', async () => {
+  // seed_db gives worker-02 the host details (synth::fill_host_details): pressure,
+  // one disk, TCP states, two cgroups, a temperature sensor; worker-04 sends none.
+  const page = await newPage();
+  await page.goto(base + '/#/machine/worker-02?range=15m');
+  await page.waitForSelector('body[data-ready="machine"]', { timeout: 20000 });
+  const latest = await (await fetch(base + '/api/machines/worker-02/latest')).json();
+  assert.ok(latest.pressure && latest.disks.length && latest.tcp && latest.top_cpu_cgroups.length && latest.temperatures.length,
+    'the stored snapshot carries the host details');
+  for (const key of ['pressure', 'disks', 'tcp', 'containers', 'temperatures']) {
+    assert.ok(await page.isVisible(`[data-panel="${key}"]`), `${key} panel is shown`);
+  }
+  // Pressure: a row per resource, CPU some avg10 as the stored value.
+  const psi = await page.$$eval('[data-table="pressure"] tbody tr', (trs) => trs.map((t) => t.dataset.resource));
+  assert.deepEqual(psi, ['cpu', 'memory', 'io']);
+  const cpuPsi = await page.textContent('[data-table="pressure"] tr[data-resource="cpu"] td:nth-child(2)');
+  assert.ok(cpuPsi.includes(latest.pressure.cpu.some.avg10.toFixed(1) + ' %'), cpuPsi);
+  // Disks: device, IOPS, latency, utilisation.
+  const disk = await page.$$eval('[data-table="disks"] tbody tr td', (tds) => tds.map((t) => t.textContent));
+  const d = latest.disks[0];
+  assert.equal(disk[0], 'nvme0n1');
+  assert.equal(disk[1], d.read_iops.toFixed(1));
+  assert.equal(disk[4], d.write_latency_ms.toFixed(2) + ' ms');
+  assert.ok(disk[5].includes(d.utilization_percent.toFixed(1) + ' %'), disk[5]);
+  // TCP: established is v4 + v6.
+  const est = await page.$$eval('[data-table="tcp"] tr[data-state="established"] td', (tds) => tds.map((t) => t.textContent));
+  assert.deepEqual(est, ['established', String(latest.tcp.v4.established), String(latest.tcp.v6.established),
+    String(latest.tcp.v4.established + latest.tcp.v6.established)]);
+  assert.ok((await page.textContent('[data-table="tcp"] tr[data-state="time_wait"]')).includes('35'));
+  // Containers: both groups, with kind, memory and limit.
+  const groups = await page.$$eval('[data-table="containers"] tbody tr', (trs) => trs.map((t) => t.textContent));
+  assert.equal(groups.length, 2, groups.join('\n'));
+  assert.ok(groups.some((g) => g.includes('postgresql') && g.includes('service') && g.includes('2.1 GB')), groups.join('\n'));
+  assert.ok(groups.some((g) => g.includes('3f1c2b9a8d7e') && g.includes('docker')), groups.join('\n'));
+  const temps = await page.textContent('[data-table="temperatures"]');
+  assert.ok(temps.includes('coretemp Package id 0') && temps.includes(latest.temperatures[0].celsius.toFixed(1) + ' °C'), temps);
+  await page.screenshot({ path: path.join(OUT, 'machine-host-details.png'), fullPage: true });
+
+  // A machine without host details: every such panel hidden, the rest as before.
+  await page.goto(base + '/#/machine/worker-04?range=15m');
+  await page.waitForFunction(() => document.querySelector('#machine-title').textContent === 'worker-04', null, { timeout: 20000 });
+  await page.waitForSelector('body[data-ready="machine"]', { timeout: 20000 });
+  for (const key of ['pressure', 'disks', 'tcp', 'containers', 'temperatures']) {
+    assert.equal(await page.isVisible(`[data-panel="${key}"]`), false, `${key} panel is hidden`);
+  }
+  assert.ok((await page.$$('[data-table="top-cpu"] tbody tr')).length >= 5, 'top processes still shown');
+  assert.deepEqual(pageErrors, [], 'no script errors');
+  await page.close();
+});
+
 test('a pushed update changes the page without a reload', async () => {
   const page = await newPage();
   await page.goto(base + '/#/machine/browser-host?range=5m');

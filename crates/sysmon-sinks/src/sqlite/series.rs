@@ -65,7 +65,7 @@ impl MetricColumns for Metric {
             Metric::NetRecv => "net_recv_rate",
             Metric::Load1 => "load1",
             Metric::Swap => "swap_used",
-            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+            _ => return Err(not_charted(self)),
         })
     }
 
@@ -79,7 +79,7 @@ impl MetricColumns for Metric {
             Metric::NetRecv => ("n_net", "net_recv"),
             Metric::Load1 => ("n_load", "load1"),
             Metric::Swap => ("n_swap", "swap"),
-            Metric::SwapUsage | Metric::FilesystemUsage => return Err(not_charted(self)),
+            _ => return Err(not_charted(self)),
         })
     }
 }

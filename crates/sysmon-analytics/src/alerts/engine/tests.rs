@@ -392,3 +392,126 @@ fn out_of_order_and_non_finite_samples_are_ignored() {
     assert!(e.observe(&snap("m", 12.0, f64::INFINITY, 0.0)).is_empty());
     assert_eq!(e.observe(&snap("m", 13.0, 10.0, 0.0)).len(), 1);
 }
+
+fn with_psi(mut s: Snapshot, cpu_some: f64) -> Snapshot {
+    use sysmon_core::snapshot::{Pressure, PressureLine, PressureStall};
+    let line = PressureLine {
+        avg10: cpu_some,
+        ..PressureLine::default()
+    };
+    s.pressure = Some(Pressure {
+        cpu: Some(PressureStall {
+            some: line,
+            full: None,
+        }),
+        ..Pressure::default()
+    });
+    s
+}
+
+#[test]
+fn a_pressure_rule_fires_on_psi_above_and_stays_silent_without_psi() {
+    let rule = || {
+        let text = "name = \"psi\"\nmetric = \"pressure_cpu_some_avg10\"\nthreshold = 20\nfor = \"1m\"\nclear_threshold = 15";
+        toml::from_str::<AlertRule>(text).unwrap()
+    };
+    // A machine whose kernel has no PSI: 10 minutes of samples, not one event,
+    // nothing pending (absent is not 0, and not a breach either way).
+    let mut e = AlertEngine::new(vec![rule()]);
+    for t in 0..600 {
+        assert!(e.observe(&snap("no-psi", t as f64, 99.0, 50.0)).is_empty());
+    }
+    assert!(e.active().is_empty());
+    // Even with a "<" rule (which 0 would breach) a machine without PSI stays silent.
+    let mut lt = rule();
+    if let Condition::Threshold(t) = &mut lt.condition {
+        t.op = super::super::rule::Comparison::Lt;
+        t.clear_threshold = 25.0;
+    }
+    let mut e_lt = AlertEngine::new(vec![lt]);
+    for t in 0..120 {
+        assert!(e_lt.observe(&snap("no-psi", t as f64, 5.0, 5.0)).is_empty());
+    }
+    assert!(e_lt.active().is_empty());
+    // A machine with PSI above 20 %: pending, then firing after a minute.
+    let mut events = Vec::new();
+    for t in 0..=60 {
+        events.extend(e.observe(&with_psi(snap("psi", t as f64, 10.0, 10.0), 35.5)));
+        if t == 0 {
+            assert_eq!(e.active()[0].state, AlertState::Pending);
+        }
+    }
+    assert_eq!(
+        states(&events),
+        vec![("psi".to_string(), AlertState::Firing)]
+    );
+    assert_eq!(events[0].machine_id.as_deref(), Some("psi"));
+    assert_eq!(events[0].value, 35.5);
+    assert!(
+        events[0]
+            .message
+            .contains("pressure_cpu_some_avg10 35.5 % > 20.0 %"),
+        "{}",
+        events[0].message
+    );
+    // PSI disappearing (an agent without the collector) neither resolves nor re-fires...
+    for t in 61..200 {
+        assert!(e.observe(&snap("psi", t as f64, 10.0, 10.0)).is_empty());
+    }
+    assert_eq!(e.active()[0].state, AlertState::Firing);
+    // ...a value below the clear threshold resolves it.
+    let ev = e.observe(&with_psi(snap("psi", 200.0, 10.0, 10.0), 3.0));
+    assert_eq!(states(&ev), vec![("psi".to_string(), AlertState::Resolved)]);
+    // The no-PSI machine saw nothing all along.
+    assert!(e
+        .active()
+        .iter()
+        .all(|a| a.machine_id.as_deref() != Some("no-psi")));
+}
+
+#[test]
+fn default_host_detail_rules_fire_on_host_details_and_not_on_plain_snapshots() {
+    let mut plain = AlertEngine::new(AlertRule::defaults());
+    let mut full = AlertEngine::new(AlertRule::defaults());
+    let mut fired = Vec::new();
+    for t in 0..400 {
+        let s = snap("m", t as f64, 10.0, 10.0);
+        assert!(plain.observe(&s).is_empty(), "t={t}");
+        let mut h = s.clone();
+        sysmon_core::synth::fill_host_details(&mut h);
+        h.pressure
+            .as_mut()
+            .unwrap()
+            .cpu
+            .as_mut()
+            .unwrap()
+            .some
+            .avg10 = 42.0;
+        h.pressure
+            .as_mut()
+            .unwrap()
+            .memory
+            .as_mut()
+            .unwrap()
+            .some
+            .avg10 = 1.0;
+        h.disks[0].utilization_percent = Some(97.0);
+        h.top_mem_cgroups[0].memory_limit_bytes = Some(1000);
+        h.top_mem_cgroups[0].memory_bytes = 950;
+        for ev in full.observe(&h) {
+            fired.push((ev.rule.clone(), ev.at - T0, ev.message.clone()));
+        }
+    }
+    let names: Vec<(&str, f64)> = fired.iter().map(|(r, at, _)| (r.as_str(), *at)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("cpu_pressure_high", 60.0),
+            ("container_memory_near_limit", 120.0),
+            ("disk_busy", 300.0)
+        ],
+        "{fired:?}"
+    );
+    assert!(fired[1].2.contains("95.0 % > 90.0 %"), "{}", fired[1].2);
+    assert!(plain.active().is_empty());
+}

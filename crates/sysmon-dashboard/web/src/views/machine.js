@@ -1,6 +1,9 @@
 // One machine: CPU total and per core, memory and swap, disk and network
 // rates, load, filesystems, top processes (sortable), its alerts and
 // anomalies, and the 5-minute forecast drawn as a dashed continuation.
+// The latest snapshot's host details, each panel hidden when the snapshot
+// has none: pressure stall, disks, TCP states, containers (top cgroups),
+// temperatures.
 import { h, replace, setText, fmtRate, fmtPct, fmtNum, fmtBytes, fmtAgo, fmtTime, fmtDuration, meter, statusBadge, empty } from '../dom.js';
 import { get, machinePath } from '../api.js';
 import { timeChart, alignSeries, PALETTE } from '../charts.js';
@@ -50,6 +53,99 @@ const PROC_COLUMNS = [
   { key: 'memory_bytes', label: 'RSS', num: true, fmt: fmtBytes },
 ];
 
+const PSI_RESOURCES = [['cpu', 'CPU'], ['memory', 'Memory'], ['io', 'I/O']];
+const TCP_STATES = [
+  ['established', 'established'], ['syn_sent', 'syn-sent'], ['syn_recv', 'syn-recv'],
+  ['fin_wait1', 'fin-wait-1'], ['fin_wait2', 'fin-wait-2'], ['time_wait', 'time-wait'],
+  ['close', 'close'], ['close_wait', 'close-wait'], ['last_ack', 'last-ack'],
+  ['listen', 'listen'], ['closing', 'closing'],
+];
+const CGROUP_KINDS = {
+  systemd_service: 'service', docker: 'docker', containerd: 'containerd',
+  cri_o: 'cri-o', kubernetes_pod: 'pod', other: 'other',
+};
+
+function fmtMs(v) {
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(v < 10 ? 2 : 1) + ' ms';
+}
+
+function fmtCount(v) {
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : String(Math.round(v));
+}
+
+function fmtCelsius(v) {
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(1) + ' °C';
+}
+
+const th = (label, num) => h('th', { class: num ? 'num' : null, scope: 'col' }, label);
+const td = (text, num, title) => h('td', { class: num ? 'num' : 'name', title: title || null }, text);
+const table = (name, head, rows) => h('table', { 'data-table': name },
+  h('thead', null, h('tr', null, head)), h('tbody', null, rows));
+
+/** Pressure stall: some avg10/60/300 and full avg10 per resource; null without PSI. */
+export function pressureTable(p) {
+  if (!p) return null;
+  const rows = PSI_RESOURCES.filter(([k]) => p[k]).map(([k, label]) => {
+    const st = p[k];
+    return h('tr', { 'data-resource': k }, td(label),
+      h('td', null, meter(st.some.avg10)),
+      td(fmtPct(st.some.avg60), true), td(fmtPct(st.some.avg300), true),
+      td(st.full ? fmtPct(st.full.avg10) : '–', true));
+  });
+  if (!rows.length) return null;
+  return table('pressure', [th('Resource'), th('Some (10 s)'), th('Some (60 s)', true), th('Some (300 s)', true), th('Full (10 s)', true)], rows);
+}
+
+/** Per block device: IOPS, latency, utilisation; null without disks. */
+export function disksTable(disks) {
+  if (!disks || !disks.length) return null;
+  return table('disks', [th('Device'), th('Read IOPS', true), th('Write IOPS', true), th('Read latency', true), th('Write latency', true), th('Utilisation')],
+    disks.map((d) => h('tr', null, td(d.name, false, d.name),
+      td(fmtNum(d.read_iops, 1), true), td(fmtNum(d.write_iops, 1), true),
+      td(fmtMs(d.read_latency_ms), true), td(fmtMs(d.write_latency_ms), true),
+      h('td', null, meter(d.utilization_percent === undefined ? NaN : d.utilization_percent)))));
+}
+
+/** TCP sockets per state (v4, v6) and retransmissions; null without TCP. */
+export function tcpTable(t) {
+  if (!t) return null;
+  const v4 = t.v4 || {};
+  const v6 = t.v6 || {};
+  const rows = TCP_STATES
+    .filter(([k]) => k === 'established' || (v4[k] || 0) + (v6[k] || 0) > 0)
+    .map(([k, label]) => h('tr', { 'data-state': k }, td(label),
+      td(fmtCount(v4[k] || 0), true), td(fmtCount(v6[k] || 0), true), td(fmtCount((v4[k] || 0) + (v6[k] || 0)), true)));
+  const retrans = t.retransmits_per_sec === undefined ? '–'
+    : `${fmtNum(t.retransmits_per_sec)}/s` + (t.retransmit_percent === undefined ? '' : ` (${fmtNum(t.retransmit_percent)} % of segments sent)`);
+  rows.push(h('tr', { 'data-state': 'retransmits' }, td('retransmits'), h('td', { class: 'num', colspan: 3 }, retrans)));
+  return table('tcp', [th('State'), th('IPv4', true), th('IPv6', true), th('Total', true)], rows);
+}
+
+/** The top cgroups by CPU and by memory, merged by path, busiest first; null without any. */
+export function containersTable(s) {
+  const byPath = new Map();
+  for (const g of [...(s.top_cpu_cgroups || []), ...(s.top_mem_cgroups || [])]) {
+    if (!byPath.has(g.path)) byPath.set(g.path, g);
+  }
+  const groups = [...byPath.values()].sort((a, b) => (b.cpu_percent || 0) - (a.cpu_percent || 0));
+  if (!groups.length) return null;
+  return table('containers', [th('Name'), th('Kind'), th('CPU', true), th('Memory', true), th('Limit', true), th('Of limit', true)],
+    groups.map((g) => h('tr', null, td(g.name || g.path, false, g.path),
+      h('td', null, CGROUP_KINDS[g.kind] || 'other'),
+      td(fmtPct(g.cpu_percent), true), td(fmtBytes(g.memory_bytes), true),
+      td(g.memory_limit_bytes ? fmtBytes(g.memory_limit_bytes) : 'none', true),
+      td(g.memory_limit_bytes ? fmtPct((g.memory_bytes * 100) / g.memory_limit_bytes) : '–', true))));
+}
+
+/** Temperature sensors, hottest first; null without any. */
+export function temperaturesTable(temps) {
+  if (!temps || !temps.length) return null;
+  const sorted = temps.slice().sort((a, b) => b.celsius - a.celsius);
+  return table('temperatures', [th('Sensor'), th('Temperature', true), th('Critical', true)],
+    sorted.map((t) => h('tr', null, td(t.label, false, t.label), td(fmtCelsius(t.celsius), true),
+      td(t.critical_celsius === undefined ? '–' : fmtCelsius(t.critical_celsius), true))));
+}
+
 export function mount(root, ctx) {
   let range = ctx.range;
   let id = ctx.id;
@@ -80,6 +176,15 @@ export function mount(root, ctx) {
   const memProcs = sortable(PROC_COLUMNS, (p) => p.top_mem || [], { key: 'memory_bytes', desc: true });
   const procStamp = h('span', { class: 'note' });
   const alertsBody = h('div');
+  // Host-detail panels: hidden until the latest snapshot carries the detail.
+  const details = {};
+  const detailPanel = (key, name, note, wide) => {
+    const body = h('div');
+    const section = h('section', { class: 'panel' + (wide ? ' wide' : ''), 'data-panel': key, hidden: true },
+      h('div', { class: 'panel-head' }, h('h2', null, name), note ? h('span', { class: 'note' }, note) : null), body);
+    details[key] = { section, body };
+    return section;
+  };
 
   replace(root,
     h('div', { class: 'page-head' }, select, title, host, status),
@@ -94,6 +199,11 @@ export function mount(root, ctx) {
       panel('net', 'Network', 'bytes per second'),
       panel('load', 'Load', '1-minute load average'),
       h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Filesystems')), fsBody),
+      detailPanel('pressure', 'Pressure stall', 'share of time tasks waited, latest sample'),
+      detailPanel('disks', 'Disks', 'per device over the last interval'),
+      detailPanel('tcp', 'TCP', 'sockets per state'),
+      detailPanel('temperatures', 'Temperatures', 'latest sample'),
+      detailPanel('containers', 'Containers and services', 'top cgroups by CPU and by memory', true),
       h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Top processes'), procStamp),
         h('div', { class: 'two' },
           h('div', null, h('h2', { style: 'margin-top:6px' }, 'By CPU'), h('div', { 'data-table': 'top-cpu' }, cpuProcs.el)),
@@ -145,6 +255,21 @@ export function mount(root, ctx) {
         h('td', null, meter(f.total_bytes ? (f.used_bytes * 100) / f.total_bytes : NaN)),
         h('td', { class: 'num' }, fmtBytes(f.available_bytes)),
         h('td', { class: 'num' }, fmtBytes(f.total_bytes)))))));
+  }
+
+  function renderDetails(s) {
+    for (const [key, el] of [
+      ['pressure', pressureTable(s.pressure)],
+      ['disks', disksTable(s.disks)],
+      ['tcp', tcpTable(s.tcp)],
+      ['temperatures', temperaturesTable(s.temperatures)],
+      ['containers', containersTable(s)],
+    ]) {
+      const d = details[key];
+      d.section.hidden = !el;
+      if (el) replace(d.body, el);
+      else d.body.replaceChildren();
+    }
   }
 
   function renderProcesses(p) {
@@ -272,6 +397,7 @@ export function mount(root, ctx) {
       latest = s;
       renderHeader(s);
       renderFilesystems(s);
+      renderDetails(s);
       renderProcesses(p);
       await Promise.all([loadCharts(), loadAlerts()]);
       if (!destroyed) document.body.dataset.ready = 'machine';
@@ -328,6 +454,7 @@ export function mount(root, ctx) {
     latest = s;
     renderHeader(s);
     renderFilesystems(s);
+    renderDetails(s);
     if (ev.processes) renderProcesses(ev.processes);
     appendLive(s);
   });
