@@ -31,27 +31,8 @@ else
   sysmon="${CARGO_TARGET_DIR:-target}/release/sysmon"
 fi
 [ -x "$sysmon" ] || { echo "no sysmon binary at $sysmon" >&2; exit 1; }
-tansu="$(command -v tansu || echo "$HOME/.cargo/bin/tansu")"
-[ -x "$tansu" ] || { echo "tansu not found: run scripts/setup.sh" >&2; exit 1; }
-
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-brokers="127.0.0.1:$port"
-"$tansu" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
-  --storage-engine memory://tansu/ >"$work/tansu.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
+# shellcheck source=lib/tansu.sh
+source scripts/lib/tansu.sh  # (the script runs from the repository root)
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg) (shared with other builds)"
 echo "tansu: $brokers (memory storage)"
 
