@@ -81,7 +81,7 @@ impl Guesses {
         );
     }
 
-    /// Addresses tracked now (for tests and `/metrics`).
+    /// Addresses tracked now.
     pub fn tracked(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
