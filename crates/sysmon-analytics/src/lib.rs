@@ -54,6 +54,6 @@ pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};
 pub use service::{
     ActiveSet, AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats,
-    TrackedMachines, FLEET_SCOPE,
+    ColdMachine, TrackedMachines, FLEET_SCOPE,
 };
 pub use streaming::{StreamingDetector, StreamingParams};

@@ -40,6 +40,7 @@ use crate::config::Config;
 use sysmon_core::error::CoreError;
 use sysmon_core::sink::{Batch, SinkError};
 use sysmon_core::snapshot::Snapshot;
+use sysmon_core::SnapshotStore;
 
 /// What one step of the engine produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,6 +108,18 @@ pub struct TrackedMachines {
     pub alerts: usize,
     /// Machines with an open anomaly episode.
     pub episodes: usize,
+}
+
+/// A machine the detector holds no state for yet (see
+/// [`AnalyticsEngine::cold_machines`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColdMachine {
+    /// Its id.
+    pub machine_id: String,
+    /// Its oldest timestamp in the batch: warm-up history is older.
+    pub first: f64,
+    /// Its sampling interval in seconds, when its snapshots carry it.
+    pub interval_secs: Option<f64>,
 }
 
 /// Anomaly detection and alert rules over the snapshot stream (no I/O).
@@ -199,6 +212,58 @@ impl AnalyticsEngine {
     /// Every so often the active set is sent again even when unchanged (default 30 s).
     pub fn set_resend_every(&mut self, every: Duration) {
         self.resend_every = every.as_secs_f64();
+    }
+
+    /// Machines of `batch` the detector holds no state for (after a restart, or
+    /// when a Kafka partition moved to this ingester), each with the oldest
+    /// timestamp it has in the batch and its sampling interval when it says.
+    pub fn cold_machines(&self, batch: &[Snapshot]) -> Vec<ColdMachine> {
+        let Some(d) = self.detector.as_ref() else {
+            return Vec::new();
+        };
+        let mut cold: Vec<ColdMachine> = Vec::new();
+        for s in batch {
+            if d.machine(&s.machine_id).is_some() || !s.timestamp.is_finite() {
+                continue;
+            }
+            match cold.iter_mut().find(|c| c.machine_id == s.machine_id) {
+                Some(c) => c.first = c.first.min(s.timestamp),
+                None => cold.push(ColdMachine {
+                    machine_id: s.machine_id.clone(),
+                    first: s.timestamp,
+                    interval_secs: s.interval_secs.filter(|i| i.is_finite() && *i > 0.0),
+                }),
+            }
+        }
+        cold
+    }
+
+    /// How many past samples of a machine make its detector state whole (its
+    /// training window); 0 when detection is off.
+    pub fn warm_samples(&self) -> usize {
+        self.detector.as_ref().map_or(0, |d| d.config().window)
+    }
+
+    /// Feeds one machine's stored `history` (oldest first, every sample older
+    /// than its live ones) through the detector before its live samples: the
+    /// state learns it, nothing is scored, reported or alerted. Does nothing
+    /// once the detector knows the machine. Returns the samples fed.
+    pub fn warm(&mut self, history: &[Snapshot]) -> usize {
+        let Some(d) = self.detector.as_mut() else {
+            return 0;
+        };
+        let Some(first) = history.first() else {
+            return 0;
+        };
+        if d.machine(&first.machine_id).is_some() {
+            return 0;
+        }
+        let mut fed = 0;
+        for s in history.iter().filter(|s| s.machine_id == first.machine_id) {
+            let _ = d.observe(s);
+            fed += 1;
+        }
+        fed
     }
 
     /// Scores and evaluates the snapshots of one stored batch, received at `now`
@@ -334,6 +399,11 @@ pub struct AnalyticsStats {
     pub tracked_alerts: AtomicU64,
     /// Gauge: machines with an open anomaly episode.
     pub tracked_episodes: AtomicU64,
+    /// Machines whose detector state was warmed from stored history.
+    pub warmed_machines: AtomicU64,
+    /// Machines that started cold because warming hit its time budget or the
+    /// store failed.
+    pub cold_starts: AtomicU64,
 }
 
 /// Runs an [`AnalyticsEngine`] on the ingester's stored batches.
@@ -346,6 +416,8 @@ pub struct AnalyticsService {
     stats: Arc<AnalyticsStats>,
     /// The cap on tracked machines bit and was logged (again once below it).
     warned_cap: bool,
+    /// Where a machine's detector state is warmed from when it arrives cold.
+    warm_from: Option<Arc<dyn SnapshotStore>>,
 }
 
 impl AnalyticsService {
@@ -358,7 +430,17 @@ impl AnalyticsService {
             tick_every: Duration::from_secs(1),
             stats: Arc::new(AnalyticsStats::default()),
             warned_cap: false,
+            warm_from: None,
         }
+    }
+
+    /// Warms the detector from `store` (the ingester's history): a machine the
+    /// detector holds no state for — after a restart, or when its Kafka
+    /// partition moved here — first learns its recent stored samples, within
+    /// a time budget per batch (module `service/warm.rs`).
+    pub fn warm_from(&mut self, store: Arc<dyn SnapshotStore>) -> &mut Self {
+        self.warm_from = Some(store);
+        self
     }
 
     /// Adds a place to store results.
@@ -432,6 +514,9 @@ impl AnalyticsService {
 
     /// One step: a batch, or a tick when `batch` is `None`.
     async fn analyse(&mut self, batch: Option<Batch>) -> Result<(), CoreError> {
+        if let (Some(store), Some(b)) = (&self.warm_from, &batch) {
+            warm::warm_cold_machines(&self.engine, store, b, &self.stats).await;
+        }
         let now = now_secs();
         let engine = self.engine.clone();
         // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
@@ -528,3 +613,4 @@ fn now_secs() -> f64 {
 
 #[cfg(test)]
 mod tests;
+mod warm;

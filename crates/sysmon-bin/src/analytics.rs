@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_analytics::Config;
 use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
-use sysmon_core::{Batch, CoreError};
+use sysmon_core::{Batch, CoreError, SnapshotStore};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
 use sysmon_sinks::webhook::WebhookNotifier;
@@ -52,15 +52,19 @@ impl RunningAnalytics {
 /// ingester runs so that no batch is missed) and starts the analytics `[anomaly]`
 /// and `[alerts]` describe: scores and alert history to `history`, the active
 /// alerts to `redis` when given, every transition to the log and the webhooks.
+/// A machine the detector has no state for is first warmed from `store` (the
+/// history the ingester writes), e.g. after a restart or a partition move.
 pub fn start(
     config: &Config,
     events: &broadcast::Sender<Batch>,
     history: Arc<dyn AnalyticsSink>,
+    store: Arc<dyn SnapshotStore>,
     redis: Option<RedisSink>,
 ) -> anyhow::Result<RunningAnalytics> {
     let engine = AnalyticsEngine::from_config(config)?;
     let mut service = AnalyticsService::new(engine);
     service.add_sink(history);
+    service.warm_from(store);
     if let Some(redis) = redis {
         service.add_sink(Arc::new(RedisAlertSink::new(redis)));
     }

@@ -233,3 +233,88 @@ async fn retention_removes_scores_with_their_samples_and_old_alert_history() {
     );
     assert_eq!(history[0].at, new);
 }
+
+/// Runs an analytics service on `live` (one batch) with `out` as its sink,
+/// warmed from `store` when given; returns its counters.
+async fn analyse_live(
+    live: Vec<Snapshot>,
+    out: std::sync::Arc<SqliteSink>,
+    store: Option<std::sync::Arc<SqliteSink>>,
+) -> std::sync::Arc<sysmon_analytics::AnalyticsStats> {
+    use sysmon_analytics::{AnalyticsEngine, AnalyticsService, Config};
+    let engine = AnalyticsEngine::from_config(&Config::default()).unwrap();
+    let mut service = AnalyticsService::new(engine);
+    service.add_sink(out);
+    if let Some(store) = store {
+        service.warm_from(store);
+    }
+    let stats = service.stats();
+    let (tx, rx) = tokio::sync::broadcast::channel(4);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(service.run(rx, stop.clone()));
+    tx.send(Batch::from(live)).unwrap();
+    stop.cancel();
+    task.await.unwrap().unwrap();
+    stats
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_new_to_the_detector_is_warmed_from_its_stored_history() {
+    // 600 s of a steady machine stored by another ingester (or before a
+    // restart), then its next samples arrive here: 5 ordinary, then a spike.
+    let noise = |i: usize| ((i * 7919) % 13) as f64 / 6.0 - 1.0;
+    let history: Vec<Snapshot> = (0..600)
+        .map(|i| sample("db-01", T0 + i as f64, 20.0 + noise(i)))
+        .collect();
+    let live: Vec<Snapshot> = (600..606)
+        .map(|i| {
+            sample(
+                "db-01",
+                T0 + i as f64,
+                if i == 605 { 97.0 } else { 20.0 + noise(i) },
+            )
+        })
+        .collect();
+    let spike = T0 + 605.0;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(&dir));
+    store.write(Batch::from(history)).await.unwrap();
+    store.write(Batch::from(live.clone())).await.unwrap();
+
+    // Warmed: the spike is flagged at once, with the stored baseline.
+    let warm_dir = tempfile::tempdir().unwrap();
+    let warm_out = std::sync::Arc::new(open(&warm_dir));
+    warm_out.write(Batch::from(live.clone())).await.unwrap();
+    let stats = analyse_live(live.clone(), warm_out.clone(), Some(store.clone())).await;
+    assert_eq!(
+        stats
+            .warmed_machines
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let flagged = warm_out.anomalies(Some("db-01"), 0.0, 100).await.unwrap();
+    assert_eq!(
+        flagged.iter().map(|a| a.timestamp).collect::<Vec<_>>(),
+        vec![spike],
+        "{flagged:?}"
+    );
+
+    // Cold (no store to warm from): six samples are still the warm-up, in
+    // which nothing is flagged.
+    let cold_dir = tempfile::tempdir().unwrap();
+    let cold_out = std::sync::Arc::new(open(&cold_dir));
+    cold_out.write(Batch::from(live.clone())).await.unwrap();
+    let stats = analyse_live(live, cold_out.clone(), None).await;
+    assert_eq!(
+        stats
+            .warmed_machines
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert!(cold_out
+        .anomalies(Some("db-01"), 0.0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -251,6 +251,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         &config,
         &ingest.events(),
         history.analytics(),
+        history.store(),
         redis_for_alerts,
     )?;
 
