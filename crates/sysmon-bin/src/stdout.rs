@@ -22,10 +22,12 @@ impl Transport for StdoutTransport {
         for s in batch {
             out.write_all(&codec::encode_json(s))
                 .and_then(|()| out.write_all(b"\n"))
-                .map_err(|e| TransportError::Other(format!("writing to stdout: {e}")))?;
+                .map_err(|e| {
+                    TransportError::other(format!("writing to stdout: {e}")).caused_by(e)
+                })?;
         }
         out.flush()
-            .map_err(|e| TransportError::Other(format!("flushing stdout: {e}")))
+            .map_err(|e| TransportError::other(format!("flushing stdout: {e}")).caused_by(e))
     }
 
     fn describe(&self) -> String {

@@ -1,7 +1,7 @@
 //! The crate's error type: what went wrong while parsing a kernel text file.
 //!
 //! Collectors return [`sysmon_core::CollectorError`]; a [`ParseError`] converts
-//! into it (as [`CollectorError::Failed`]) so the agent reports it in the
+//! into it (as [`CollectorError::Source`], kept typed) so the agent reports it in the
 //! snapshot's `collector_errors` while the other collectors go on.
 
 use sysmon_core::CollectorError;
@@ -42,6 +42,6 @@ impl ParseError {
 
 impl From<ParseError> for CollectorError {
     fn from(e: ParseError) -> Self {
-        CollectorError::Failed(e.to_string())
+        CollectorError::Source(Box::new(e))
     }
 }

@@ -29,6 +29,11 @@ pub enum CollectorError {
     /// Collecting failed this time; the next interval tries again.
     #[error("{0}")]
     Failed(String),
+    /// Collecting failed this time with a typed error of the collector's own
+    /// (e.g. a parse error of a `/proc` file), kept as it is; the next
+    /// interval tries again.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Reading a source failed.
     #[error("reading {what}: {source}")]
     Io {

@@ -462,7 +462,7 @@ impl Ingest {
                 }
                 // Transient (the broker is away): nothing behind this message
                 // can be committed either, so wait for it.
-                Err(err @ TransportError::Unavailable(_)) => {
+                Err(err @ TransportError::Unavailable { .. }) => {
                     if !warned {
                         warn!(origin = %m.origin, error = %err, "dead-lettering failed; retrying");
                         warned = true;
@@ -478,7 +478,7 @@ impl Ingest {
                 // Refused for good, or failing in a way retrying has not
                 // cured: count it, say so once per kind, and go on.
                 Err(err)
-                    if matches!(err, TransportError::Rejected(_))
+                    if matches!(err, TransportError::Rejected { .. })
                         || attempts >= DEAD_LETTER_ATTEMPTS =>
                 {
                     self.stats

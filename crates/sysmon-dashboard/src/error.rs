@@ -21,9 +21,6 @@ pub enum DashboardError {
         /// What happened.
         source: std::io::Error,
     },
-    /// The live feed could not be set up.
-    #[error("live feed: {0}")]
-    Live(String),
 }
 
 /// An error answer of the HTTP API.

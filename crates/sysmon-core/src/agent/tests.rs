@@ -119,7 +119,7 @@ struct Flaky {
 impl Transport for Flaky {
     async fn publish(&self, batch: &[Snapshot]) -> Result<(), TransportError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(TransportError::Unavailable("down for the test".into()));
+            return Err(TransportError::unavailable("down for the test"));
         }
         self.accepted.lock().unwrap().extend_from_slice(batch);
         Ok(())

@@ -34,7 +34,7 @@ impl TransportReceiver for Scripted {
         // Messages from partition `refused` stand for dead letters the broker
         // will never take (too large even cut).
         if m.origin.starts_with("refused/") {
-            return Err(TransportError::Rejected("message size too large".into()));
+            return Err(TransportError::rejected("message size too large"));
         }
         self.dead
             .lock()

@@ -118,20 +118,78 @@ pub trait TransportReceiver: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The underlying error of a [`TransportError`] (the client library's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A transport failed.
 #[derive(Debug, Error)]
 pub enum TransportError {
     /// The other side is unreachable; retrying later may succeed.
-    #[error("transport unavailable: {0}")]
-    Unavailable(String),
+    #[error("transport unavailable: {message}")]
+    Unavailable {
+        /// What failed, for logs (includes the underlying error's text).
+        message: String,
+        /// The client's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The transport was closed.
     #[error("transport closed")]
     Closed,
     /// The other side refused this request for good (a dead letter the broker
     /// will not take even when shrunk); retrying will not help.
-    #[error("refused for good: {0}")]
-    Rejected(String),
+    #[error("refused for good: {message}")]
+    Rejected {
+        /// What was refused and why.
+        message: String,
+        /// The client's error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// Any other failure.
-    #[error("transport error: {0}")]
-    Other(String),
+    #[error("transport error: {message}")]
+    Other {
+        /// What failed.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl TransportError {
+    /// [`TransportError::Unavailable`] without an underlying error.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        TransportError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`TransportError::Rejected`] without an underlying error.
+    pub fn rejected(message: impl Into<String>) -> Self {
+        TransportError::Rejected {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// [`TransportError::Other`] without an underlying error.
+    pub fn other(message: impl Into<String>) -> Self {
+        TransportError::Other {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `source` (kept as its `source()`).
+    pub fn caused_by(mut self, cause: impl Into<BoxError>) -> Self {
+        match &mut self {
+            TransportError::Unavailable { source, .. }
+            | TransportError::Rejected { source, .. }
+            | TransportError::Other { source, .. } => *source = Some(cause.into()),
+            TransportError::Closed => {}
+        }
+        self
+    }
 }

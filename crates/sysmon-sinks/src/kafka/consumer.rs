@@ -489,7 +489,7 @@ impl KafkaReceiver {
         };
         match result {
             Ok(()) => Ok(()),
-            Err(e) if is_permanent(&e) => Err(TransportError::Rejected(e.to_string())),
+            Err(e) if is_permanent(&e) => Err(TransportError::rejected(e.to_string()).caused_by(e)),
             Err(e) => {
                 let err = transport_error(&e, &slot.state);
                 self.dlq.replace(slot, "dead letter not delivered");
@@ -707,13 +707,15 @@ impl TransportReceiver for KafkaReceiver {
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
         for ((t, p), o) in &offsets {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o))
-                .map_err(|e| TransportError::Other(format!("building the commit: {e}")))?;
+                .map_err(|e| {
+                    TransportError::other(format!("building the commit: {e}")).caused_by(e)
+                })?;
         }
         let consumer = self.consumer.clone();
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync))
             .await
-            .map_err(|e| TransportError::Other(format!("commit task failed: {e}")))?;
+            .map_err(|e| TransportError::other(format!("commit task failed: {e}")).caused_by(e))?;
         debug!(partitions = offsets.len(), took = ?started.elapsed(), ok = result.is_ok(), "offsets committed");
         match result {
             Ok(()) => Ok(()),
@@ -800,11 +802,11 @@ impl TransportReceiver for KafkaReceiver {
                 .produce_dead_letter(payload, headers(reason, truncated))
                 .await
             {
-                Err(TransportError::Rejected(m)) => last = m,
+                Err(TransportError::Rejected { message, .. }) => last = message,
                 other => return other,
             }
         }
-        Err(TransportError::Rejected(format!(
+        Err(TransportError::rejected(format!(
             "the broker refused the dead letter even cut to {MIN_DEAD_LETTER_BYTES} bytes: {last}"
         )))
     }

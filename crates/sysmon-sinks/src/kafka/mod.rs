@@ -243,8 +243,8 @@ pub(crate) fn transport_error(e: &KafkaError, state: &ClientState) -> TransportE
             | RDKafkaErrorCode::IllegalGeneration
             | RDKafkaErrorCode::UnknownMemberId
             | RDKafkaErrorCode::QueueFull,
-        ) => TransportError::Unavailable(detail),
-        _ => TransportError::Other(detail),
+        ) => TransportError::unavailable(detail).caused_by(e.clone()),
+        _ => TransportError::other(detail).caused_by(e.clone()),
     }
 }
 

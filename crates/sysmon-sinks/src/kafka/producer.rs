@@ -394,8 +394,8 @@ impl Transport for KafkaTransport {
                 }
                 Err(_canceled) => {
                     if first_error.is_none() {
-                        first_error = Some(TransportError::Other(
-                            "the Kafka producer was shut down before delivery".into(),
+                        first_error = Some(TransportError::other(
+                            "the Kafka producer was shut down before delivery",
                         ));
                     }
                 }
@@ -420,7 +420,7 @@ impl Transport for KafkaTransport {
         .await;
         match result {
             Ok(r) => r,
-            Err(e) => Err(TransportError::Other(format!("flush task failed: {e}"))),
+            Err(e) => Err(TransportError::other(format!("flush task failed: {e}")).caused_by(e)),
         }
     }
 
