@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_analytics::Config;
 use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
+use sysmon_core::ingest::IngestStats;
 use sysmon_core::{Batch, CoreError};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
@@ -52,14 +53,18 @@ impl RunningAnalytics {
 /// ingester runs so that no batch is missed) and starts the analytics `[anomaly]`
 /// and `[alerts]` describe: scores and alert history to `history`, the active
 /// alerts to `redis` when given, every transition to the log and the webhooks.
+/// `ingest` is the ingester's counters: its transport state is the
+/// pipeline's (`[alerts.pipeline]`).
 pub fn start(
     config: &Config,
     events: &broadcast::Sender<Batch>,
+    ingest: Arc<IngestStats>,
     history: Arc<dyn AnalyticsSink>,
     redis: Option<RedisSink>,
 ) -> anyhow::Result<RunningAnalytics> {
     let engine = AnalyticsEngine::from_config(config)?;
     let mut service = AnalyticsService::new(engine);
+    service.watch_ingest(ingest);
     service.add_sink(history);
     if let Some(redis) = redis {
         service.add_sink(Arc::new(RedisAlertSink::new(redis)));
