@@ -173,7 +173,10 @@ impl PipelineHealth {
                 since: self.last_any,
             });
         }
-        if self.last_any.is_finite() && self.last_any - self.fresh_at > LAG_CONFIRM {
+        // Lagging only while data flows: once it stops, the stale figures
+        // say nothing (a stall, if machines are still expected).
+        let flowing = now - self.last_any <= self.config.stalled_after.as_secs_f64();
+        if self.last_any.is_finite() && flowing && self.last_any - self.fresh_at > LAG_CONFIRM {
             return Some(PipelineProblem::Lagging {
                 delay: self.last_any - self.newest_ts,
             });
@@ -323,6 +326,22 @@ mod tests {
         assert_eq!(h.healthy_since(), now);
         assert!(h.active().is_none());
         assert!(h.tick(now + 1.0, 3).is_none());
+    }
+
+    #[test]
+    fn a_lag_ends_when_data_stops_and_nothing_is_expected_any_more() {
+        let mut h = health();
+        // Only old samples arrive: lagging, then firing.
+        for t in 0..20 {
+            h.note_sample(T0 + t as f64 - 100.0, T0 + t as f64);
+            h.tick(T0 + t as f64, 1);
+        }
+        assert!(matches!(h.problem(), Some(PipelineProblem::Lagging { .. })));
+        assert_eq!(h.active().map(|a| a.state), Some(AlertState::Firing));
+        // Data stops and every machine is forgotten: no stale lag forever.
+        let ev = h.tick(T0 + 100.0, 0).expect("resolved");
+        assert_eq!(ev.state, AlertState::Resolved);
+        assert!(h.problem().is_none());
     }
 
     #[test]
