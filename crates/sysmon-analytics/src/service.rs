@@ -38,6 +38,7 @@ use super::episodes::{Episode, EpisodeTracker};
 use super::notify::AlertNotifier;
 use crate::config::Config;
 use sysmon_core::error::CoreError;
+use sysmon_core::ingest::IngestStats;
 use sysmon_core::sink::{Batch, SinkError};
 use sysmon_core::snapshot::Snapshot;
 use sysmon_core::SnapshotStore;
@@ -326,6 +327,13 @@ impl AnalyticsEngine {
         }
     }
 
+    /// The ingester's transport is unreachable since `since` (epoch seconds),
+    /// or reachable (`None`): the pipeline's health (see
+    /// [`crate::alerts::pipeline`]), judged at the next tick.
+    pub fn set_transport_down(&mut self, since: Option<f64>) {
+        self.alerts.set_transport_down(since);
+    }
+
     /// The alerts pending or firing now.
     pub fn active_alerts(&self) -> Vec<ActiveAlert> {
         self.alerts.active()
@@ -418,6 +426,8 @@ pub struct AnalyticsService {
     warned_cap: bool,
     /// Where a machine's detector state is warmed from when it arrives cold.
     warm_from: Option<Arc<dyn SnapshotStore>>,
+    /// The ingester whose transport state is the pipeline's (if any).
+    ingest: Option<Arc<IngestStats>>,
 }
 
 impl AnalyticsService {
@@ -431,6 +441,7 @@ impl AnalyticsService {
             stats: Arc::new(AnalyticsStats::default()),
             warned_cap: false,
             warm_from: None,
+            ingest: None,
         }
     }
 
@@ -440,6 +451,15 @@ impl AnalyticsService {
     /// a time budget per batch (module `service/warm.rs`).
     pub fn warm_from(&mut self, store: Arc<dyn SnapshotStore>) -> &mut Self {
         self.warm_from = Some(store);
+        self
+    }
+
+    /// Follows the transport state of the ingester whose batches this service
+    /// analyses ([`IngestStats::transport_down_since`]): while it cannot
+    /// receive, machine offline alerts are held back and the pipeline alert
+    /// fires instead.
+    pub fn watch_ingest(&mut self, stats: Arc<IngestStats>) -> &mut Self {
+        self.ingest = Some(stats);
         self
     }
 
@@ -519,9 +539,13 @@ impl AnalyticsService {
         }
         let now = now_secs();
         let engine = self.engine.clone();
+        let transport_down = self.ingest.as_ref().map(|i| i.transport_down_since());
         // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
         let (record, tracked, cap_hits, forgotten, max) = tokio::task::spawn_blocking(move || {
             let mut engine = lock(&engine);
+            if let Some(down) = transport_down {
+                engine.set_transport_down(down);
+            }
             let record = match &batch {
                 Some(b) => engine.observe_batch(b, now),
                 None => engine.tick(now),

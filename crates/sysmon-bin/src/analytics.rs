@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_analytics::Config;
 use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
+use sysmon_core::ingest::IngestStats;
 use sysmon_core::{Batch, CoreError, SnapshotStore};
 use sysmon_sinks::redis::RedisSink;
 use sysmon_sinks::redis_alerts::RedisAlertSink;
@@ -54,15 +55,19 @@ impl RunningAnalytics {
 /// alerts to `redis` when given, every transition to the log and the webhooks.
 /// A machine the detector has no state for is first warmed from `store` (the
 /// history the ingester writes), e.g. after a restart or a partition move.
+/// `ingest` is the ingester's counters: its transport state is the
+/// pipeline's (`[alerts.pipeline]`).
 pub fn start(
     config: &Config,
     events: &broadcast::Sender<Batch>,
+    ingest: Arc<IngestStats>,
     history: Arc<dyn AnalyticsSink>,
     store: Arc<dyn SnapshotStore>,
     redis: Option<RedisSink>,
 ) -> anyhow::Result<RunningAnalytics> {
     let engine = AnalyticsEngine::from_config(config)?;
     let mut service = AnalyticsService::new(engine);
+    service.watch_ingest(ingest);
     service.add_sink(history);
     service.warm_from(store);
     if let Some(redis) = redis {

@@ -380,7 +380,9 @@ async fn publish_loop(
 ) {
     // Capped at a second: the broker's return is noticed within about a second.
     let mut backoff = Backoff::DEPENDENCY;
-    let mut outage: Option<(Instant, u64)> = None;
+    // The outage and the drop count when it began.
+    let mut outage = crate::outage::Outage::default();
+    let mut dropped_before = 0u64;
     // The spool file, and whether it may hold samples not yet delivered.
     let (spool, mut spool_dirty) = match spool {
         Some((s, dirty)) => (Some(s), dirty),
@@ -420,10 +422,10 @@ async fn publish_loop(
                         }
                     }
                 }
-                if let Some((since, dropped_before)) = outage.take() {
+                if let Some(lasted) = outage.ended() {
                     info!(
                         transport = %transport.describe(),
-                        outage = ?since.elapsed(),
+                        outage = %crate::outage::human(lasted),
                         backlog = buffer.len(),
                         dropped = buffer.dropped() - dropped_before,
                         "transport reachable again; delivering the backlog in order"
@@ -433,14 +435,15 @@ async fn publish_loop(
             Some(Err(e)) => {
                 buffer.requeue_front(batch);
                 stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-                if outage.is_none() {
+                if outage.failed() {
                     warn!(
                         transport = %transport.describe(),
                         error = %e,
                         capacity = buffer.capacity(),
-                        "cannot publish; buffering samples until the transport is back"
+                        "cannot publish; buffering samples until the transport is back \
+                         (logged again once it is)"
                     );
-                    outage = Some((Instant::now(), buffer.dropped()));
+                    dropped_before = buffer.dropped();
                 }
                 // During an outage, the buffer goes to disk every few seconds so that
                 // a crash (not only a clean shutdown) keeps the backlog.

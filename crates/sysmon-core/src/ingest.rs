@@ -79,6 +79,8 @@ pub struct IngestStats {
     /// to the moment its batch was stored and the offsets committed.
     pub latency: LatencyHistogram,
     rejected_by_kind: Mutex<BTreeMap<&'static str, u64>>,
+    /// Since when (epoch milliseconds) receiving fails; 0 while it works.
+    transport_down_since_ms: AtomicU64,
     /// When the first batch arrived and when the last one was stored.
     active: Mutex<Option<(Instant, Instant)>>,
 }
@@ -90,6 +92,21 @@ impl IngestStats {
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
+    }
+
+    /// Since when (epoch seconds) the transport is unreachable (receiving
+    /// fails), or `None` while it works. The alert engine reads it: while the
+    /// transport is down no machine goes offline, the pipeline alert fires.
+    pub fn transport_down_since(&self) -> Option<f64> {
+        match self.transport_down_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(ms as f64 / 1000.0),
+        }
+    }
+
+    fn set_transport_down(&self, since: Option<f64>) {
+        let ms = since.map_or(0, |s| ((s * 1000.0) as u64).max(1));
+        self.transport_down_since_ms.store(ms, Ordering::Relaxed);
     }
 
     /// p50/p90/p99/max of the end-to-end latency (sample timestamp to committed row).
@@ -236,7 +253,7 @@ impl Ingest {
         // Later passes run beside ingestion (a large rollup must not hold up
         // the batches behind it); one at a time.
         let mut maintenance: Option<tokio::task::JoinHandle<()>> = None;
-        let mut receive_outage: Option<Instant> = None;
+        let mut receive_outage = crate::outage::Outage::default();
         let mut retry_receive_at: Option<Instant> = None;
         let mut inflight: Option<Inflight> = None;
         let mut ready: Option<Decoded> = None;
@@ -301,8 +318,10 @@ impl Ingest {
                     match received {
                         Ok(Received::Closed) => closed = true,
                         Ok(Received::Messages(m)) => {
-                            if let Some(since) = receive_outage.take() {
-                                info!(outage = ?since.elapsed(), "transport reachable again");
+                            if let Some(lasted) = receive_outage.ended() {
+                                info!(outage = %crate::outage::human(lasted),
+                                      "transport reachable again");
+                                self.stats.set_transport_down(None);
                             }
                             if !m.is_empty() {
                                 let mark = self.receiver.mark();
@@ -310,9 +329,12 @@ impl Ingest {
                             }
                         }
                         Err(e) => {
-                            if receive_outage.is_none() {
-                                warn!(error = %e, "receiving failed; retrying");
-                                receive_outage = Some(Instant::now());
+                            if receive_outage.failed() {
+                                warn!(error = %e,
+                                      "transport unreachable: receiving failed; retrying \
+                                       (logged again once it is back)");
+                                self.stats
+                                    .set_transport_down(Some(crate::agent::now_epoch_secs()));
                             }
                             retry_receive_at = Some(Instant::now() + Duration::from_secs(1));
                         }

@@ -26,6 +26,7 @@ pub mod histogram;
 pub mod identity;
 pub mod ingest;
 pub mod metric;
+pub mod outage;
 pub mod read;
 pub mod sink;
 pub mod snapshot;

@@ -5,9 +5,16 @@
 //! whatever the targets do; a full queue (a target slower than the alerts, or
 //! down for long) drops the event, counts it, and logs once per outage.
 //!
-//! Each delivery is a POST of the [`AlertEvent`] as JSON (its fields plus
-//! `"source": "sysmon"`), or with `slack = true` a Slack-compatible
-//! `{"text": "..."}` body. Each attempt has the target's `timeout`. A 2xx answer
+//! Events are grouped per target ([`AlertGrouper`]): the events of one rule in
+//! one state that arrive within the target's `group_wait` of the first go out
+//! as one request, listing the first `max_listed` and counting the rest. A
+//! group of one is a POST of the [`AlertEvent`] as JSON (its fields plus
+//! `"source": "sysmon"`); a larger group is a POST of [`GroupBody`] (rule,
+//! state, count, the machines, the first events, a summary line). With
+//! `slack = true` either is a Slack-compatible `{"text": "..."}` body. Each
+//! target sends at most `rate_limit` requests per `rate_period`; while the
+//! limit holds, new events join the waiting groups (nothing is dropped for the
+//! limit), and when the notifier is dropped what waits is sent regardless. Each attempt has the target's `timeout`. A 2xx answer
 //! is success; anything else (a non-2xx status, a timeout, a refused connection,
 //! a TLS error) is a failure, retried `retries` times with exponential backoff
 //! (`backoff`, then doubled each time, at most [`MAX_BACKOFF`]), except client
@@ -25,13 +32,14 @@
 //! Dropping the notifier closes the queues; each task delivers what is already
 //! queued, then ends. [`WebhookNotifier::flush`] waits for the queues to drain.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sysmon_analytics::alerts::{AlertEvent, AlertState, Severity, WebhookConfig};
-use sysmon_analytics::notify::AlertNotifier;
+use sysmon_analytics::notify::{AlertGroup, AlertGrouper, AlertNotifier};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -72,6 +80,8 @@ pub struct WebhookStats {
     pub sent: u64,
     /// Events given up after the last attempt.
     pub failed: u64,
+    /// Requests delivered (one per group of events).
+    pub requests: u64,
     /// Events dropped because the queue was full (or the delivery task had ended).
     pub dropped: u64,
     /// Events below the target's `min_severity`, not sent.
@@ -92,6 +102,7 @@ struct Counters {
     queued: AtomicU64,
     sent: AtomicU64,
     failed: AtomicU64,
+    requests: AtomicU64,
     dropped: AtomicU64,
     skipped: AtomicU64,
     attempts: AtomicU64,
@@ -165,6 +176,13 @@ impl WebhookNotifier {
                 )));
             }
             let (tx, rx) = mpsc::channel(options.queue_capacity);
+            if cfg.max_listed == 0 || (cfg.rate_limit > 0 && cfg.rate_period.is_zero()) {
+                return Err(SinksError::Config(format!(
+                    "webhook {}: max_listed must be positive, and rate_period too when \
+                     rate_limit is set",
+                    redact(&cfg.url)
+                )));
+            }
             let counters = Arc::new(Counters::default());
             let display = redact(&cfg.url);
             let worker = Worker {
@@ -174,7 +192,7 @@ impl WebhookNotifier {
                 cfg: cfg.clone(),
                 counters: counters.clone(),
             };
-            runtime.spawn(worker.run(rx));
+            runtime.spawn(Arc::new(worker).run(rx, options.queue_capacity));
             out.push(Target {
                 display,
                 min_severity: cfg.min_severity,
@@ -196,6 +214,7 @@ impl WebhookNotifier {
                     queued: c.queued.load(Ordering::Relaxed),
                     sent: c.sent.load(Ordering::Relaxed),
                     failed: c.failed.load(Ordering::Relaxed),
+                    requests: c.requests.load(Ordering::Relaxed),
                     dropped: c.dropped.load(Ordering::Relaxed),
                     skipped: c.skipped.load(Ordering::Relaxed),
                     attempts: c.attempts.load(Ordering::Relaxed),
@@ -211,6 +230,7 @@ impl WebhookNotifier {
             queued: 0,
             sent: 0,
             failed: 0,
+            requests: 0,
             dropped: 0,
             skipped: 0,
             attempts: 0,
@@ -219,6 +239,7 @@ impl WebhookNotifier {
             t.queued += s.queued;
             t.sent += s.sent;
             t.failed += s.failed;
+            t.requests += s.requests;
             t.dropped += s.dropped;
             t.skipped += s.skipped;
             t.attempts += s.attempts;
@@ -288,6 +309,94 @@ struct EventBody<'a> {
     event: &'a AlertEvent,
 }
 
+/// The JSON body of a group of more than one event.
+#[derive(Debug, Serialize)]
+pub struct GroupBody<'a> {
+    /// Always `"sysmon"`.
+    pub source: &'static str,
+    /// The rule's name.
+    pub rule: &'a str,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// `firing` or `resolved`.
+    pub state: AlertState,
+    /// How many events the request stands for.
+    pub count: usize,
+    /// Events counted but not listed.
+    pub more: usize,
+    /// What each listed event is about (`web-01`, `web-01 (/data)`, `the fleet`).
+    pub machines: Vec<String>,
+    /// When the first listed event happened (epoch seconds).
+    pub at: f64,
+    /// One line: `cpu_high firing on 340 machines: web-001, … and 320 more`.
+    pub message: String,
+    /// The listed events.
+    pub events: &'a [AlertEvent],
+}
+
+/// The request body for `group`: a group of one is [`body`] of its event; a
+/// larger one is [`GroupBody`] as JSON, or with `slack` a `{"text": ...}`.
+pub fn group_body(group: &AlertGroup, slack: bool) -> Vec<u8> {
+    if let (1, Some(e)) = (group.count, group.events.first()) {
+        return body(e, slack);
+    }
+    let bytes = if slack {
+        serde_json::to_vec(&SlackBody {
+            text: slack_group_text(group),
+        })
+    } else {
+        serde_json::to_vec(&GroupBody {
+            source: "sysmon",
+            rule: &group.rule,
+            severity: group.severity,
+            state: group.state,
+            count: group.count,
+            more: group.more(),
+            machines: group.targets(),
+            at: group.events.first().map_or(f64::NAN, |e| e.at),
+            message: group.summary(),
+            events: &group.events,
+        })
+    };
+    bytes.unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// The Slack message of a group: `:rotating_light: *FIRING* [warning]
+/// cpu_high on 340 machines: web-001, web-002, … and 338 more`, escaped as
+/// [`slack_text`] does.
+pub fn slack_group_text(group: &AlertGroup) -> String {
+    let (icon, word) = state_words(group.state);
+    let mut text = format!(
+        "{icon} *{word}* [{}] {} on {} {}: {}",
+        group.severity,
+        slack_escape(&group.rule),
+        group.count,
+        if group
+            .events
+            .iter()
+            .all(|e| e.machine_id.is_some() && e.subject.is_none())
+        {
+            "machines"
+        } else {
+            "alerts"
+        },
+        slack_escape(&group.targets().join(", "))
+    );
+    if group.more() > 0 {
+        text.push_str(&format!(" … and {} more", group.more()));
+    }
+    text
+}
+
+fn state_words(state: AlertState) -> (&'static str, &'static str) {
+    match state {
+        AlertState::Firing => (":rotating_light:", "FIRING"),
+        AlertState::Resolved => (":white_check_mark:", "RESOLVED"),
+        AlertState::Pending => (":hourglass:", "PENDING"),
+        AlertState::Inactive => (":information_source:", "INACTIVE"),
+    }
+}
+
 /// The Slack-compatible body.
 #[derive(Serialize)]
 struct SlackBody {
@@ -317,12 +426,7 @@ pub fn body(event: &AlertEvent, slack: bool) -> Vec<u8> {
 /// escaped as Slack asks (`&`, `<`, `>`), so a machine cannot make the message
 /// ping `<!channel>` or show a link of its choosing.
 pub fn slack_text(event: &AlertEvent) -> String {
-    let (icon, word) = match event.state {
-        AlertState::Firing => (":rotating_light:", "FIRING"),
-        AlertState::Resolved => (":white_check_mark:", "RESOLVED"),
-        AlertState::Pending => (":hourglass:", "PENDING"),
-        AlertState::Inactive => (":information_source:", "INACTIVE"),
-    };
+    let (icon, word) = state_words(event.state);
     let mut text = format!(
         "{icon} *{word}* [{}] {}",
         event.severity,
@@ -391,33 +495,162 @@ struct AttemptError {
     retryable: bool,
 }
 
+/// At most `limit` requests per `period` (0: no limit): the instants of the
+/// last `limit` requests.
+#[derive(Debug)]
+struct RateLimiter {
+    limit: usize,
+    period: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl RateLimiter {
+    fn new(limit: u32, period: Duration) -> Self {
+        RateLimiter {
+            limit: limit as usize,
+            period,
+            sent: VecDeque::new(),
+        }
+    }
+
+    /// The earliest instant at or after `now` a request may go.
+    fn next_free(&self, now: Instant) -> Instant {
+        if self.limit == 0 || self.sent.len() < self.limit {
+            return now;
+        }
+        self.sent
+            .front()
+            .map_or(now, |t| (*t + self.period).max(now))
+    }
+
+    /// A request goes at `now`.
+    fn take(&mut self, now: Instant) {
+        if self.limit == 0 {
+            return;
+        }
+        while self.sent.len() >= self.limit {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(now);
+    }
+}
+
+/// The outcome of delivering one group: the group, then the attempts made or
+/// those and the last reason.
+type Delivered = (AlertGroup, Result<u32, (u32, String)>);
+
 impl Worker {
-    async fn run(self, mut rx: mpsc::Receiver<AlertEvent>) {
-        // Consecutive events given up: one "delivering again" line when it recovers.
+    /// Takes events off `rx` into groups (at most `max_groups` waiting) while
+    /// one group at a time is delivered, each once its `group_wait` passed
+    /// and the rate limit allows; at the end (queue closed) sends what waits.
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<AlertEvent>, max_groups: usize) {
+        let mut grouper = AlertGrouper::new(self.cfg.max_listed, max_groups);
+        let mut limiter = RateLimiter::new(self.cfg.rate_limit, self.cfg.rate_period);
+        // The delivery in progress and how many events it carries.
+        let mut inflight: Option<(tokio::task::JoinHandle<Delivered>, u64)> = None;
+        let mut closed = false;
+        // Consecutive groups given up: one "delivering again" line when it recovers.
         let mut failing = 0u64;
-        while let Some(event) = rx.recv().await {
-            let body = body(&event, self.cfg.slack);
-            match self.deliver(body).await {
-                Ok(attempts) => {
-                    self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                    if failing > 0 {
-                        info!(target_url = %self.display, failed_before = failing,
-                              "webhook delivering again");
-                        failing = 0;
-                    }
-                    debug!(target_url = %self.display, rule = %event.rule, attempts, "webhook delivered");
+        let mut limited = false;
+        loop {
+            if closed && inflight.is_none() && grouper.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            let next_send = match (&inflight, closed) {
+                (Some(_), _) => None,
+                // Closing: everything waiting goes now, limit or not.
+                (None, true) => (!grouper.is_empty()).then_some(now),
+                (None, false) => grouper
+                    .next_due(self.cfg.group_wait)
+                    .map(|due| due.max(limiter.next_free(now))),
+            };
+            if let Some(at) = next_send {
+                let due = grouper.next_due(self.cfg.group_wait).unwrap_or(now);
+                if at > due && !limited {
+                    limited = true;
+                    debug!(target_url = %self.display, waiting = grouper.pending(),
+                           "webhook rate limit reached; events join the waiting groups");
                 }
-                Err((attempts, reason)) => {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                    failing += 1;
-                    warn!(target_url = %self.display, rule = %event.rule,
-                          machine = event.machine_id.as_deref().unwrap_or("fleet"),
-                          state = ?event.state, attempts, reason = %reason,
-                          "webhook delivery failed; notification not delivered");
+            }
+            tokio::select! {
+                got = rx.recv(), if !closed && !grouper.is_full() => match got {
+                    Some(event) => {
+                        // Not full: a new group fits, an existing one always does.
+                        if let Err(event) = grouper.push(event, Instant::now()) {
+                            self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                            debug!(rule = %event.rule, "webhook group table full");
+                        }
+                    }
+                    None => closed = true,
+                },
+                joined = async {
+                    match inflight.as_mut() {
+                        Some((t, _)) => t.await,
+                        None => std::future::pending().await,
+                    }
+                }, if inflight.is_some() => {
+                    let carried = inflight.take().map_or(0, |(_, n)| n);
+                    match joined {
+                        Ok((group, result)) => self.delivered(&group, result, &mut failing),
+                        Err(e) => {
+                            self.counters.failed.fetch_add(carried, Ordering::Relaxed);
+                            warn!(target_url = %self.display, error = %e,
+                                  "webhook delivery task failed; its notifications count as failed");
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_send.unwrap_or(now).into()), if next_send.is_some() => {
+                    let now = Instant::now();
+                    let group = if closed {
+                        grouper.take_oldest()
+                    } else {
+                        grouper.take_due(now, self.cfg.group_wait)
+                    };
+                    if let Some(group) = group {
+                        limiter.take(now);
+                        limited = false;
+                        let worker = self.clone();
+                        let carried = group.count as u64;
+                        let task = tokio::spawn(async move {
+                            let body = group_body(&group, worker.cfg.slack);
+                            let result = worker.deliver(body).await;
+                            (group, result)
+                        });
+                        inflight = Some((task, carried));
+                    }
                 }
             }
         }
         debug!(target_url = %self.display, "webhook queue closed; delivery task ends");
+    }
+
+    fn delivered(&self, group: &AlertGroup, result: Result<u32, (u32, String)>, failing: &mut u64) {
+        let n = group.count as u64;
+        match result {
+            Ok(attempts) => {
+                self.counters.sent.fetch_add(n, Ordering::Relaxed);
+                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                if *failing > 0 {
+                    info!(target_url = %self.display, failed_before = *failing,
+                          "webhook delivering again");
+                    *failing = 0;
+                }
+                debug!(target_url = %self.display, rule = %group.rule, events = n, attempts,
+                       "webhook delivered");
+            }
+            Err((attempts, reason)) => {
+                self.counters.failed.fetch_add(n, Ordering::Relaxed);
+                *failing += 1;
+                let machine = match (group.count, group.events.first()) {
+                    (1, Some(e)) => e.machine_id.clone().unwrap_or_else(|| "fleet".into()),
+                    _ => format!("{} machines", group.count),
+                };
+                warn!(target_url = %self.display, rule = %group.rule, machine = %machine,
+                      state = ?group.state, attempts, reason = %reason,
+                      "webhook delivery failed; notification not delivered");
+            }
+        }
     }
 
     /// Attempts delivery with retries: the attempts made, or those and the last reason.
@@ -492,6 +725,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_rate_limit_allows_n_per_period() {
+        let t0 = Instant::now();
+        let mut r = RateLimiter::new(2, Duration::from_secs(60));
+        assert_eq!(r.next_free(t0), t0);
+        r.take(t0);
+        r.take(t0 + Duration::from_secs(1));
+        assert_eq!(
+            r.next_free(t0 + Duration::from_secs(2)),
+            t0 + Duration::from_secs(60)
+        );
+        let t = t0 + Duration::from_secs(60);
+        assert_eq!(r.next_free(t), t);
+        r.take(t);
+        assert_eq!(r.next_free(t), t0 + Duration::from_secs(61));
+        let mut off = RateLimiter::new(0, Duration::ZERO);
+        for _ in 0..100 {
+            off.take(t0);
+        }
+        assert_eq!(off.next_free(t0), t0);
+    }
+
+    #[test]
     fn urls_are_logged_without_secrets() {
         assert_eq!(
             redact("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
@@ -535,12 +790,10 @@ mod tests {
             .unwrap_or(9);
         let url = format!("http://127.0.0.1:{port}/services/T000/B000/XXXXSECRET?token=hunter2");
         let cfg = WebhookConfig {
-            url: url.clone(),
-            timeout: Duration::from_secs(5),
             retries: 0,
             backoff: Duration::from_millis(10),
             slack: true,
-            min_severity: Severity::Info,
+            ..WebhookConfig::new(url.clone())
         };
         let worker = Worker {
             client: reqwest::Client::new(),

@@ -143,14 +143,16 @@ async fn handle(
     Ok(resp)
 }
 
+/// A target that sends what is queued at once (no grouping wait, no rate
+/// limit): one event, one request, as before grouping existed.
 fn target(url: &str) -> WebhookConfig {
     WebhookConfig {
-        url: url.to_string(),
         timeout: Duration::from_secs(5),
         retries: 3,
         backoff: Duration::from_millis(10),
-        slack: false,
-        min_severity: Severity::Info,
+        group_wait: Duration::ZERO,
+        rate_limit: 0,
+        ..WebhookConfig::new(url)
     }
 }
 
@@ -511,4 +513,148 @@ fn the_log_notifier_writes_a_warning_when_firing_and_info_when_resolved() {
             assert!(l.contains(field), "{field} missing in {l}");
         }
     }
+}
+
+fn machine_event(rule: &str, machine: &str, state: AlertState) -> AlertEvent {
+    AlertEvent {
+        machine_id: Some(machine.to_string()),
+        subject: None,
+        message: format!("{rule} on {machine}"),
+        ..event(rule, Severity::Warning, state)
+    }
+}
+
+/// Waits (bounded) until the server received `n` requests; returns them.
+async fn received_at_least(server: &Server, n: usize) -> Vec<Received> {
+    for _ in 0..600 {
+        if server.received().len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.received()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_340_machines_is_one_request_listing_a_bounded_few() {
+    let plain = Server::start(&[], None).await;
+    let slack = Server::start(&[], None).await;
+    let grouped = |url: &str, slack: bool| WebhookConfig {
+        group_wait: Duration::from_secs(2),
+        max_listed: 10,
+        slack,
+        ..target(url)
+    };
+    let n =
+        WebhookNotifier::new(&[grouped(&plain.url(), false), grouped(&slack.url(), true)]).unwrap();
+    for i in 0..340 {
+        n.notify(&machine_event(
+            "cpu_high",
+            &format!("web-{i:03}"),
+            AlertState::Firing,
+        ));
+    }
+    n.notify(&machine_event("memory_high", "db-01", AlertState::Firing));
+    let stats = drained(&n).await;
+    for s in &stats {
+        assert_eq!((s.sent, s.failed, s.dropped), (341, 0, 0), "{s:?}");
+        assert_eq!(s.requests, 2, "{s:?}");
+    }
+    let got = plain.received();
+    assert_eq!(got.len(), 2, "one request per rule");
+    let storm = json(&got[0].body);
+    assert_eq!(storm["source"], "sysmon");
+    assert_eq!(storm["rule"], "cpu_high");
+    assert_eq!(storm["state"], "firing");
+    assert_eq!(storm["count"], 340);
+    assert_eq!(storm["more"], 330);
+    let machines: Vec<&str> = storm["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(machines.len(), 10);
+    assert_eq!(machines[0], "web-000");
+    assert_eq!(machines[9], "web-009");
+    assert_eq!(storm["events"].as_array().unwrap().len(), 10);
+    assert!(
+        storm["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cpu_high firing on 340 machines: web-000, web-001"),
+        "{storm}"
+    );
+    assert!(storm["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("… and 330 more"));
+    // A group of one keeps the event's own shape.
+    let single: AlertEvent = serde_json::from_slice(&got[1].body).unwrap();
+    assert_eq!(single.rule, "memory_high");
+    assert_eq!(single.machine_id.as_deref(), Some("db-01"));
+
+    let texts: Vec<String> = slack
+        .received()
+        .iter()
+        .map(|r| json(&r.body)["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(texts.len(), 2);
+    assert!(
+        texts[0]
+            .starts_with(":rotating_light: *FIRING* [warning] cpu_high on 340 machines: web-000, "),
+        "{}",
+        texts[0]
+    );
+    assert!(texts[0].ends_with("web-009 … and 330 more"), "{}", texts[0]);
+    assert_eq!(
+        texts[1],
+        ":rotating_light: *FIRING* [warning] memory_high on db-01: memory_high on db-01"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_holds_requests_back_and_merges_what_waits() {
+    let server = Server::start(&[], None).await;
+    // One request per hour: the second cannot go during this test.
+    let n = WebhookNotifier::new(&[WebhookConfig {
+        rate_limit: 1,
+        rate_period: Duration::from_secs(3600),
+        ..target(&server.url())
+    }])
+    .unwrap();
+    n.notify(&machine_event("cpu_high", "web-01", AlertState::Firing));
+    assert_eq!(received_at_least(&server, 1).await.len(), 1);
+    // While the limit holds, these wait and group: 2 groups, 7 events.
+    for i in 0..5 {
+        n.notify(&machine_event(
+            "disk_busy",
+            &format!("db-{i}"),
+            AlertState::Firing,
+        ));
+    }
+    n.notify(&machine_event("cpu_high", "web-02", AlertState::Firing));
+    n.notify(&machine_event("cpu_high", "web-03", AlertState::Firing));
+    assert!(
+        !n.flush(Duration::from_secs(2)).await,
+        "held back by the rate limit"
+    );
+    let s = &n.stats()[0];
+    assert_eq!((s.requests, s.sent, s.pending()), (1, 1, 7), "{s:?}");
+    assert_eq!(server.received().len(), 1);
+    // Shutdown sends what waits, one request per group, limit or not.
+    drop(n);
+    let got = received_at_least(&server, 3).await;
+    assert_eq!(got.len(), 3);
+    let disk = json(&got[1].body);
+    assert_eq!(
+        (disk["rule"].as_str(), disk["count"].as_u64()),
+        (Some("disk_busy"), Some(5))
+    );
+    let cpu = json(&got[2].body);
+    assert_eq!(
+        (cpu["rule"].as_str(), cpu["count"].as_u64()),
+        (Some("cpu_high"), Some(2))
+    );
+    assert_eq!(cpu["machines"], serde_json::json!(["web-02", "web-03"]));
 }

@@ -30,6 +30,56 @@ pub struct WebhookConfig {
     /// Only notifications at least this severe are sent.
     #[serde(default = "default_min_severity")]
     pub min_severity: Severity,
+    /// How long events are collected before one request per (rule, state)
+    /// goes out: an alert storm (`cpu_high` on 340 machines) is one request
+    /// listing the machines, not 340. Zero sends what is queued at once
+    /// (still grouped).
+    #[serde(default = "default_group_wait", with = "serde_duration")]
+    pub group_wait: Duration,
+    /// Machines (events) listed by name in one grouped request; the rest are
+    /// counted (`"more": 320`).
+    #[serde(default = "default_max_listed")]
+    pub max_listed: usize,
+    /// At most this many requests per `rate_period` to this target (0: no
+    /// limit). While the limit holds, further events are merged into the
+    /// waiting groups (nothing is dropped for the limit); at shutdown what
+    /// waits is sent regardless.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+    /// The period of `rate_limit`.
+    #[serde(default = "default_rate_period", with = "serde_duration")]
+    pub rate_period: Duration,
+}
+
+impl WebhookConfig {
+    /// A target at `url` with the defaults of every other setting.
+    pub fn new(url: impl Into<String>) -> Self {
+        WebhookConfig {
+            url: url.into(),
+            timeout: default_webhook_timeout(),
+            retries: default_webhook_retries(),
+            backoff: default_webhook_backoff(),
+            slack: false,
+            min_severity: default_min_severity(),
+            group_wait: default_group_wait(),
+            max_listed: default_max_listed(),
+            rate_limit: default_rate_limit(),
+            rate_period: default_rate_period(),
+        }
+    }
+}
+
+fn default_group_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_listed() -> usize {
+    20
+}
+fn default_rate_limit() -> u32 {
+    20
+}
+fn default_rate_period() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_webhook_timeout() -> Duration {
@@ -56,6 +106,50 @@ pub struct AlertsConfig {
     pub rules: Vec<AlertRule>,
     /// Webhook targets (none by default; every notification is logged anyway).
     pub webhooks: Vec<WebhookConfig>,
+    /// `[alerts.pipeline]`: the pipeline's own health (broker unreachable,
+    /// ingester lagging, no data from any machine), which holds machine
+    /// alerts back and raises one alert of its own.
+    pub pipeline: PipelineConfig,
+}
+
+/// `[alerts.pipeline]`: when the pipeline itself is unhealthy, no machine goes
+/// offline (their silence is the pipeline's) and one fleet-scoped alert fires
+/// instead. The hold-back always applies; `enabled` only switches the alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Raise the pipeline alert (machine alerts are held back either way).
+    pub enabled: bool,
+    /// The alert's rule name (must differ from every rule's).
+    pub name: String,
+    /// Its severity.
+    pub severity: Severity,
+    /// How long the pipeline must be unhealthy before the alert fires
+    /// (pending until then; a shorter blip pages nobody).
+    #[serde(rename = "for", with = "serde_duration")]
+    pub for_: Duration,
+    /// No sample from any machine for this long, while machines are tracked
+    /// and the transport is up: the pipeline is stalled (agents cannot reach
+    /// the broker, a sink blocks the ingester, ...).
+    #[serde(with = "serde_duration")]
+    pub stalled_after: Duration,
+    /// Data keeps arriving but no sample younger than this has for 5 s: the
+    /// ingester lags (catching up a backlog, too slow for the fleet).
+    #[serde(with = "serde_duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            enabled: true,
+            name: "pipeline_down".into(),
+            severity: Severity::Critical,
+            for_: Duration::from_secs(30),
+            stalled_after: Duration::from_secs(60),
+            max_delay: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Default for AlertsConfig {
@@ -64,6 +158,7 @@ impl Default for AlertsConfig {
             enabled: true,
             rules: AlertRule::defaults(),
             webhooks: Vec::new(),
+            pipeline: PipelineConfig::default(),
         }
     }
 }
@@ -89,6 +184,28 @@ impl AlertsConfig {
             if w.retries > 20 {
                 return bad(format!("webhook {}: retries must be at most 20", w.url));
             }
+            if w.max_listed == 0 || w.max_listed > 1000 {
+                return bad(format!("webhook {}: max_listed must be 1 to 1000", w.url));
+            }
+            if w.rate_limit > 0 && w.rate_period.is_zero() {
+                return bad(format!(
+                    "webhook {}: rate_period must be positive when rate_limit is set",
+                    w.url
+                ));
+            }
+        }
+        let p = &self.pipeline;
+        if p.name.trim().is_empty() {
+            return bad("pipeline: `name` must not be empty".into());
+        }
+        if self.rules.iter().any(|r| r.name == p.name) {
+            return bad(format!(
+                "pipeline: `name` `{}` is also a rule's name; give the pipeline alert its own",
+                p.name
+            ));
+        }
+        if p.stalled_after.is_zero() || p.max_delay.is_zero() {
+            return bad("pipeline: `stalled_after` and `max_delay` must be positive".into());
         }
         Ok(())
     }
@@ -193,5 +310,61 @@ mod tests {
         assert!(AlertEngine::from_config(&off).unwrap().rules().is_empty());
         let none: AlertsConfig = toml::from_str("rules = []").unwrap();
         assert!(none.rules.is_empty());
+    }
+
+    #[test]
+    fn grouping_rate_limit_and_pipeline_settings_parse_with_defaults() {
+        let cfg: AlertsConfig = toml::from_str(
+            "[[webhooks]]\nurl = \"https://hooks.example.com/x\"\n\
+             [[webhooks]]\nurl = \"https://hooks.example.com/y\"\ngroup_wait = \"30s\"\n\
+             max_listed = 5\nrate_limit = 3\nrate_period = \"10m\"\n\
+             [pipeline]\nfor = \"1m\"\nmax_delay = \"5m\"",
+        )
+        .unwrap();
+        cfg.check().unwrap();
+        let (d, y) = (&cfg.webhooks[0], &cfg.webhooks[1]);
+        assert_eq!(
+            (d.group_wait, d.max_listed, d.rate_limit, d.rate_period),
+            (Duration::from_secs(10), 20, 20, Duration::from_secs(60))
+        );
+        assert_eq!(
+            (y.group_wait, y.max_listed, y.rate_limit, y.rate_period),
+            (Duration::from_secs(30), 5, 3, Duration::from_secs(600))
+        );
+        assert_eq!(cfg.pipeline.for_, Duration::from_secs(60));
+        assert_eq!(cfg.pipeline.max_delay, Duration::from_secs(300));
+        assert_eq!(cfg.pipeline.stalled_after, Duration::from_secs(60));
+        assert_eq!(cfg.pipeline.name, "pipeline_down");
+        for (text, want) in [
+            (
+                "[[webhooks]]\nurl = \"https://h.example.com/x\"\nmax_listed = 0",
+                "max_listed",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://h.example.com/x\"\nrate_limit = 2\nrate_period = 0",
+                "rate_period",
+            ),
+            (
+                "[pipeline]\nname = \"machine_offline\"",
+                "also a rule's name",
+            ),
+            ("[pipeline]\nstalled_after = 0", "stalled_after"),
+        ] {
+            let c: AlertsConfig = toml::from_str(text).unwrap();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        for (text, want) in [
+            (
+                "[[webhooks]]\nurl = \"https://h.example.com/x\"\nrate = 3",
+                "rate",
+            ),
+            ("[pipeline]\nstall = \"1m\"", "stall"),
+        ] {
+            let e = toml::from_str::<AlertsConfig>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use super::config::AlertsConfig;
+use super::config::{AlertsConfig, PipelineConfig};
+use super::pipeline::{PipelineHealth, PipelineProblem};
 use super::rule::{
     Aggregate, AlertRule, Condition, Metric, RuleMetric as _, Scope, ThresholdRule, ALERT_METRICS,
 };
@@ -261,10 +262,11 @@ pub struct AlertEngine {
     machines: HashMap<String, MachineAlerts>,
     fleet: Vec<RuleState>,
     fleet_window: f64,
+    pipeline: PipelineHealth,
 }
 
 impl AlertEngine {
-    /// An engine for `rules`.
+    /// An engine for `rules`, with the default `[alerts.pipeline]`.
     pub fn new(rules: Vec<AlertRule>) -> Self {
         let n = rules.len();
         AlertEngine {
@@ -272,17 +274,40 @@ impl AlertEngine {
             machines: HashMap::new(),
             fleet: vec![RuleState::default(); n],
             fleet_window: 60.0,
+            pipeline: PipelineHealth::new(PipelineConfig::default()),
         }
     }
 
-    /// An engine for the configured rules (empty when alerts are disabled).
+    /// An engine for the configured rules (empty when alerts are disabled,
+    /// the pipeline alert too).
     pub fn from_config(config: &AlertsConfig) -> Result<Self, CoreError> {
         config.check()?;
-        Ok(AlertEngine::new(if config.enabled {
+        let mut e = AlertEngine::new(if config.enabled {
             config.rules.clone()
         } else {
             Vec::new()
-        }))
+        });
+        let mut pipeline = config.pipeline.clone();
+        pipeline.enabled &= config.enabled;
+        e.pipeline = PipelineHealth::new(pipeline);
+        Ok(e)
+    }
+
+    /// Replaces the `[alerts.pipeline]` settings (and the pipeline's state).
+    pub fn set_pipeline(&mut self, config: PipelineConfig) {
+        self.pipeline = PipelineHealth::new(config);
+    }
+
+    /// The ingester's transport is unreachable since `since` (epoch seconds,
+    /// see [`sysmon_core::ingest::IngestStats::transport_down_since`]), or
+    /// reachable (`None`). Taken into account at the next [`tick`](Self::tick).
+    pub fn set_transport_down(&mut self, since: Option<f64>) {
+        self.pipeline.set_transport_down(since);
+    }
+
+    /// What is wrong with the pipeline as of the last [`tick`](Self::tick).
+    pub fn pipeline_problem(&self) -> Option<PipelineProblem> {
+        self.pipeline.problem()
     }
 
     /// Fleet rules aggregate the machines whose last snapshot is at most this
@@ -311,6 +336,7 @@ impl AlertEngine {
         if !ts.is_finite() || !received_at.is_finite() {
             return events;
         }
+        self.pipeline.note_sample(ts, received_at);
         let n_rules = self.rules.len();
         let track_fs = self
             .rules
@@ -346,13 +372,22 @@ impl AlertEngine {
     }
 
     /// Evaluates what depends on the passage of time at `now` (seconds since the
-    /// epoch, the master's clock): machines going offline, and fleet-scoped rules.
-    /// Call it periodically (every few seconds).
+    /// epoch, the master's clock): the pipeline's health, machines going
+    /// offline, and fleet-scoped rules. Call it periodically (every few seconds).
+    ///
+    /// A machine is offline when the pipeline delivered other machines'
+    /// samples for longer than `after` since its last one (counted from the
+    /// pipeline's recovery at the earliest) while the pipeline is healthy;
+    /// see [`super::pipeline`].
     pub fn tick(&mut self, now: f64) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         if !now.is_finite() {
             return events;
         }
+        events.extend(self.pipeline.tick(now, self.machines.len()));
+        let held = self.pipeline.problem().is_some();
+        let reference = self.pipeline.last_any();
+        let healthy_since = self.pipeline.healthy_since();
         for (i, rule) in self.rules.iter().enumerate() {
             match &rule.condition {
                 Condition::MachineOffline { after, min_samples } => {
@@ -365,17 +400,26 @@ impl AlertEngine {
                             continue;
                         };
                         let silent = now - m.last_seen;
+                        // Silence the pipeline can vouch for: others' samples
+                        // kept arriving after this machine's last one (and
+                        // after the pipeline's last recovery).
+                        let judged = reference - m.last_seen.max(healthy_since);
                         // A machine seen only briefly (a flood of made-up ids,
                         // a test run) never established that it reports: its
                         // silence is no news and pages nobody.
                         let established = m.samples >= *min_samples;
                         let st = &mut m.states[i];
-                        if silent > after_s && st.state != AlertState::Firing && established {
+                        if !held
+                            && judged > after_s
+                            && st.state != AlertState::Firing
+                            && established
+                        {
                             st.state = AlertState::Firing;
                             st.since = now;
                             st.value = silent;
                             st.message = format!(
-                                "{id} silent for {:.0}s (more than {})",
+                                "{id} silent for {:.0}s (more than {}) while other machines \
+                                 kept reporting",
                                 silent,
                                 fmt_duration(*after)
                             );
@@ -533,9 +577,11 @@ impl AlertEngine {
         ids
     }
 
-    /// True when a rule is fleet-scoped.
+    /// True when a rule is fleet-scoped, or the (fleet-scoped) pipeline
+    /// alert has been pending or firing.
     pub fn has_fleet_rules(&self) -> bool {
-        self.rules.iter().any(|r| {
+        self.pipeline.ever_active()
+            || self.rules.iter().any(|r| {
             matches!(&r.condition, Condition::Threshold(t) if matches!(t.scope, Scope::Fleet(_)))
         })
     }
@@ -544,6 +590,7 @@ impl AlertEngine {
     pub fn active(&self) -> Vec<ActiveAlert> {
         let mut out = Vec::new();
         let live = |s: AlertState| matches!(s, AlertState::Pending | AlertState::Firing);
+        out.extend(self.pipeline.active());
         for (i, rule) in self.rules.iter().enumerate() {
             if live(self.fleet[i].state) {
                 out.push(self.fleet[i].to_active(rule, None, None));

@@ -26,15 +26,20 @@
 //! * [`config`]: `[alerts]` ([`AlertsConfig`], [`WebhookConfig`]);
 //! * [`state`]: the per-alert state machine ([`AlertState`]) and what it emits
 //!   ([`AlertEvent`], [`ActiveAlert`]);
-//! * [`engine`]: [`AlertEngine`], the rules applied to the snapshot stream.
+//! * [`engine`]: [`AlertEngine`], the rules applied to the snapshot stream;
+//! * [`pipeline`]: the pipeline's own health (`[alerts.pipeline]`): while the
+//!   transport is down, the ingester lags or no machine sends anything, no
+//!   machine goes offline and one fleet-scoped alert fires instead.
 
 pub mod config;
 pub mod engine;
+pub mod pipeline;
 pub mod rule;
 pub mod state;
 
-pub use config::{AlertsConfig, WebhookConfig};
+pub use config::{AlertsConfig, PipelineConfig, WebhookConfig};
 pub use engine::AlertEngine;
+pub use pipeline::PipelineProblem;
 pub use rule::{
     Aggregate, AlertRule, Comparison, Condition, Metric, Scope, Severity, ThresholdRule,
     DEFAULT_OFFLINE_MIN_SAMPLES,

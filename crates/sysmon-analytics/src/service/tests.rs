@@ -69,7 +69,15 @@ fn a_silent_machine_goes_offline_on_tick() {
     for t in -4..=0 {
         engine.observe_batch(&[snap("db-01", t as f64, 10.0, 10.0)], T0 + t as f64);
     }
-    assert!(engine.tick(T0 + 30.0).events.is_empty());
+    // Another machine goes on reporting: the pipeline works, db-01 is silent.
+    let web = |engine: &mut AnalyticsEngine, from: i32, to: i32| {
+        for t in from..=to {
+            engine.observe_batch(&[snap("web-01", t as f64, 10.0, 10.0)], T0 + t as f64 + 0.5);
+        }
+    };
+    web(&mut engine, -4, 30);
+    assert!(engine.tick(T0 + 30.5).events.is_empty());
+    web(&mut engine, 31, 61);
     let r = engine.tick(T0 + 61.5);
     assert_eq!(r.events.len(), 1, "{:?}", r.events);
     assert_eq!(r.events[0].rule, "machine_offline");
@@ -252,6 +260,8 @@ fn feed(engine: &mut AnalyticsEngine, id: &str, t0: f64, n: usize, cpu: f64) -> 
 fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() {
     let mut c = config();
     c.ingest.forget_silent_machines_after = Duration::from_secs(600);
+    // The pipeline's own stall (everything silent after 170) is another test's.
+    c.alerts.pipeline.enabled = false;
     let mut engine = AnalyticsEngine::from_config(&c).unwrap();
     feed(&mut engine, "real", 0.0, 100, 20.0);
     // A CPU jump opens an episode just before the machine goes silent.
@@ -260,6 +270,8 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
     feed(&mut engine, "brief", 0.0, 2, 20.0);
     let t = engine.tracked();
     assert_eq!((t.detector, t.alerts, t.episodes), (2, 2, 1), "{t:?}");
+    // A peer reports until 170: the pipeline delivers while `real` is silent.
+    feed(&mut engine, "peer", 0.0, 171, 20.0);
 
     // Offline after 60 s: the established machine pages, the brief one not.
     let r = engine.tick(T0 + 170.0);
@@ -272,7 +284,7 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
     );
     // Still within the bound: kept.
     assert!(engine.tick(T0 + 600.0).events.is_empty());
-    assert_eq!(engine.tracked().alerts, 2);
+    assert_eq!(engine.tracked().alerts, 3);
 
     // Past it (brief's last sample at 1, real's at 100): brief goes first, silently.
     let r = engine.tick(T0 + 602.0);
@@ -281,7 +293,7 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
         .active
         .expect("a forgotten machine changes the active set");
     assert!(set.scopes.contains(&"brief".to_string()), "{set:?}");
-    assert_eq!(engine.tracked().alerts, 1);
+    assert_eq!(engine.tracked().alerts, 2);
 
     // real: its firing offline alert ends, saying why; its episode closes.
     let r = engine.tick(T0 + 701.0);
@@ -296,9 +308,18 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
     assert_eq!(r.episodes.len(), 1);
     assert!(!r.episodes[0].open);
     let set = r.active.unwrap();
-    assert_eq!(set.scopes, vec!["real".to_string()], "listed to be cleared");
+    assert_eq!(
+        set.scopes,
+        vec!["peer".to_string(), "real".to_string()],
+        "real listed to be cleared"
+    );
     assert!(set.alerts.is_empty());
-    assert_eq!(engine.tracked(), TrackedMachines::default());
+    let t = engine.tracked();
+    assert_eq!(
+        (t.detector, t.alerts, t.episodes),
+        (1, 1, 0),
+        "only peer: {t:?}"
+    );
     assert_eq!(engine.forgotten(), 2);
     assert!(engine.tick(T0 + 702.0).active.is_none(), "listed once");
 
@@ -306,7 +327,7 @@ fn silent_machines_are_alerted_then_forgotten_and_their_stored_alerts_cleared() 
     let r = feed(&mut engine, "real", 800.0, 1, 20.0);
     assert_eq!(r.scores.len(), 1);
     assert!(r.events.is_empty());
-    assert_eq!(engine.tracked().alerts, 1);
+    assert_eq!(engine.tracked().alerts, 2);
 }
 
 #[test]

@@ -250,6 +250,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
     let analytics = crate::analytics::start(
         &config,
         &ingest.events(),
+        stats.clone(),
         history.analytics(),
         history.store(),
         redis_for_alerts,

@@ -50,8 +50,14 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
     ingest.add_sink(history.sink(), SinkRole::Required);
     let stats = ingest.stats();
     let events = ingest.events();
-    let analytics =
-        crate::analytics::start(&config, &events, history.analytics(), history.store(), None)?;
+    let analytics = crate::analytics::start(
+        &config,
+        &events,
+        stats.clone(),
+        history.analytics(),
+        history.store(),
+        None,
+    )?;
     // The ingester ends by itself once the agent is gone and the channel is drained.
     let ingest_task = tokio::spawn(ingest.run(CancellationToken::new()));
 

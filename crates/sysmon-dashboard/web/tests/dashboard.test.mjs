@@ -343,8 +343,16 @@ test('alerts and anomalies page: the firing alert, the anomalies, marked on the 
   assert.ok(Number(await page.getAttribute('[data-chart="scatter"]', 'data-points')) > 20);
   assert.ok(await colouredPixels(page, 'scatter', [91, 155, 255]) > 100, 'scatter points are drawn');
   assert.ok(await colouredPixels(page, 'scatter', [255, 107, 107]) > 10, 'anomalies are drawn in red');
-  const alertRows = await page.$$eval('[data-table="alerts"] tbody tr', (trs) => trs.map((t) => t.textContent));
-  assert.ok(alertRows.some((r) => r.includes('firing') && r.includes('worker-01') && r.includes('cpu_high')), alertRows.join('\n'));
+  // Grouped by rule: the cpu_high group counts its alerts and lists worker-01 firing.
+  const alertRows = await page.$$eval('[data-alert-group="cpu_high"] [data-table="alerts"] tbody tr', (trs) => trs.map((t) => t.textContent));
+  assert.ok(alertRows.some((r) => r.includes('firing') && r.includes('worker-01')), alertRows.join('\n'));
+  const group = await page.$eval('[data-alert-group="cpu_high"]', (d) => ({ count: Number(d.dataset.count), summary: d.querySelector('summary').textContent, open: d.open }));
+  assert.equal(group.count, alertRows.length, JSON.stringify(group));
+  assert.ok(group.summary.includes('cpu_high') && group.summary.includes(`${group.count} alert`), group.summary);
+  assert.ok(group.open, 'a small group starts open');
+  await page.click('[data-alert-group="cpu_high"] > summary');
+  assert.equal(await page.$eval('[data-alert-group="cpu_high"]', (d) => d.open), false, 'the group collapses');
+  await page.click('[data-alert-group="cpu_high"] > summary');
   const anomalyRows = await page.$$eval('[data-table="anomalies"] tbody tr', (trs) => trs.map((t) => t.textContent));
   assert.ok(anomalyRows.some((r) => r.includes('worker-03')), anomalyRows.join('\n'));
   assert.ok(!(await page.textContent('main')).includes('not running on this server yet'));

@@ -110,12 +110,62 @@ struct GroupState {
     rebalances: u64,
 }
 
+/// Whether the consumer can reach a broker, as far as it knows.
+///
+/// An outage used to be judged per `receive` call: an error event in the
+/// call's wait meant "down", none meant "up". But librdkafka reports a
+/// failing connection once and suppresses the identical errors of its
+/// retries, so during a long outage most waits saw no error and the
+/// ingester logged "transport reachable again" every few seconds while the
+/// broker was still away. The state here changes only on evidence: a
+/// transport error event or statistics with no broker `UP` say down; a
+/// message, or statistics with a broker `UP`, say up.
+#[derive(Debug, Clone, Default)]
+struct Reachability(Arc<std::sync::atomic::AtomicU8>);
+
+impl Reachability {
+    // 0: unknown (nothing seen yet).
+    const UP: u8 = 1;
+    const DOWN: u8 = 2;
+
+    fn set(&self, up: bool) {
+        let v = if up { Self::UP } else { Self::DOWN };
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_down(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) == Self::DOWN
+    }
+}
+
+/// True when statistics show a connection to a real broker (not librdkafka's
+/// internal or logical handles) in state `UP`; `None` when they list none.
+fn any_broker_up(statistics: &Statistics) -> Option<bool> {
+    let mut real = statistics
+        .brokers
+        .values()
+        .filter(|b| matches!(b.source.as_str(), "configured" | "learned"))
+        .peekable();
+    real.peek()?;
+    Some(real.any(|b| b.state == "UP"))
+}
+
+/// Error events that mean the broker cannot be reached.
+fn is_unreachable(e: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::BrokerTransportFailure | C::AllBrokersDown | C::Resolve | C::NetworkException)
+    )
+}
+
 /// The consumer's context: [`SysmonContext`] plus rebalance handling.
 struct ReceiverContext {
     inner: SysmonContext,
     group: Arc<Mutex<GroupState>>,
     partitions: PartitionStats,
     lag: ConsumerLag,
+    reachability: Reachability,
 }
 
 fn lock(m: &Mutex<GroupState>) -> MutexGuard<'_, GroupState> {
@@ -131,10 +181,16 @@ impl ClientContext for ReceiverContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if is_unreachable(&error) {
+            self.reachability.set(false);
+        }
         self.inner.error(error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
+        if let Some(up) = any_broker_up(&statistics) {
+            self.reachability.set(up);
+        }
         self.partitions.record(&statistics);
         let assigned: Option<Vec<TopicPartition>> = {
             let g = lock(&self.group);
@@ -221,6 +277,7 @@ pub struct KafkaReceiver {
     /// Sequence number of the last batch returned.
     seq: u64,
     lag: ConsumerLag,
+    reachability: Reachability,
     membership: Membership,
     idle_check: Option<tokio::task::JoinHandle<Option<i64>>>,
     next_idle_check: Instant,
@@ -288,11 +345,13 @@ impl KafkaReceiver {
         let (inner, consumer_state) = SysmonContext::new("consumer");
         let group_state = Arc::new(Mutex::new(GroupState::default()));
         let lag = ConsumerLag::default();
+        let reachability = Reachability::default();
         let context = ReceiverContext {
             inner,
             group: group_state.clone(),
             partitions: PartitionStats::default(),
             lag: lag.clone(),
+            reachability: reachability.clone(),
         };
         let consumer: StreamConsumer<ReceiverContext> = cc
             .create_with_context(context)
@@ -316,6 +375,7 @@ impl KafkaReceiver {
             returned: VecDeque::new(),
             seq: 0,
             lag,
+            reachability,
             membership: Membership::default(),
             idle_check: None,
             next_idle_check: Instant::now() + IDLE_CHECK_EVERY,
@@ -635,6 +695,7 @@ impl TransportReceiver for KafkaReceiver {
                     }
                 }
                 Ok(Ok(m)) => {
+                    self.reachability.set(true);
                     let tp = (m.topic().to_string(), m.partition());
                     let offset = m.offset();
                     let message = self.convert(&m);
@@ -655,6 +716,18 @@ impl TransportReceiver for KafkaReceiver {
         if self.pending.is_empty() {
             if let Some(e) = last_error {
                 return Err(transport_error(&e, &self.consumer_state));
+            }
+            // No error this time is no news: librdkafka does not repeat an
+            // identical connection error, so the outage goes on until a
+            // broker is seen up again (see `Reachability`).
+            if self.reachability.is_down() {
+                let last = self
+                    .consumer_state
+                    .last_error()
+                    .unwrap_or_else(|| "no broker connection is up".into());
+                return Err(TransportError::unavailable(format!(
+                    "no broker reachable (last broker error: {last})"
+                )));
             }
             return Ok(Received::Messages(Vec::new()));
         }
@@ -836,6 +909,49 @@ impl std::fmt::Debug for KafkaReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stats_with(brokers: &[(&str, &str)]) -> Statistics {
+        let mut s = Statistics::default();
+        for (i, (source, state)) in brokers.iter().enumerate() {
+            let b = rdkafka::statistics::Broker {
+                source: source.to_string(),
+                state: state.to_string(),
+                ..Default::default()
+            };
+            s.brokers.insert(format!("b{i}"), b);
+        }
+        s
+    }
+
+    #[test]
+    fn reachability_changes_only_on_evidence() {
+        // librdkafka's internal broker is always UP and says nothing.
+        assert_eq!(any_broker_up(&stats_with(&[("internal", "UP")])), None);
+        assert_eq!(
+            any_broker_up(&stats_with(&[
+                ("internal", "UP"),
+                ("learned", "TRY_CONNECT")
+            ])),
+            Some(false)
+        );
+        assert_eq!(
+            any_broker_up(&stats_with(&[("configured", "DOWN"), ("learned", "UP")])),
+            Some(true)
+        );
+        let r = Reachability::default();
+        assert!(!r.is_down(), "unknown is not down");
+        r.set(false);
+        assert!(r.is_down());
+        r.set(true);
+        assert!(!r.is_down());
+        use rdkafka::error::RDKafkaErrorCode;
+        assert!(is_unreachable(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_unreachable(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+    }
 
     #[test]
     fn a_static_session_under_ten_seconds_is_flagged() {

@@ -98,18 +98,24 @@ fn flapping_around_the_threshold_cannot_storm() {
     );
 }
 
+/// `id` reports once a second from `from` to `to` (inclusive), received as sent.
+fn report(e: &mut AlertEngine, id: &str, from: i64, to: i64) -> Vec<AlertEvent> {
+    (from..=to)
+        .flat_map(|t| e.observe(&snap(id, t as f64, 10.0, 10.0)))
+        .collect()
+}
+
 #[test]
 fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
     let mut e = AlertEngine::new(AlertRule::defaults());
-    // Both established (the rule's min_samples, 5): a last seen at 0, b at 50.
-    for t in -4..=0 {
-        e.observe(&snap("a", t as f64, 10.0, 10.0));
-    }
-    for t in -3..=0 {
-        e.observe(&snap("b", t as f64, 10.0, 10.0));
-    }
-    e.observe(&snap("b", 50.0, 10.0, 10.0));
+    // Both established (the rule's min_samples, 5): a last seen at 0, b at 50;
+    // `peer` goes on reporting, so the pipeline delivers.
+    report(&mut e, "a", -4, 0);
+    report(&mut e, "b", -3, 0);
+    report(&mut e, "b", 50, 50);
+    report(&mut e, "peer", -4, 59);
     assert!(e.tick(T0 + 59.0).is_empty());
+    report(&mut e, "peer", 60, 61);
     let ev = e.tick(T0 + 61.0);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].rule, "machine_offline");
@@ -121,6 +127,7 @@ fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
         "{}",
         ev[0].message
     );
+    report(&mut e, "peer", 62, 70);
     assert!(
         e.tick(T0 + 70.0).is_empty(),
         "no repeat while still offline"
@@ -131,6 +138,7 @@ fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
         vec![("machine_offline".to_string(), AlertState::Resolved)]
     );
     // b went silent at 50: offline at 111.
+    report(&mut e, "peer", 71, 111);
     let ev = e.tick(T0 + 111.0);
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].machine_id.as_deref(), Some("b"));
@@ -146,6 +154,100 @@ fn machine_offline_fires_once_and_resolves_when_it_reports_again() {
 }
 
 #[test]
+fn a_pipeline_outage_holds_every_offline_alert_back_and_raises_one_instead() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    let ids: Vec<String> = (0..50).map(|i| format!("m{i:02}")).collect();
+    // Everyone reports until 100, then the broker goes away.
+    for t in 0..=100 {
+        for id in &ids {
+            e.observe(&snap(id, t as f64, 10.0, 10.0));
+        }
+        assert!(e.tick(T0 + t as f64).is_empty());
+    }
+    e.set_transport_down(Some(T0 + 100.5));
+    let mut events = Vec::new();
+    for t in 101..=400 {
+        events.extend(e.tick(T0 + t as f64));
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].rule, "pipeline_down");
+    assert_eq!(events[0].state, AlertState::Firing);
+    assert_eq!(events[0].machine_id, None);
+    assert!(matches!(
+        e.pipeline_problem(),
+        Some(PipelineProblem::TransportDown { .. })
+    ));
+    let active = e.active();
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!(active[0].rule, "pipeline_down");
+    // Back at 400: the backlog arrives in a few seconds (old samples first),
+    // except from m49, which died during the outage (its samples stop at 200).
+    e.set_transport_down(None);
+    let mut events = Vec::new();
+    for (k, t) in (101..=405).step_by(5).enumerate() {
+        let now = T0 + 400.0 + k as f64 * 0.1;
+        for id in &ids {
+            for ts in t..t + 5 {
+                if id != "m49" || ts <= 200 {
+                    events.extend(e.observe_at(&snap(id, ts as f64, 10.0, 10.0), now));
+                }
+            }
+        }
+        events.extend(e.tick(now));
+    }
+    assert_eq!(
+        states(&events),
+        vec![("pipeline_down".to_string(), AlertState::Resolved)],
+        "caught up: the pipeline alert resolves, no machine went offline"
+    );
+    // m49 is judged from the recovery on: offline once the others reported
+    // for its `after` (60 s) more, not at once.
+    let recovered = T0 + 400.0;
+    let mut events = Vec::new();
+    for t in 410..=480 {
+        for id in ids.iter().filter(|i| *i != "m49") {
+            events.extend(e.observe(&snap(id, t as f64, 10.0, 10.0)));
+        }
+        let ev = e.tick(T0 + t as f64);
+        if !ev.is_empty() {
+            assert!(T0 + t as f64 - recovered > 60.0, "at {t}: {ev:?}");
+        }
+        events.extend(ev);
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (events[0].rule.as_str(), events[0].machine_id.as_deref()),
+        ("machine_offline", Some("m49"))
+    );
+}
+
+#[test]
+fn silence_from_every_machine_is_one_stalled_pipeline_alert() {
+    let mut e = AlertEngine::new(AlertRule::defaults());
+    for t in 0..=10 {
+        for id in ["a", "b", "c"] {
+            e.observe(&snap(id, t as f64, 10.0, 10.0));
+        }
+    }
+    let events: Vec<AlertEvent> = (11..=600).flat_map(|t| e.tick(T0 + t as f64)).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].rule, "pipeline_down");
+    assert!(
+        events[0].message.contains("no sample from any machine"),
+        "{}",
+        events[0].message
+    );
+    // A single machine's silence is the pipeline's too: one alert either way.
+    let mut one = AlertEngine::new(AlertRule::defaults());
+    report(&mut one, "solo", 0, 10);
+    let events: Vec<AlertEvent> = (11..=600).flat_map(|t| one.tick(T0 + t as f64)).collect();
+    assert_eq!(
+        states(&events),
+        vec![("pipeline_down".to_string(), AlertState::Firing)]
+    );
+}
+
+#[test]
 fn machines_seen_only_briefly_never_page_as_offline() {
     let mut e = AlertEngine::new(AlertRule::defaults());
     // A flood of made-up ids, two samples each, and one real machine.
@@ -157,6 +259,7 @@ fn machines_seen_only_briefly_never_page_as_offline() {
     for t in -10..=1 {
         e.observe(&snap("real", t as f64, 10.0, 10.0));
     }
+    report(&mut e, "peer", -10, 120);
     let ev = e.tick(T0 + 120.0);
     assert_eq!(
         ev.iter()
@@ -169,6 +272,7 @@ fn machines_seen_only_briefly_never_page_as_offline() {
     for t in 2..5 {
         e.observe(&snap("fake-7", t as f64, 10.0, 10.0));
     }
+    report(&mut e, "peer", 121, 200);
     let ev = e.tick(T0 + 200.0);
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].machine_id.as_deref(), Some("fake-7"));
@@ -179,6 +283,7 @@ fn machines_seen_only_briefly_never_page_as_offline() {
     .unwrap();
     let mut e = AlertEngine::from_config(&cfg).unwrap();
     e.observe(&snap("once", 0.0, 10.0, 10.0));
+    report(&mut e, "peer", 0, 61);
     assert_eq!(e.tick(T0 + 61.0).len(), 1);
     let e = toml::from_str::<AlertsConfig>(
         "[[rules]]\nname = \"x\"\nmetric = \"cpu_usage\"\nthreshold = 1\nmin_samples = 3",
