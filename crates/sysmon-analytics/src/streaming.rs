@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 
-use super::baseline::{DailyProfile, Envelope, TailQuantile};
+use super::baseline::{DailyProfile, Envelope, Seasonal, TailQuantile};
 use super::features::{is_rate, Features, FEATURE_COUNT, FEATURE_NAMES, MEMORY};
 
 /// In the sustained-shift test each sample counts for at most this many times
@@ -216,6 +216,10 @@ pub struct StreamingParams {
     pub extreme_horizon: f64,
     /// New-extreme test: how far beyond the envelope, as a share of its width.
     pub extreme_margin: f64,
+    /// Time-of-day test (0 disables it): the level of the last hour, against
+    /// the usual level at this hour of the day ([`Seasonal`]), flags at this
+    /// many usual spreads (with the minimum change), once per excursion.
+    pub seasonal_limit: f64,
 }
 
 impl Default for StreamingParams {
@@ -224,7 +228,7 @@ impl Default for StreamingParams {
             window: 64,
             warmup: 16,
             z_threshold: 5.0,
-            min_change: [20.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6],
+            min_change: [10.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6],
             min_scale_percent: 0.5,
             min_scale_log: 0.05,
             rate_offset: 1.0e6,
@@ -238,6 +242,7 @@ impl Default for StreamingParams {
             calibrate_tails: true,
             extreme_horizon: 86_400.0,
             extreme_margin: 0.1,
+            seasonal_limit: 4.0,
         }
     }
 }
@@ -260,6 +265,9 @@ pub struct Deviation {
     pub ratio: f64,
     /// True when the sustained-shift test gave the ratio.
     pub sustained: bool,
+    /// The usual level at this time of day and the last hour's smoothed
+    /// deviation from it, when the time-of-day test alone flagged the sample.
+    pub seasonal: Option<(f64, f64)>,
     /// The expected range, in the feature's unit: values between these two are
     /// not anomalous (the baseline ± the spike test's limits, the larger of
     /// `z_threshold` robust scales and `min_change`).
@@ -274,6 +282,23 @@ impl Deviation {
         let name = FEATURE_NAMES[self.feature];
         let how = if self.sustained { ", sustained" } else { "" };
         let (lo, hi) = self.expected;
+        if let Some((usual, off)) = self.seasonal {
+            return if is_rate(self.feature) {
+                format!(
+                    "{name} {} vs usual {} at this time of day, expected {}..{} (last hour {:+.1}x the usual level)",
+                    human_rate(self.value),
+                    human_rate(usual),
+                    human_rate(lo),
+                    human_rate(hi),
+                    off
+                )
+            } else {
+                format!(
+                    "{name} {:.1} % vs usual {:.1} % at this time of day, expected {:.1}..{:.1} % (last hour {:+.1} points off the usual level)",
+                    self.value, usual, lo, hi, off
+                )
+            };
+        }
         if is_rate(self.feature) {
             format!(
                 "{name} {} vs median {}, expected {}..{} ({:+.1}x, robust z = {:.1}{how})",
@@ -369,6 +394,9 @@ pub struct StreamingDetector {
     tails: [TailQuantile; FEATURE_COUNT],
     /// Per feature, the recent range.
     envelopes: [Envelope; FEATURE_COUNT],
+    /// Per feature, the usual level by time of day, and whether the
+    /// time-of-day test is armed (it flags once per excursion).
+    seasonal: [(Seasonal, bool); FEATURE_COUNT],
     trend: VecDeque<f64>,
 }
 
@@ -389,6 +417,7 @@ impl StreamingDetector {
             },
             tails: [TailQuantile::default(); FEATURE_COUNT],
             envelopes: [Envelope::default(); FEATURE_COUNT],
+            seasonal: [(Seasonal::default(), true); FEATURE_COUNT],
             trend: VecDeque::new(),
             params,
         }
@@ -423,11 +452,7 @@ impl StreamingDetector {
     }
 
     fn inverse(&self, feature: usize, y: f64) -> f64 {
-        if is_rate(feature) {
-            (y.exp() - self.params.rate_offset).max(0.0)
-        } else {
-            y
-        }
+        inverse(feature, y, self.params.rate_offset)
     }
 
     /// Scores `features` against the rolling baselines, then adds them.
@@ -444,7 +469,8 @@ impl StreamingDetector {
                     let d = self.deviation(f, x, y, med, mad, ts);
                     out.deviations[f] = Some(d);
                     let run = &mut self.runs[f];
-                    if d.ratio >= 1.0 {
+                    // A time-of-day flag alone does not move the rolling baseline.
+                    if d.ratio >= 1.0 && d.seasonal.is_none() {
                         run.0 += 1;
                         run.1 += y - med;
                         if p.relearn_after > 0 && run.0 as usize >= p.relearn_after {
@@ -577,6 +603,39 @@ impl StreamingDetector {
                     .min(change_ratio);
             }
         }
+        let mut seasonal = 0.0;
+        let mut seasonal_ref = (med, 0.0);
+        if p.seasonal_limit > 0.0 {
+            let (off, two) = (p.rate_offset, p.two_sided);
+            let inv = |y: f64| inverse(f, y, off);
+            let min_change = p.min_change[f].max(f64::MIN_POSITIVE);
+            let (state, armed) = &mut self.seasonal[f];
+            let mut r_now = 0.0;
+            let res = state.observe(ts, y, |r| {
+                let z = if two { r.ratio.abs() } else { r.ratio.max(0.0) };
+                let chg = (inv(r.expected + r.smooth) - inv(r.expected)).abs();
+                r_now = (z / p.seasonal_limit).min(chg / min_change);
+                // Samples beyond the limits (flagged or within an excursion
+                // already flagged) do not widen the usual spread.
+                r_now >= 1.0
+            });
+            if let Some(r) = res {
+                if r_now >= 1.0 && *armed {
+                    seasonal = r_now;
+                    seasonal_ref = (
+                        inv(r.expected),
+                        if is_rate(f) {
+                            (inv(r.expected + r.smooth) + 1.0) / (inv(r.expected) + 1.0)
+                        } else {
+                            r.smooth
+                        },
+                    );
+                    *armed = false;
+                } else if r_now < 0.5 {
+                    *armed = true;
+                }
+            }
+        }
         // The tail is calibrated on the samples the spike test does not flag:
         // anomalies do not raise the limits that should catch the next ones.
         if spike < 1.0 {
@@ -589,13 +648,15 @@ impl StreamingDetector {
         let hi = self
             .inverse(f, hi_ref + reach)
             .max(self.inverse(f, hi_ref) + p.min_change[f]);
+        let local = spike.max(sustained).max(extreme);
         Deviation {
             feature: f,
             value: x,
             baseline: self.inverse(f, med),
             z,
-            ratio: spike.max(sustained).max(extreme),
+            ratio: local.max(seasonal),
             sustained: sustained > spike.max(extreme),
+            seasonal: (seasonal >= 1.0 && local < 1.0).then_some(seasonal_ref),
             expected: (lo.max(0.0), if is_rate(f) { hi } else { hi.min(100.0) }),
         }
     }
@@ -628,6 +689,15 @@ impl StreamingDetector {
             rise,
             ratio: (rise / self.params.trend_min_rise.max(f64::MIN_POSITIVE)).max(0.0),
         }
+    }
+}
+
+/// The feature's unit from the detector's space (rates are `ln(rate + offset)`).
+fn inverse(feature: usize, y: f64, rate_offset: f64) -> f64 {
+    if is_rate(feature) {
+        (y.exp() - rate_offset).max(0.0)
+    } else {
+        y
     }
 }
 
