@@ -393,4 +393,60 @@ mod tests {
         assert!(g.factor(false) < 1.3, "{}", g.factor(false));
         assert!(h.factor(false) > 2.0, "{}", h.factor(false));
     }
+
+    #[test]
+    fn the_seasonal_level_is_learned_at_any_interval_and_scores_after_two_days() {
+        for interval in [1.0, 60.0, 300.0] {
+            let mut s = Seasonal::default();
+            let level = |ts: f64| 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            let mut first_score = None;
+            let steps = (3.0 * DAY_SECS / interval) as usize;
+            for i in 0..steps {
+                let ts = i as f64 * interval;
+                if s.observe(ts, level(ts), |_| false).is_some() && first_score.is_none() {
+                    first_score = Some(ts);
+                }
+            }
+            let first = first_score.expect("scores once two days are learned");
+            assert!(
+                (2.0 * DAY_SECS..2.0 * DAY_SECS + 2.0 * interval).contains(&first),
+                "interval {interval}: first score at {first}"
+            );
+            // The usual level at 06:00 (the peak) and at 18:00 (the trough),
+            // within the interpolation error of hourly bins.
+            let at = |h: f64| s.expected(3.0 * DAY_SECS + h * 3600.0).unwrap();
+            assert!((at(6.0) - 80.0).abs() < 1.5, "interval {interval}: {}", at(6.0));
+            assert!((at(18.0) - 20.0).abs() < 1.5, "interval {interval}: {}", at(18.0));
+        }
+    }
+
+    #[test]
+    fn the_seasonal_residual_is_smoothed_and_measured_in_usual_spreads() {
+        let mut s = Seasonal::default();
+        let mut r = Rng::new(9);
+        let interval = 300.0;
+        let mut last = None;
+        for i in 0..(4.0 * DAY_SECS / interval) as usize {
+            let ts = i as f64 * interval;
+            let day = 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            last = s.observe(ts, day + r.normal(), |r| r.ratio.abs() >= 4.0);
+            if let Some(res) = last {
+                assert!(res.ratio.abs() < 4.0, "sample {i}: {res:?}");
+            }
+        }
+        assert!(last.is_some());
+        // One sample 20 points low moves the hour's smoothed level a little;
+        // three hours of it move it by most of the 20 points.
+        let t0 = 4.0 * DAY_SECS;
+        let mut off = Vec::new();
+        for k in 0..36 {
+            let ts = t0 + k as f64 * interval;
+            let day = 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            off.push(s.observe(ts, day - 20.0, |_| false).unwrap());
+        }
+        assert!(off[0].smooth > -3.0, "{:?}", off[0]);
+        assert!(off[35].smooth < -12.0, "{:?}", off[35]);
+        assert!(off[35].ratio < -4.0, "{:?}", off[35]);
+        assert!(s.observe(f64::NAN, 1.0, |_| false).is_none());
+    }
 }

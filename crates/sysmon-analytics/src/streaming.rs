@@ -17,6 +17,9 @@
 //!   slope of each half-window must be positive and large enough that the slower
 //!   of the two, over the whole window, rises by `trend_min_rise` points. Requiring
 //!   both halves to climb tells a ramp from a one-off step.
+//! * **Time of day.** Per feature, the last hour's level against the usual level
+//!   at this hour of the day ([`Seasonal`]), in usual spreads and with the minimum
+//!   change: flagged once per excursion (see `StreamingParams::seasonal_limit`).
 
 use std::collections::VecDeque;
 
@@ -913,5 +916,44 @@ mod tests {
     fn human_rates() {
         assert_eq!(human_rate(999.0), "999.0 B/s");
         assert_eq!(human_rate(1.5e6), "1.5 MB/s");
+    }
+
+    #[test]
+    fn an_unusual_day_is_flagged_by_the_time_of_day_test_once_at_any_interval() {
+        for interval in [60.0, 300.0, 900.0] {
+            let mut d = StreamingDetector::new(StreamingParams {
+                two_sided: true,
+                ..StreamingParams::default()
+            });
+            let mut r = Rng::new(6);
+            let per_day = (86_400.0 / interval) as usize;
+            let mut seasonal_days = Vec::new();
+            for i in 0..per_day * 7 {
+                let ts = i as f64 * interval;
+                let day = i / per_day;
+                let usual = 50.0 + 30.0 * (std::f64::consts::TAU * ts / 86_400.0).sin();
+                // Day 4 runs at half the usual level: a holiday.
+                let v = if day == 4 { usual * 0.5 } else { usual } + r.normal();
+                let mut f = feats(v, 1e6);
+                f.timestamp = ts;
+                let o = d.observe(&f);
+                if let Some(dev) = o.deviations[CPU].filter(|d| d.ratio >= 1.0) {
+                    if dev.seasonal.is_some() {
+                        assert!(dev.describe().contains("at this time of day"), "{dev:?}");
+                        seasonal_days.push(day);
+                    }
+                }
+            }
+            assert!(
+                seasonal_days.first() == Some(&4),
+                "interval {interval}: {seasonal_days:?}"
+            );
+            // Once per excursion: the day itself, and at most the day after
+            // (back up from a level half-learned the day before).
+            assert!(
+                seasonal_days.len() <= 2 && seasonal_days.iter().all(|d| (4..=5).contains(d)),
+                "interval {interval}: {seasonal_days:?}"
+            );
+        }
     }
 }
