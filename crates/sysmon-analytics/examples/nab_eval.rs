@@ -13,6 +13,8 @@
 //! * `--config FILE`: an `[anomaly]`-style TOML table of detector settings;
 //! * `--sensitivity low|normal|high`;
 //! * `--reasons`: print every false flag's reasons;
+//! * `--misses`: per missed window, the best streaming ratio inside it and the
+//!   largest CPU |z| and change from the median (which limit stopped it);
 //! * `--no-generator`: skip the synthetic traces.
 
 use std::path::{Path, PathBuf};
