@@ -308,7 +308,12 @@ impl Seasonal {
     /// days have been learned), then learns it. `flagged` tells whether the
     /// caller flags this sample from the returned residual: a flagged sample
     /// does not widen the spread.
-    pub fn observe(&mut self, ts: f64, y: f64, flag: impl FnOnce(&SeasonalResidual) -> bool) -> Option<SeasonalResidual> {
+    pub fn observe(
+        &mut self,
+        ts: f64,
+        y: f64,
+        flag: impl FnOnce(&SeasonalResidual) -> bool,
+    ) -> Option<SeasonalResidual> {
         if !(ts.is_finite() && y.is_finite()) {
             return None;
         }
@@ -415,8 +420,16 @@ mod tests {
             // The usual level at 06:00 (the peak) and at 18:00 (the trough),
             // within the interpolation error of hourly bins.
             let at = |h: f64| s.expected(3.0 * DAY_SECS + h * 3600.0).unwrap();
-            assert!((at(6.0) - 80.0).abs() < 1.5, "interval {interval}: {}", at(6.0));
-            assert!((at(18.0) - 20.0).abs() < 1.5, "interval {interval}: {}", at(18.0));
+            assert!(
+                (at(6.0) - 80.0).abs() < 1.5,
+                "interval {interval}: {}",
+                at(6.0)
+            );
+            assert!(
+                (at(18.0) - 20.0).abs() < 1.5,
+                "interval {interval}: {}",
+                at(18.0)
+            );
         }
     }
 
