@@ -258,6 +258,9 @@ pub struct Seasonal {
     smooth: f64,
     spread: f64,
     n: u32,
+    /// The step `dt` the three update weights below were computed for (the
+    /// sampling interval is usually steady: no `exp`/`powf` per sample).
+    rates: [f32; 4],
 }
 
 impl Default for Seasonal {
@@ -269,6 +272,7 @@ impl Default for Seasonal {
             smooth: 0.0,
             spread: 0.0,
             n: 0,
+            rates: [f32::NAN; 4],
         }
     }
 }
@@ -326,12 +330,20 @@ impl Seasonal {
             0.0
         };
         self.last = ts;
+        if self.rates[0] != dt as f32 {
+            let tau = SEASONAL_SMOOTH_SECS.max(3.0 * dt);
+            self.rates = [
+                dt as f32,
+                (1.0 - (-dt / tau).exp()) as f32,
+                (1.0 - (-dt / SEASONAL_SPREAD_SECS).exp()) as f32,
+                (1.0 - (1.0 - SEASONAL_DAY_WEIGHT).powf(dt / BIN_SECS)) as f32,
+            ];
+        }
+        let [_, a_smooth, a_spread, a_level] = self.rates.map(f64::from);
         let mut out = None;
         if let Some(e) = self.expected(ts) {
             let r = y - e;
-            let tau = SEASONAL_SMOOTH_SECS.max(3.0 * dt);
-            let a = 1.0 - (-dt / tau).exp();
-            self.smooth += a * (r - self.smooth);
+            self.smooth += a_smooth * (r - self.smooth);
             let res = SeasonalResidual {
                 expected: e,
                 smooth: self.smooth,
@@ -345,7 +357,7 @@ impl Seasonal {
             let flagged = ready && flag(&res);
             if !flagged {
                 self.n = self.n.saturating_add(1);
-                let a = (1.0 / self.n as f64).max(1.0 - (-dt / SEASONAL_SPREAD_SECS).exp());
+                let a = (1.0 / self.n as f64).max(a_spread);
                 self.spread += a * (self.smooth.abs() - self.spread);
             }
             if ready {
@@ -357,8 +369,7 @@ impl Seasonal {
         if l.is_nan() {
             *l = y as f32;
         } else {
-            let a = 1.0 - (1.0 - SEASONAL_DAY_WEIGHT).powf(dt / BIN_SECS);
-            *l += (a * (y - *l as f64)) as f32;
+            *l += (a_level * (y - *l as f64)) as f32;
         }
         out
     }
