@@ -13,6 +13,8 @@
 //! * `--config FILE`: an `[anomaly]`-style TOML table of detector settings;
 //! * `--sensitivity low|normal|high`;
 //! * `--reasons`: print every false flag's reasons;
+//! * `--misses`: per missed window, the best streaming ratio inside it and the
+//!   largest CPU |z| and change from the median (which limit stopped it);
 //! * `--no-generator`: skip the synthetic traces.
 
 use std::path::{Path, PathBuf};
@@ -79,6 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut flags = Vec::with_capacity(snaps.len());
         // Per window, the highest score inside it (for --misses).
         let mut best = vec![(0.0f64, 0.0f64); w.len()];
+        let mut bz = vec![(0.0f64, 0.0f64); w.len()];
         let skip = (snaps.len() as f64 * DEFAULT_PROBATION) as usize;
         for (k, s) in snaps.iter().enumerate() {
             let Some((a, v)) = d.observe_detailed(s) else {
@@ -91,6 +94,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     *b = (r, a.timestamp);
                 }
             }
+            for (b, (x, y)) in bz.iter_mut().zip(&w) {
+                if (*x..=*y).contains(&a.timestamp) && k >= skip {
+                    if let Some(dv) = v.streaming.deviations[0] {
+                        b.0 = b.0.max(dv.z.abs());
+                        b.1 = b.1.max((dv.value - dv.baseline).abs());
+                    }
+                }
+            }
             let outside = !w.iter().any(|(x, y)| (*x..=*y).contains(&a.timestamp));
             if a.anomaly && outside && k >= skip && flag("--reasons") {
                 println!("  FALSE {name} #{k} {:?}", a.reasons);
@@ -100,8 +111,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (i, b) in best.iter().enumerate() {
                 if b.0 < 1.0 {
                     println!(
-                        "  MISSED {name} window {i}: best streaming ratio {:.3} at {}",
-                        b.0, b.1
+                        "  MISSED {name} window {i}: best streaming ratio {:.3} at {} max|z| {:.1} max|chg| {:.1}",
+                        b.0, b.1, bz[i].0, bz[i].1
                     );
                 }
             }

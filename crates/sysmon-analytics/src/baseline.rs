@@ -222,6 +222,159 @@ impl Envelope {
     }
 }
 
+/// Seconds in a day.
+const DAY_SECS: f64 = 86_400.0;
+/// [`Seasonal`]: the weight of each new day in an hour's level.
+const SEASONAL_DAY_WEIGHT: f64 = 0.3;
+/// [`Seasonal`]: the residual is smoothed over this time constant, seconds (or
+/// three sampling intervals, when longer): a contextual deviation is a level
+/// that persists, not one sample.
+const SEASONAL_SMOOTH_SECS: f64 = 3_600.0;
+/// [`Seasonal`]: the spread of the smoothed residual is a mean over about this
+/// long, seconds.
+const SEASONAL_SPREAD_SECS: f64 = 7.0 * DAY_SECS;
+/// [`Seasonal`]: days of learning before it can flag.
+const SEASONAL_WARMUP_DAYS: f64 = 2.0;
+
+/// The usual level of a series at each hour of the day, learned from the
+/// values themselves, and how unusual the recent level is for this hour: a
+/// contextual-deviation test that works at any sampling interval (every rate is
+/// a time constant in seconds, never a count of samples) in 24 × 4 bytes plus a
+/// few numbers per feature.
+///
+/// * The level of each hour is an exponential mean over days (each day weighs
+///   [`SEASONAL_DAY_WEIGHT`]); the expected value at `ts` interpolates between
+///   the two nearest hour centres.
+/// * The residual (value − expected) is smoothed over an hour
+///   ([`SEASONAL_SMOOTH_SECS`]); its spread is the mean absolute smoothed
+///   residual over about a week, updated only on samples that are not flagged.
+/// * [`Seasonal::observe`] returns the smoothed residual and its ratio to the
+///   spread; the caller decides how many spreads flag.
+#[derive(Debug, Clone, Copy)]
+pub struct Seasonal {
+    levels: [f32; DAY_BINS],
+    first: f64,
+    last: f64,
+    smooth: f64,
+    spread: f64,
+    n: u32,
+    /// The step `dt` the three update weights below were computed for (the
+    /// sampling interval is usually steady: no `exp`/`powf` per sample).
+    rates: [f32; 4],
+}
+
+impl Default for Seasonal {
+    fn default() -> Self {
+        Seasonal {
+            levels: [f32::NAN; DAY_BINS],
+            first: f64::NAN,
+            last: f64::NAN,
+            smooth: 0.0,
+            spread: 0.0,
+            n: 0,
+            rates: [f32::NAN; 4],
+        }
+    }
+}
+
+/// What [`Seasonal::observe`] saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeasonalResidual {
+    /// The usual level at this time of day.
+    pub expected: f64,
+    /// The residual smoothed over about an hour.
+    pub smooth: f64,
+    /// `smooth / spread`: how many usual spreads the recent level is off.
+    pub ratio: f64,
+}
+
+impl Seasonal {
+    /// The expected level at `ts`: interpolated between the two nearest hour
+    /// centres (either alone when the other was never seen).
+    pub fn expected(&self, ts: f64) -> Option<f64> {
+        if !ts.is_finite() {
+            return None;
+        }
+        let pos = (ts.rem_euclid(DAY_SECS) / BIN_SECS) - 0.5;
+        let lo = pos.floor();
+        let w = pos - lo;
+        let a = self.levels[(lo as i64).rem_euclid(DAY_BINS as i64) as usize];
+        let b = self.levels[(lo as i64 + 1).rem_euclid(DAY_BINS as i64) as usize];
+        match (a.is_nan(), b.is_nan()) {
+            (false, false) => Some(a as f64 * (1.0 - w) + b as f64 * w),
+            (false, true) => Some(a as f64),
+            (true, false) => Some(b as f64),
+            (true, true) => None,
+        }
+    }
+
+    /// Scores `y` at `ts` against the usual level of this time of day (once two
+    /// days have been learned), then learns it. `flagged` tells whether the
+    /// caller flags this sample from the returned residual: a flagged sample
+    /// does not widen the spread.
+    pub fn observe(
+        &mut self,
+        ts: f64,
+        y: f64,
+        flag: impl FnOnce(&SeasonalResidual) -> bool,
+    ) -> Option<SeasonalResidual> {
+        if !(ts.is_finite() && y.is_finite()) {
+            return None;
+        }
+        if self.first.is_nan() {
+            self.first = ts;
+        }
+        let dt = if self.last.is_finite() {
+            (ts - self.last).max(0.0)
+        } else {
+            0.0
+        };
+        self.last = ts;
+        if self.rates[0] != dt as f32 {
+            let tau = SEASONAL_SMOOTH_SECS.max(3.0 * dt);
+            self.rates = [
+                dt as f32,
+                (1.0 - (-dt / tau).exp()) as f32,
+                (1.0 - (-dt / SEASONAL_SPREAD_SECS).exp()) as f32,
+                (1.0 - (1.0 - SEASONAL_DAY_WEIGHT).powf(dt / BIN_SECS)) as f32,
+            ];
+        }
+        let [_, a_smooth, a_spread, a_level] = self.rates.map(f64::from);
+        let mut out = None;
+        if let Some(e) = self.expected(ts) {
+            let r = y - e;
+            self.smooth += a_smooth * (r - self.smooth);
+            let res = SeasonalResidual {
+                expected: e,
+                smooth: self.smooth,
+                ratio: if self.spread > 0.0 {
+                    self.smooth / self.spread
+                } else {
+                    0.0
+                },
+            };
+            let ready = ts - self.first >= SEASONAL_WARMUP_DAYS * DAY_SECS && self.spread > 0.0;
+            let flagged = ready && flag(&res);
+            if !flagged {
+                self.n = self.n.saturating_add(1);
+                let a = (1.0 / self.n as f64).max(a_spread);
+                self.spread += a * (self.smooth.abs() - self.spread);
+            }
+            if ready {
+                out = Some(res);
+            }
+        }
+        let bin = bin_of(hour_of(ts));
+        let l = &mut self.levels[bin];
+        if l.is_nan() {
+            *l = y as f32;
+        } else {
+            *l += (a_level * (y - *l as f64)) as f32;
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,5 +408,69 @@ mod tests {
         }
         assert!(g.factor(false) < 1.3, "{}", g.factor(false));
         assert!(h.factor(false) > 2.0, "{}", h.factor(false));
+    }
+
+    #[test]
+    fn the_seasonal_level_is_learned_at_any_interval_and_scores_after_two_days() {
+        for interval in [1.0, 60.0, 300.0] {
+            let mut s = Seasonal::default();
+            let level = |ts: f64| 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            let mut first_score = None;
+            let steps = (3.0 * DAY_SECS / interval) as usize;
+            for i in 0..steps {
+                let ts = i as f64 * interval;
+                if s.observe(ts, level(ts), |_| false).is_some() && first_score.is_none() {
+                    first_score = Some(ts);
+                }
+            }
+            let first = first_score.expect("scores once two days are learned");
+            assert!(
+                (2.0 * DAY_SECS..2.0 * DAY_SECS + 2.0 * interval).contains(&first),
+                "interval {interval}: first score at {first}"
+            );
+            // The usual level at 06:00 (the peak) and at 18:00 (the trough),
+            // within the interpolation error of hourly bins.
+            let at = |h: f64| s.expected(3.0 * DAY_SECS + h * 3600.0).unwrap();
+            assert!(
+                (at(6.0) - 80.0).abs() < 1.5,
+                "interval {interval}: {}",
+                at(6.0)
+            );
+            assert!(
+                (at(18.0) - 20.0).abs() < 1.5,
+                "interval {interval}: {}",
+                at(18.0)
+            );
+        }
+    }
+
+    #[test]
+    fn the_seasonal_residual_is_smoothed_and_measured_in_usual_spreads() {
+        let mut s = Seasonal::default();
+        let mut r = Rng::new(9);
+        let interval = 300.0;
+        let mut last = None;
+        for i in 0..(4.0 * DAY_SECS / interval) as usize {
+            let ts = i as f64 * interval;
+            let day = 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            last = s.observe(ts, day + r.normal(), |r| r.ratio.abs() >= 4.0);
+            if let Some(res) = last {
+                assert!(res.ratio.abs() < 4.0, "sample {i}: {res:?}");
+            }
+        }
+        assert!(last.is_some());
+        // One sample 20 points low moves the hour's smoothed level a little;
+        // three hours of it move it by most of the 20 points.
+        let t0 = 4.0 * DAY_SECS;
+        let mut off = Vec::new();
+        for k in 0..36 {
+            let ts = t0 + k as f64 * interval;
+            let day = 50.0 + 30.0 * (std::f64::consts::TAU * ts / DAY_SECS).sin();
+            off.push(s.observe(ts, day - 20.0, |_| false).unwrap());
+        }
+        assert!(off[0].smooth > -3.0, "{:?}", off[0]);
+        assert!(off[35].smooth < -12.0, "{:?}", off[35]);
+        assert!(off[35].ratio < -4.0, "{:?}", off[35]);
+        assert!(s.observe(f64::NAN, 1.0, |_| false).is_none());
     }
 }

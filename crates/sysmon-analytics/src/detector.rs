@@ -146,6 +146,12 @@ pub struct DetectorConfig {
     /// Streaming: how far beyond that range, as a share of its width, flags
     /// (with the minimum change from the baseline).
     pub extreme_margin: f64,
+    /// Streaming: the time-of-day test (0 disables it) flags when the level of
+    /// the last hour is this many usual spreads away from the usual level at
+    /// this hour of the day (learned over days; with the minimum change), once
+    /// per excursion: a busy hour that is usually quiet, a quiet day that is
+    /// usually busy.
+    pub seasonal_limit: f64,
 }
 
 impl Default for DetectorConfig {
@@ -183,6 +189,7 @@ impl Default for DetectorConfig {
             calibrate_tails: s.calibrate_tails,
             extreme_horizon_secs: s.extreme_horizon,
             extreme_margin: s.extreme_margin,
+            seasonal_limit: s.seasonal_limit,
         }
     }
 }
@@ -214,6 +221,7 @@ impl DetectorConfig {
             calibrate_tails: self.calibrate_tails,
             extreme_horizon: self.extreme_horizon_secs,
             extreme_margin: self.extreme_margin * k,
+            seasonal_limit: self.seasonal_limit * k,
             ..StreamingParams::default()
         }
     }
@@ -296,6 +304,12 @@ impl DetectorConfig {
             return bad(format!(
                 "extreme_horizon_secs must be 0 (off) or a positive number of seconds, not {}",
                 self.extreme_horizon_secs
+            ));
+        }
+        if !(self.seasonal_limit.is_finite() && self.seasonal_limit >= 0.0) {
+            return bad(format!(
+                "seasonal_limit must be 0 (off) or a positive number, not {}",
+                self.seasonal_limit
             ));
         }
         if self.relearn_after > 1000 {

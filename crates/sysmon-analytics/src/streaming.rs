@@ -17,10 +17,13 @@
 //!   slope of each half-window must be positive and large enough that the slower
 //!   of the two, over the whole window, rises by `trend_min_rise` points. Requiring
 //!   both halves to climb tells a ramp from a one-off step.
+//! * **Time of day.** Per feature, the last hour's level against the usual level
+//!   at this hour of the day ([`Seasonal`]), in usual spreads and with the minimum
+//!   change: flagged once per excursion (see `StreamingParams::seasonal_limit`).
 
 use std::collections::VecDeque;
 
-use super::baseline::{DailyProfile, Envelope, TailQuantile};
+use super::baseline::{DailyProfile, Envelope, Seasonal, TailQuantile};
 use super::features::{is_rate, Features, FEATURE_COUNT, FEATURE_NAMES, MEMORY};
 
 /// In the sustained-shift test each sample counts for at most this many times
@@ -216,6 +219,10 @@ pub struct StreamingParams {
     pub extreme_horizon: f64,
     /// New-extreme test: how far beyond the envelope, as a share of its width.
     pub extreme_margin: f64,
+    /// Time-of-day test (0 disables it): the level of the last hour, against
+    /// the usual level at this hour of the day ([`Seasonal`]), flags at this
+    /// many usual spreads (with the minimum change), once per excursion.
+    pub seasonal_limit: f64,
 }
 
 impl Default for StreamingParams {
@@ -224,7 +231,7 @@ impl Default for StreamingParams {
             window: 64,
             warmup: 16,
             z_threshold: 5.0,
-            min_change: [20.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6],
+            min_change: [10.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6],
             min_scale_percent: 0.5,
             min_scale_log: 0.05,
             rate_offset: 1.0e6,
@@ -238,6 +245,7 @@ impl Default for StreamingParams {
             calibrate_tails: true,
             extreme_horizon: 86_400.0,
             extreme_margin: 0.1,
+            seasonal_limit: 4.0,
         }
     }
 }
@@ -260,6 +268,9 @@ pub struct Deviation {
     pub ratio: f64,
     /// True when the sustained-shift test gave the ratio.
     pub sustained: bool,
+    /// The usual level at this time of day and the last hour's smoothed
+    /// deviation from it, when the time-of-day test alone flagged the sample.
+    pub seasonal: Option<(f64, f64)>,
     /// The expected range, in the feature's unit: values between these two are
     /// not anomalous (the baseline ± the spike test's limits, the larger of
     /// `z_threshold` robust scales and `min_change`).
@@ -274,6 +285,23 @@ impl Deviation {
         let name = FEATURE_NAMES[self.feature];
         let how = if self.sustained { ", sustained" } else { "" };
         let (lo, hi) = self.expected;
+        if let Some((usual, off)) = self.seasonal {
+            return if is_rate(self.feature) {
+                format!(
+                    "{name} {} vs usual {} at this time of day, expected {}..{} (last hour {:+.1}x the usual level)",
+                    human_rate(self.value),
+                    human_rate(usual),
+                    human_rate(lo),
+                    human_rate(hi),
+                    off
+                )
+            } else {
+                format!(
+                    "{name} {:.1} % vs usual {:.1} % at this time of day, expected {:.1}..{:.1} % (last hour {:+.1} points off the usual level)",
+                    self.value, usual, lo, hi, off
+                )
+            };
+        }
         if is_rate(self.feature) {
             format!(
                 "{name} {} vs median {}, expected {}..{} ({:+.1}x, robust z = {:.1}{how})",
@@ -369,6 +397,9 @@ pub struct StreamingDetector {
     tails: [TailQuantile; FEATURE_COUNT],
     /// Per feature, the recent range.
     envelopes: [Envelope; FEATURE_COUNT],
+    /// Per feature, the usual level by time of day, and whether the
+    /// time-of-day test is armed (it flags once per excursion).
+    seasonal: [(Seasonal, bool); FEATURE_COUNT],
     trend: VecDeque<f64>,
 }
 
@@ -389,6 +420,7 @@ impl StreamingDetector {
             },
             tails: [TailQuantile::default(); FEATURE_COUNT],
             envelopes: [Envelope::default(); FEATURE_COUNT],
+            seasonal: [(Seasonal::default(), true); FEATURE_COUNT],
             trend: VecDeque::new(),
             params,
         }
@@ -423,11 +455,7 @@ impl StreamingDetector {
     }
 
     fn inverse(&self, feature: usize, y: f64) -> f64 {
-        if is_rate(feature) {
-            (y.exp() - self.params.rate_offset).max(0.0)
-        } else {
-            y
-        }
+        inverse(feature, y, self.params.rate_offset)
     }
 
     /// Scores `features` against the rolling baselines, then adds them.
@@ -444,7 +472,8 @@ impl StreamingDetector {
                     let d = self.deviation(f, x, y, med, mad, ts);
                     out.deviations[f] = Some(d);
                     let run = &mut self.runs[f];
-                    if d.ratio >= 1.0 {
+                    // A time-of-day flag alone does not move the rolling baseline.
+                    if d.ratio >= 1.0 && d.seasonal.is_none() {
                         run.0 += 1;
                         run.1 += y - med;
                         if p.relearn_after > 0 && run.0 as usize >= p.relearn_after {
@@ -577,6 +606,39 @@ impl StreamingDetector {
                     .min(change_ratio);
             }
         }
+        let mut seasonal = 0.0;
+        let mut seasonal_ref = (med, 0.0);
+        if p.seasonal_limit > 0.0 {
+            let (off, two) = (p.rate_offset, p.two_sided);
+            let inv = |y: f64| inverse(f, y, off);
+            let min_change = p.min_change[f].max(f64::MIN_POSITIVE);
+            let (state, armed) = &mut self.seasonal[f];
+            let mut r_now = 0.0;
+            let res = state.observe(ts, y, |r| {
+                let z = if two { r.ratio.abs() } else { r.ratio.max(0.0) };
+                let chg = (inv(r.expected + r.smooth) - inv(r.expected)).abs();
+                r_now = (z / p.seasonal_limit).min(chg / min_change);
+                // Samples beyond the limits (flagged or within an excursion
+                // already flagged) do not widen the usual spread.
+                r_now >= 1.0
+            });
+            if let Some(r) = res {
+                if r_now >= 1.0 && *armed {
+                    seasonal = r_now;
+                    seasonal_ref = (
+                        inv(r.expected),
+                        if is_rate(f) {
+                            (inv(r.expected + r.smooth) + 1.0) / (inv(r.expected) + 1.0)
+                        } else {
+                            r.smooth
+                        },
+                    );
+                    *armed = false;
+                } else if r_now < 0.5 {
+                    *armed = true;
+                }
+            }
+        }
         // The tail is calibrated on the samples the spike test does not flag:
         // anomalies do not raise the limits that should catch the next ones.
         if spike < 1.0 {
@@ -589,13 +651,15 @@ impl StreamingDetector {
         let hi = self
             .inverse(f, hi_ref + reach)
             .max(self.inverse(f, hi_ref) + p.min_change[f]);
+        let local = spike.max(sustained).max(extreme);
         Deviation {
             feature: f,
             value: x,
             baseline: self.inverse(f, med),
             z,
-            ratio: spike.max(sustained).max(extreme),
+            ratio: local.max(seasonal),
             sustained: sustained > spike.max(extreme),
+            seasonal: (seasonal >= 1.0 && local < 1.0).then_some(seasonal_ref),
             expected: (lo.max(0.0), if is_rate(f) { hi } else { hi.min(100.0) }),
         }
     }
@@ -628,6 +692,15 @@ impl StreamingDetector {
             rise,
             ratio: (rise / self.params.trend_min_rise.max(f64::MIN_POSITIVE)).max(0.0),
         }
+    }
+}
+
+/// The feature's unit from the detector's space (rates are `ln(rate + offset)`).
+fn inverse(feature: usize, y: f64, rate_offset: f64) -> f64 {
+    if is_rate(feature) {
+        (y.exp() - rate_offset).max(0.0)
+    } else {
+        y
     }
 }
 
@@ -843,5 +916,44 @@ mod tests {
     fn human_rates() {
         assert_eq!(human_rate(999.0), "999.0 B/s");
         assert_eq!(human_rate(1.5e6), "1.5 MB/s");
+    }
+
+    #[test]
+    fn an_unusual_day_is_flagged_by_the_time_of_day_test_once_at_any_interval() {
+        for interval in [60.0, 300.0, 900.0] {
+            let mut d = StreamingDetector::new(StreamingParams {
+                two_sided: true,
+                ..StreamingParams::default()
+            });
+            let mut r = Rng::new(6);
+            let per_day = (86_400.0 / interval) as usize;
+            let mut seasonal_days = Vec::new();
+            for i in 0..per_day * 7 {
+                let ts = i as f64 * interval;
+                let day = i / per_day;
+                let usual = 50.0 + 30.0 * (std::f64::consts::TAU * ts / 86_400.0).sin();
+                // Day 4 runs at half the usual level: a holiday.
+                let v = if day == 4 { usual * 0.5 } else { usual } + r.normal();
+                let mut f = feats(v, 1e6);
+                f.timestamp = ts;
+                let o = d.observe(&f);
+                if let Some(dev) = o.deviations[CPU].filter(|d| d.ratio >= 1.0) {
+                    if dev.seasonal.is_some() {
+                        assert!(dev.describe().contains("at this time of day"), "{dev:?}");
+                        seasonal_days.push(day);
+                    }
+                }
+            }
+            assert!(
+                seasonal_days.first() == Some(&4),
+                "interval {interval}: {seasonal_days:?}"
+            );
+            // Once per excursion: the day itself, and at most the day after
+            // (back up from a level half-learned the day before).
+            assert!(
+                seasonal_days.len() <= 2 && seasonal_days.iter().all(|d| (4..=5).contains(d)),
+                "interval {interval}: {seasonal_days:?}"
+            );
+        }
     }
 }
