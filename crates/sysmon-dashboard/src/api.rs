@@ -376,52 +376,81 @@ pub(crate) async fn map(State(st): State<Arc<AppState>>, q: Params) -> Result<Re
         .collect();
     let total = rows.len();
     rows.truncate(MAX_MAP_MACHINES);
-    let label_of = |r: &Row| -> String {
-        group
-            .and_then(|g| r.snap.labels.get(g).cloned())
-            .unwrap_or_default()
-    };
-    let mut groups: Vec<serde_json::Value> = Vec::new();
-    if group.is_some() {
-        // Stable: machines keep their natural order inside a group.
-        rows.sort_by(|a, b| crate::fleet::natural_cmp(&label_of(a), &label_of(b)));
+    let mut groups: Vec<MapGroup> = Vec::new();
+    if let Some(g) = group {
+        // Each label read once; stable, so machines keep their natural
+        // order inside a group.
+        let mut keyed: Vec<(&str, &Row)> = rows
+            .iter()
+            .map(|r| (r.snap.labels.get(g).map(String::as_str).unwrap_or(""), *r))
+            .collect();
+        keyed.sort_by(|a, b| crate::fleet::natural_cmp(a.0, b.0));
         let mut start = 0;
-        while start < rows.len() {
-            let name = label_of(rows[start]);
-            let mut end = start;
-            while end < rows.len() && label_of(rows[end]) == name {
-                end += 1;
-            }
-            groups.push(json!({ "name": name, "start": start, "count": end - start }));
+        while start < keyed.len() {
+            let name = keyed[start].0;
+            let end = start + keyed[start..].iter().take_while(|k| k.0 == name).count();
+            groups.push(MapGroup {
+                name: name.to_string(),
+                start,
+                count: end - start,
+            });
             start = end;
         }
+        rows = keyed.into_iter().map(|(_, r)| r).collect();
     }
-    let ids: Vec<&str> = rows.iter().map(|r| r.snap.machine_id.as_str()).collect();
-    let hosts: Vec<Option<&str>> = rows
-        .iter()
-        .map(|r| {
-            r.snap
-                .hostname
-                .as_deref()
-                .filter(|h| *h != r.snap.machine_id)
-        })
-        .collect();
-    let values: Vec<Option<f64>> = rows.iter().map(|r| r.value(metric).map(round1)).collect();
-    let status: Vec<u8> = rows
-        .iter()
-        .map(|r| match r.status(now, on, off) {
-            Status::Online => 0,
-            Status::Stale => 1,
-            Status::Offline => 2,
-        })
-        .collect();
-    Ok(Json(json!({
-        "metric": metric, "unit": metric.unit(), "now": now,
-        "total": total, "truncated": total > rows.len(),
-        "group": group, "groups": groups,
-        "ids": ids, "hosts": hosts, "values": values, "status": status,
-    }))
-    .into_response())
+    let view = MapView {
+        metric,
+        unit: metric.unit(),
+        now,
+        total,
+        truncated: total > rows.len(),
+        group,
+        groups,
+        ids: rows.iter().map(|r| r.snap.machine_id.as_str()).collect(),
+        hosts: rows
+            .iter()
+            .map(|r| {
+                r.snap
+                    .hostname
+                    .as_deref()
+                    .filter(|h| *h != r.snap.machine_id)
+            })
+            .collect(),
+        values: rows.iter().map(|r| r.value(metric).map(round1)).collect(),
+        status: rows
+            .iter()
+            .map(|r| match r.status(now, on, off) {
+                Status::Online => 0,
+                Status::Stale => 1,
+                Status::Offline => 2,
+            })
+            .collect(),
+    };
+    Ok(Json(view).into_response())
+}
+
+/// Where one group starts in `/api/map`'s columns.
+#[derive(Serialize)]
+struct MapGroup {
+    name: String,
+    start: usize,
+    count: usize,
+}
+
+/// `/api/map`'s answer, serialized directly (no JSON tree of 10,000 values).
+#[derive(Serialize)]
+struct MapView<'a> {
+    metric: Metric,
+    unit: &'static str,
+    now: f64,
+    total: usize,
+    truncated: bool,
+    group: Option<&'a str>,
+    groups: Vec<MapGroup>,
+    ids: Vec<&'a str>,
+    hosts: Vec<Option<&'a str>>,
+    values: Vec<Option<f64>>,
+    status: Vec<u8>,
 }
 
 /// `GET /api/fleet/summary?metric=cpu[&group=role]` (with the table's
