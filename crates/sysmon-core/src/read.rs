@@ -132,6 +132,14 @@ pub struct Buckets {
     pub avg: Vec<f64>,
     /// Samples in the bucket (for fleet series: machines contributing).
     pub count: Vec<u64>,
+    /// Fleet series only (empty otherwise): the median of the machines'
+    /// means in the bucket (nearest rank).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub p50: Vec<f64>,
+    /// Fleet series only (empty otherwise): the 95th percentile of the
+    /// machines' means in the bucket (nearest rank: the `ceil(0.95 n)`-th).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub p95: Vec<f64>,
 }
 
 impl Buckets {
@@ -153,6 +161,22 @@ impl Buckets {
         self.avg.push(avg);
         self.count.push(count);
     }
+
+    /// Adds the spread across machines of the bucket pushed last (fleet series).
+    pub fn push_spread(&mut self, p50: f64, p95: f64) {
+        self.p50.push(p50);
+        self.p95.push(p95);
+    }
+}
+
+/// The nearest-rank `p` quantile (`0 < p <= 1`) of `sorted` (ascending, not
+/// empty): the `ceil(p n)`-th value, as PostgreSQL's `percentile_disc`.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1]
 }
 
 /// The bucket width for `max_points` buckets over `[since, until)`: at least
@@ -262,13 +286,17 @@ pub fn fleet_buckets(
         let mut min = f64::INFINITY;
         let mut max = f64::NEG_INFINITY;
         let mut sum = 0.0;
+        let mut means = Vec::with_capacity(machines.len());
         for (s, c, mx) in machines.values() {
             let avg = s / *c as f64;
             min = min.min(avg);
             max = max.max(*mx);
             sum += avg;
+            means.push(avg);
         }
+        means.sort_by(f64::total_cmp);
         out.push(k as f64 * width, min, max, sum / n as f64, n);
+        out.push_spread(nearest_rank(&means, 0.5), nearest_rank(&means, 0.95));
     }
     out
 }
@@ -469,5 +497,12 @@ mod tests {
         assert!((b.avg[0] - 40.5).abs() < 1e-9, "{}", b.avg[0]);
         assert_eq!(b.max[0], 81.0);
         assert_eq!(b.min[0], 10.5);
+        // Machine means 10.5, 30.5, 80.5: median the 2nd, p95 the 3rd.
+        assert_eq!((b.p50[0], b.p95[0]), (30.5, 80.5));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
+        assert_eq!(
+            nearest_rank(&(1..=20).map(f64::from).collect::<Vec<_>>(), 0.95),
+            19.0
+        );
     }
 }

@@ -8,7 +8,11 @@
 //! ```
 //!
 //! `--hostile` adds a machine whose id, host name, mount point and a process
-//! name carry HTML/JS. `--live N` then keeps every machine reporting once a
+//! name carry HTML/JS. `--fleet N` adds `N` more machines named `loadgen-0`
+//! .. `loadgen-{N-1}` (no zero padding: natural order matters), labelled
+//! `role` = `db` / `web` / `cache` by index modulo 3, every seventh with host
+//! details, stored without analytics (a large fleet for the fleet-scale
+//! views and their benchmark: `--fleet 10000 --machines 0`). `--live N` then keeps every machine reporting once a
 //! second for N seconds (0 = until killed).
 //!
 //! The history goes through the analytics too (as `sysmon ingest` does), with
@@ -41,6 +45,7 @@ struct Args {
     step: f64,
     hostile: bool,
     live: Option<u64>,
+    fleet: usize,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -51,6 +56,7 @@ fn parse() -> anyhow::Result<Args> {
         step: 5.0,
         hostile: false,
         live: None,
+        fleet: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,8 +72,9 @@ fn parse() -> anyhow::Result<Args> {
             "--step" => a.step = val()?.parse()?,
             "--hostile" => a.hostile = true,
             "--live" => a.live = Some(val()?.parse()?),
+            "--fleet" => a.fleet = val()?.parse()?,
             "-h" | "--help" => {
-                println!("seed_db --db PATH [--machines N] [--history 2h] [--step SECS] [--hostile] [--live SECS]");
+                println!("seed_db --db PATH [--machines N] [--history 2h] [--step SECS] [--hostile] [--fleet N] [--live SECS]");
                 std::process::exit(0);
             }
             other => bail!("unknown flag {other}; see --help"),
@@ -84,6 +91,21 @@ fn parse() -> anyhow::Result<Args> {
 fn decorate(s: &mut Snapshot) {
     hostile(s);
     if s.machine_id == HOST_DETAILS_MACHINE {
+        sysmon_core::synth::fill_host_details(s);
+    }
+}
+
+/// A `--fleet` machine: its `role` label, and host details on every seventh.
+fn fleet_machine(s: &mut Snapshot) {
+    let n: usize = s
+        .machine_id
+        .rsplit('-')
+        .next()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0);
+    let role = ["db", "web", "cache"][n % 3];
+    s.labels.insert("role".into(), role.into());
+    if n % 7 == 0 {
         sysmon_core::synth::fill_host_details(s);
     }
 }
@@ -131,10 +153,21 @@ async fn main() -> anyhow::Result<()> {
             s.cpu_usage = 99.0;
         }
     };
-    let stored = ingest_synthetic_analysed(sinks.clone(), &plan, findings, Some(analytics)).await?;
+    let mut stored = 0;
+    if !machines.is_empty() {
+        stored = ingest_synthetic_analysed(sinks.clone(), &plan, findings, Some(analytics)).await?;
+    }
+    if args.fleet > 0 {
+        let fleet = SeedPlan {
+            machines: (0..args.fleet).map(|i| format!("loadgen-{i}")).collect(),
+            processes: 3,
+            ..plan.clone()
+        };
+        stored += ingest_synthetic(sinks.clone(), &fleet, fleet_machine).await?;
+    }
     println!(
         "stored {stored} snapshots of {} machines in {}",
-        machines.len(),
+        machines.len() + args.fleet,
         args.db.display()
     );
     if let Some(secs) = args.live {

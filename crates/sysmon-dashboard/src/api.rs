@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::json;
-use sysmon_core::{MachineSummary, ProcessInfo, Snapshot};
+use sysmon_core::{ProcessInfo, Snapshot};
 
 use crate::error::ApiError;
+use crate::fleet::{spread_by, MachineQuery, Page, Row};
 use crate::metric::{truncate, FleetAgg, Metric, Range, Usage};
 use crate::{now_epoch_secs, AppState};
 use sysmon_core::read::{Buckets, SeriesQuery};
@@ -83,16 +84,19 @@ pub struct MachineView {
     pub age_secs: f64,
     /// online / stale / offline.
     pub status: Status,
+    /// The agent's labels (`role = "db"`, ...).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
-fn machine_view(m: MachineSummary, now: f64, st: &AppState) -> MachineView {
-    let age = now - m.last_seen;
+fn machine_view(r: &Row, now: f64, st: &AppState) -> MachineView {
+    let age = now - r.snap.timestamp;
     MachineView {
         status: Status::of(age, st.options.online_secs, st.options.offline_secs),
-        machine_id: m.machine_id,
-        hostname: m.hostname,
-        last_seen: m.last_seen,
+        machine_id: r.snap.machine_id.clone(),
+        hostname: r.snap.hostname.clone(),
+        last_seen: r.snap.timestamp,
         age_secs: (age * 10.0).round() / 10.0,
+        labels: r.snap.labels.clone(),
     }
 }
 
@@ -179,27 +183,57 @@ pub(crate) async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// `GET /api/machines`.
-pub(crate) async fn machines(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let now = now_epoch_secs();
-    let list: Vec<MachineView> = st
-        .source
-        .machines()
-        .await?
-        .into_iter()
-        .map(|m| machine_view(m, now, &st))
-        .collect();
-    Ok(Json(json!({
-        "now": now,
-        "online_secs": st.options.online_secs,
-        "offline_secs": st.options.offline_secs,
-        "machines": list,
-    }))
-    .into_response())
+/// The paging part of an answer: how many machines match, where this page
+/// starts, the cursor of the next, and the parameters as understood.
+fn page_meta(q: &MachineQuery, page: &Page<'_>, fleet_total: usize) -> serde_json::Value {
+    json!({
+        "total": page.total,
+        "fleet_total": fleet_total,
+        "offset": page.offset,
+        "limit": q.limit,
+        "next_cursor": page.next_cursor,
+        "sort": q.sort.name(),
+        "order": if q.desc { "desc" } else { "asc" },
+        "status_counts": page.counts,
+    })
 }
 
-/// `GET /api/overview?range=15m&spark=cpu`: every machine's status and current
-/// values with a small trend, plus the fleet's average and maximum now.
+fn merge(mut a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    if let (Some(a), serde_json::Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// `GET /api/machines?q=&status=&label=&sort=&order=&limit=&offset=&cursor=`:
+/// one page of the machine list (see `docs/api.md`).
+pub(crate) async fn machines(
+    State(st): State<Arc<AppState>>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let mq = MachineQuery::parse(&p)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let now = now_epoch_secs();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    let page = mq.run(&fleet, now, on, off);
+    let list: Vec<MachineView> = page
+        .rows
+        .iter()
+        .map(|r| machine_view(r, now, &st))
+        .collect();
+    let body = json!({
+        "now": now,
+        "online_secs": on,
+        "offline_secs": off,
+        "machines": list,
+    });
+    Ok(Json(merge(body, page_meta(&mq, &page, fleet.rows.len()))).into_response())
+}
+
+/// `GET /api/overview?range=15m&spark=cpu` plus the table parameters of
+/// `/api/machines`: one page of machines with their current values and a
+/// small trend, and the fleet's figures now (over the filtered machines).
 pub(crate) async fn overview(
     State(st): State<Arc<AppState>>,
     q: Params,
@@ -211,50 +245,253 @@ pub(crate) async fn overview(
         None => Metric::Cpu,
     };
     let points = parse_points(&p, 60)?;
+    let mq = MachineQuery::parse(&p)?;
+    let fleet = st.fleet.get(&st.source).await?;
     let now = now_epoch_secs();
-    let latest = st.source.latest_all().await?;
-    // Every machine's sparkline in one read.
-    let ids: Vec<String> = latest.iter().map(|s| s.machine_id.clone()).collect();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    let page = mq.run(&fleet, now, on, off);
+    // The page's sparklines in one read.
+    let ids: Vec<String> = page
+        .rows
+        .iter()
+        .map(|r| r.snap.machine_id.clone())
+        .collect();
     let mut sparks = st
         .source
         .sparklines(&ids, spark, now - range.secs(), now + 1.0, points)
         .await?;
-    let mut rows = Vec::with_capacity(latest.len());
-    let (mut n, mut cpu_sum, mut cpu_max, mut mem_sum, mut mem_max) =
-        (0u32, 0.0, 0.0f64, 0.0, 0.0f64);
-    for s in &latest {
+    let mut rows = Vec::with_capacity(page.rows.len());
+    for r in &page.rows {
+        let s = &r.snap;
         let age = now - s.timestamp;
-        let status = Status::of(age, st.options.online_secs, st.options.offline_secs);
-        if status == Status::Online {
-            n += 1;
-            cpu_sum += s.cpu_usage;
-            cpu_max = cpu_max.max(s.cpu_usage);
-            mem_sum += s.memory_usage;
-            mem_max = mem_max.max(s.memory_usage);
-        }
         let trend = sparks.remove(&s.machine_id).unwrap_or_default();
         rows.push(json!({
-            "status": status,
+            "status": Status::of(age, on, off),
             "age_secs": (age * 10.0).round() / 10.0,
             "now": MachineNow::from(s),
+            "labels": s.labels,
             "spark": { "ts": trend.ts, "avg": trend.avg },
         }));
     }
-    let fleet = if n > 0 {
-        json!({
-            "online": n,
-            "cpu_avg": cpu_sum / f64::from(n), "cpu_max": cpu_max,
-            "memory_avg": mem_sum / f64::from(n), "memory_max": mem_max,
-        })
-    } else {
+    let online: Vec<&Row> = page
+        .kept
+        .iter()
+        .copied()
+        .filter(|r| r.status(now, on, off) == Status::Online)
+        .collect();
+    let fleet_now = if online.is_empty() {
         json!({ "online": 0 })
+    } else {
+        let (cpu, _) = spread_by(&online, Metric::Cpu, None, 0);
+        let (mem, _) = spread_by(&online, Metric::Memory, None, 0);
+        let sum = |m: Metric| online.iter().filter_map(|r| r.value(m)).sum::<f64>();
+        json!({
+            "online": online.len(),
+            "cpu_avg": cpu.avg, "cpu_max": cpu.max, "cpu_p50": cpu.p50, "cpu_p95": cpu.p95,
+            "memory_avg": mem.avg, "memory_max": mem.max,
+            "memory_p50": mem.p50, "memory_p95": mem.p95,
+            "disk_read": sum(Metric::DiskRead), "disk_write": sum(Metric::DiskWrite),
+            "net_sent": sum(Metric::NetSent), "net_recv": sum(Metric::NetRecv),
+        })
     };
-    Ok(Json(json!({
+    let body = json!({
         "now": now,
         "range": range,
         "spark_metric": spark,
         "machines": rows,
-        "fleet": fleet,
+        "fleet": fleet_now,
+    });
+    Ok(Json(merge(body, page_meta(&mq, &page, fleet.rows.len()))).into_response())
+}
+
+/// Largest `n` of `/api/top`.
+const MAX_TOP: usize = 100;
+/// Most machines in one `/api/map` answer.
+pub const MAX_MAP_MACHINES: usize = 20_000;
+/// Most groups in a grouped answer.
+const MAX_GROUPS: usize = 50;
+
+/// `GET /api/top?metric=cpu&n=10` (with the table's filters): the machines
+/// with the highest (or, `order=asc`, lowest) current value.
+pub(crate) async fn top(State(st): State<Arc<AppState>>, q: Params) -> Result<Response, ApiError> {
+    let mut p = params(q)?;
+    let metric = parse_any_metric(&p)?;
+    let n = crate::fleet::parse_bounded(&p, "n", 10, 1, MAX_TOP)?;
+    p.insert("sort".into(), metric.short_name().into());
+    p.insert("limit".into(), n.to_string());
+    p.remove("cursor");
+    p.remove("offset");
+    let mq = MachineQuery::parse(&p)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let now = now_epoch_secs();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    let page = mq.run(&fleet, now, on, off);
+    let list: Vec<serde_json::Value> = page
+        .rows
+        .iter()
+        .filter_map(|r| {
+            r.value(metric).map(|v| {
+                json!({
+                    "machine_id": r.snap.machine_id, "hostname": r.snap.hostname,
+                    "value": v, "status": r.status(now, on, off),
+                })
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "metric": metric, "unit": metric.unit(), "n": n,
+        "order": if mq.desc { "desc" } else { "asc" },
+        "total": page.total, "machines": list,
+    }))
+    .into_response())
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// `GET /api/map?metric=cpu[&group=role]` (with the table's filters): every
+/// machine's current value in compact columns, for the fleet map.
+pub(crate) async fn map(State(st): State<Arc<AppState>>, q: Params) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let metric = parse_any_metric(&p)?;
+    let group = p.get("group").map(|g| g.trim()).filter(|g| !g.is_empty());
+    if group.is_some_and(|g| g.len() > 128) {
+        return Err(ApiError::bad_request(
+            "`group` must be a label key of at most 128 bytes",
+        ));
+    }
+    let mut pq = p.clone();
+    for k in ["sort", "order", "limit", "offset", "cursor"] {
+        pq.remove(k);
+    }
+    let mq = MachineQuery::parse(&pq)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let now = now_epoch_secs();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    let mut rows: Vec<&Row> = fleet
+        .rows
+        .iter()
+        .filter(|r| mq.keeps(r, now, on, off))
+        .collect();
+    let total = rows.len();
+    rows.truncate(MAX_MAP_MACHINES);
+    let mut groups: Vec<MapGroup> = Vec::new();
+    if let Some(g) = group {
+        // Each label read once; stable, so machines keep their natural
+        // order inside a group.
+        let mut keyed: Vec<(&str, &Row)> = rows
+            .iter()
+            .map(|r| (r.snap.labels.get(g).map(String::as_str).unwrap_or(""), *r))
+            .collect();
+        keyed.sort_by(|a, b| crate::fleet::natural_cmp(a.0, b.0));
+        let mut start = 0;
+        while start < keyed.len() {
+            let name = keyed[start].0;
+            let end = start + keyed[start..].iter().take_while(|k| k.0 == name).count();
+            groups.push(MapGroup {
+                name: name.to_string(),
+                start,
+                count: end - start,
+            });
+            start = end;
+        }
+        rows = keyed.into_iter().map(|(_, r)| r).collect();
+    }
+    let view = MapView {
+        metric,
+        unit: metric.unit(),
+        now,
+        total,
+        truncated: total > rows.len(),
+        group,
+        groups,
+        ids: rows.iter().map(|r| r.snap.machine_id.as_str()).collect(),
+        hosts: rows
+            .iter()
+            .map(|r| {
+                r.snap
+                    .hostname
+                    .as_deref()
+                    .filter(|h| *h != r.snap.machine_id)
+            })
+            .collect(),
+        values: rows.iter().map(|r| r.value(metric).map(round1)).collect(),
+        status: rows
+            .iter()
+            .map(|r| match r.status(now, on, off) {
+                Status::Online => 0,
+                Status::Stale => 1,
+                Status::Offline => 2,
+            })
+            .collect(),
+    };
+    Ok(Json(view).into_response())
+}
+
+/// Where one group starts in `/api/map`'s columns.
+#[derive(Serialize)]
+struct MapGroup {
+    name: String,
+    start: usize,
+    count: usize,
+}
+
+/// `/api/map`'s answer, serialized directly (no JSON tree of 10,000 values).
+#[derive(Serialize)]
+struct MapView<'a> {
+    metric: Metric,
+    unit: &'static str,
+    now: f64,
+    total: usize,
+    truncated: bool,
+    group: Option<&'a str>,
+    groups: Vec<MapGroup>,
+    ids: Vec<&'a str>,
+    hosts: Vec<Option<&'a str>>,
+    values: Vec<Option<f64>>,
+    status: Vec<u8>,
+}
+
+/// `GET /api/fleet/summary?metric=cpu[&group=role]` (with the table's
+/// filters): the spread (avg, min, p50, p95, max) of a metric's current
+/// values over the online machines, overall and per label value.
+pub(crate) async fn fleet_summary(
+    State(st): State<Arc<AppState>>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let metric = parse_any_metric(&p)?;
+    let group = p.get("group").map(|g| g.trim()).filter(|g| !g.is_empty());
+    if group.is_some_and(|g| g.len() > 128) {
+        return Err(ApiError::bad_request(
+            "`group` must be a label key of at most 128 bytes",
+        ));
+    }
+    let mut pq = p.clone();
+    for k in ["sort", "order", "limit", "offset", "cursor"] {
+        pq.remove(k);
+    }
+    if !pq.contains_key("status") {
+        pq.insert("status".into(), "online".into());
+    }
+    let mq = MachineQuery::parse(&pq)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let now = now_epoch_secs();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    let rows: Vec<&Row> = fleet
+        .rows
+        .iter()
+        .filter(|r| mq.keeps(r, now, on, off))
+        .collect();
+    let (all, groups) = spread_by(&rows, metric, group, MAX_GROUPS);
+    let groups: Vec<serde_json::Value> = groups
+        .into_iter()
+        .map(|(name, s)| merge(json!({ "name": name }), json!(s)))
+        .collect();
+    Ok(Json(json!({
+        "metric": metric, "unit": metric.unit(), "machines": rows.len(),
+        "spread": all, "group": group, "groups": groups,
     }))
     .into_response())
 }
@@ -327,6 +564,20 @@ fn parse_metric_str(s: &str) -> Result<Metric, ApiError> {
         ));
     }
     Ok(m)
+}
+
+/// Any metric of the vocabulary, charted or not (the map, top-N and the
+/// fleet's spread read current values, which every metric has).
+fn parse_any_metric(p: &HashMap<String, String>) -> Result<Metric, ApiError> {
+    let Some(s) = p.get("metric") else {
+        return Ok(Metric::Cpu);
+    };
+    s.parse::<Metric>().map_err(|e| {
+        ApiError::not_allowed(
+            e.to_string(),
+            Metric::ALL.iter().map(|m| m.short_name()).collect(),
+        )
+    })
 }
 
 fn parse_metric(p: &HashMap<String, String>) -> Result<Metric, ApiError> {
@@ -453,7 +704,7 @@ pub(crate) async fn fleet(
 ) -> Result<Response, ApiError> {
     let p = params(q)?;
     let metric = parse_metric(&p)?;
-    let (since, until, range) = parse_window(&p)?;
+    let (_, _, range) = parse_window(&p)?;
     let points = parse_points(&p, DEFAULT_POINTS)?;
     let agg = match p.get("agg") {
         Some(a) => a
@@ -461,6 +712,32 @@ pub(crate) async fn fleet(
             .map_err(|e| ApiError::not_allowed(e.to_string(), vec!["avg", "max"]))?,
         None => FleetAgg::Avg,
     };
+    let Some(range) = range else {
+        return Ok(Json(fleet_answer(st, p, metric, agg, points).await?).into_response());
+    };
+    // A window relative to now: a slow answer (a large fleet) is kept briefly.
+    let key = format!(
+        "fleet|{}|{}|{}|{points}",
+        metric.name(),
+        agg.name(),
+        range.name()
+    );
+    let st2 = st.clone();
+    let v = st
+        .slow
+        .get(key, move || fleet_answer(st2, p, metric, agg, points))
+        .await?;
+    Ok(Json(v.as_ref()).into_response())
+}
+
+async fn fleet_answer(
+    st: Arc<AppState>,
+    p: HashMap<String, String>,
+    metric: Metric,
+    agg: FleetAgg,
+    points: usize,
+) -> Result<serde_json::Value, ApiError> {
+    let (since, until, range) = parse_window(&p)?;
     let buckets = st
         .source
         .series(&SeriesQuery::fleet(metric, agg, since, until, points))
@@ -481,7 +758,7 @@ pub(crate) async fn fleet(
     })
     .map_err(|_| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "serialization failed"))?;
     body["value"] = json!(value);
-    Ok(Json(body).into_response())
+    Ok(body)
 }
 
 /// `GET /api/machines/{id}/cores?range=…`: per-core CPU, one sample per bucket.
@@ -505,18 +782,50 @@ pub(crate) async fn cores(
     .into_response())
 }
 
-/// `GET /api/scatter?range=15m`: CPU vs memory samples of every machine
-/// (bucket averages), anomalies marked.
+/// Default and largest number of machines `/api/scatter` reads.
+const DEFAULT_SCATTER_MACHINES: usize = 200;
+const MAX_SCATTER_MACHINES: usize = 1000;
+
+/// `GET /api/scatter?range=15m[&machines=200]`: CPU vs memory samples (bucket
+/// averages) of at most `machines` machines, anomalies marked. A larger fleet
+/// is sampled: the half of the budget with the highest CPU or memory now, the
+/// rest spread evenly over the others in natural id order.
 pub(crate) async fn scatter(
     State(st): State<Arc<AppState>>,
     q: Params,
 ) -> Result<Response, ApiError> {
     let p = params(q)?;
+    let (_, _, range) = parse_window(&p)?;
+    let budget = crate::fleet::parse_bounded(
+        &p,
+        "machines",
+        DEFAULT_SCATTER_MACHINES,
+        1,
+        MAX_SCATTER_MACHINES,
+    )?;
+    let Some(range) = range else {
+        return Ok(Json(scatter_answer(st, p, budget).await?).into_response());
+    };
+    let key = format!("scatter|{}|{budget}", range.name());
+    let st2 = st.clone();
+    let v = st
+        .slow
+        .get(key, move || scatter_answer(st2, p, budget))
+        .await?;
+    Ok(Json(v.as_ref()).into_response())
+}
+
+async fn scatter_answer(
+    st: Arc<AppState>,
+    p: HashMap<String, String>,
+    budget: usize,
+) -> Result<serde_json::Value, ApiError> {
     let (since, until, range) = parse_window(&p)?;
-    let machines = st.source.machines().await?;
-    let per = (2000 / machines.len().max(1)).clamp(5, 120);
-    let ids: Vec<String> = machines.iter().map(|m| m.machine_id.clone()).collect();
-    // Two reads for the whole fleet: every machine's CPU, then its memory.
+    let fleet = st.fleet.get(&st.source).await?;
+    let ids = scatter_sample(&fleet, budget);
+    let per = (2000 / ids.len().max(1)).clamp(5, 120);
+    let machines: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // Two reads for the sampled machines: their CPU, then their memory.
     let cpus = st
         .source
         .sparklines(&ids, Metric::Cpu, since, until, per)
@@ -527,7 +836,7 @@ pub(crate) async fn scatter(
         .await?;
     let mut points = Vec::new();
     for m in &machines {
-        let (Some(cpu), Some(mem)) = (cpus.get(&m.machine_id), mems.get(&m.machine_id)) else {
+        let (Some(cpu), Some(mem)) = (cpus.get(*m), mems.get(*m)) else {
             continue;
         };
         let mut j = 0;
@@ -537,7 +846,7 @@ pub(crate) async fn scatter(
             }
             if j < mem.ts.len() && mem.ts[j] == *t {
                 points.push(json!({
-                    "machine_id": m.machine_id, "ts": t,
+                    "machine_id": m, "ts": t,
                     "cpu": cpu.avg[i], "memory": mem.avg[j], "anomaly": false,
                 }));
             }
@@ -552,12 +861,46 @@ pub(crate) async fn scatter(
             }));
         }
     }
-    Ok(Json(json!({
+    Ok(json!({
         "range": range, "since": since, "until": until,
         "anomalies_available": st.analytics.available(),
+        "machines_total": fleet.rows.len(), "machines_shown": machines.len(),
+        "sampled": machines.len() < fleet.rows.len(),
         "points": points,
     }))
-    .into_response())
+}
+
+/// Which machines the scatter reads: all when they fit in `budget`, else the
+/// busiest by CPU and by memory (half the budget) and an even spread of the rest.
+fn scatter_sample(fleet: &crate::fleet::Fleet, budget: usize) -> Vec<String> {
+    let rows = &fleet.rows;
+    if rows.len() <= budget {
+        return rows.iter().map(|r| r.snap.machine_id.clone()).collect();
+    }
+    let mut chosen = vec![false; rows.len()];
+    let mut by = |m: Metric, n: usize| {
+        let mut idx: Vec<usize> = (0..rows.len()).filter(|i| !chosen[*i]).collect();
+        idx.sort_by(|a, b| {
+            let (x, y) = (rows[*a].value(m), rows[*b].value(m));
+            y.unwrap_or(f64::NEG_INFINITY)
+                .total_cmp(&x.unwrap_or(f64::NEG_INFINITY))
+        });
+        for i in idx.into_iter().take(n) {
+            chosen[i] = true;
+        }
+    };
+    by(Metric::Cpu, budget / 4);
+    by(Metric::Memory, budget / 4);
+    let rest: Vec<usize> = (0..rows.len()).filter(|i| !chosen[*i]).collect();
+    let want = budget - chosen.iter().filter(|c| **c).count();
+    for k in 0..want.min(rest.len()) {
+        chosen[rest[k * rest.len() / want.max(1)]] = true;
+    }
+    rows.iter()
+        .zip(chosen)
+        .filter(|(_, c)| *c)
+        .map(|(r, _)| r.snap.machine_id.clone())
+        .collect()
 }
 
 /// `GET /api/alerts`.
@@ -598,11 +941,47 @@ pub(crate) async fn forecast(
     .into_response())
 }
 
-/// `GET /metrics`: Prometheus text exposition.
-pub(crate) async fn metrics(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let latest = st.source.latest_all().await?;
-    let mut text = crate::prometheus::render(
+/// `GET /metrics[?machines=all|none|N][&by=cpu]`: Prometheus text
+/// exposition; per-machine gauges for every machine, none, or the `N` with
+/// the highest `by` (default: `DashboardOptions::metrics_machines`).
+pub(crate) async fn metrics(
+    State(st): State<Arc<AppState>>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let limit = match p.get("machines").map(|s| s.trim().to_ascii_lowercase()) {
+        None => st.options.metrics_machines,
+        Some(s) if s == "all" => None,
+        Some(s) if s == "none" => Some(0),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if n <= 1_000_000 => Some(n),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "`machines` must be all, none or a whole number",
+                ))
+            }
+        },
+    };
+    let mut bp = HashMap::new();
+    if let Some(b) = p.get("by") {
+        bp.insert("metric".to_string(), b.clone());
+    }
+    let by = parse_any_metric(&bp)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let mut latest: Vec<&Snapshot> = fleet.rows.iter().map(|r| &r.snap).collect();
+    if let Some(n) = limit {
+        if n < fleet.rows.len() {
+            let mut rows: Vec<&Row> = fleet.rows.iter().collect();
+            rows.sort_by(|a, b| {
+                let v = |r: &Row| r.value(by).unwrap_or(f64::NEG_INFINITY);
+                v(b).total_cmp(&v(a))
+            });
+            latest = rows.into_iter().take(n).map(|r| &r.snap).collect();
+        }
+    }
+    let mut text = crate::prometheus::render_selected(
         &latest,
+        fleet.rows.len(),
         now_epoch_secs(),
         st.options.online_secs,
         st.ingest_stats.as_deref(),

@@ -25,7 +25,9 @@ pub mod analytics;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod cache;
 pub mod error;
+pub mod fleet;
 pub mod guesses;
 pub mod live;
 pub mod metric;
@@ -80,6 +82,13 @@ pub struct DashboardOptions {
     pub request_timeout: Duration,
     /// Largest accepted request body, bytes (every route).
     pub body_limit: usize,
+    /// How old the fleet index (`fleet.rs`) of a large fleet may get before
+    /// it is reloaded in the background.
+    pub fleet_index_max_age: Duration,
+    /// Machines `/metrics` exposes per-machine gauges for when the scrape
+    /// does not say (`?machines=`): `None` every machine, `Some(0)` none
+    /// (fleet totals only), `Some(n)` the `n` busiest by CPU.
+    pub metrics_machines: Option<usize>,
 }
 
 impl Default for DashboardOptions {
@@ -89,6 +98,8 @@ impl Default for DashboardOptions {
             offline_secs: 600.0,
             request_timeout: Duration::from_secs(10),
             body_limit: 16 * 1024,
+            fleet_index_max_age: Duration::from_secs(2),
+            metrics_machines: None,
         }
     }
 }
@@ -113,6 +124,10 @@ pub(crate) struct AppState {
     /// Wrong credentials per client address (the login limit).
     pub(crate) guesses: guesses::Guesses,
     pub(crate) options: DashboardOptions,
+    /// The fleet's latest state (`fleet.rs`).
+    pub(crate) fleet: fleet::FleetIndex,
+    /// Slow fleet-wide answers kept briefly (`cache.rs`).
+    pub(crate) slow: cache::SlowAnswers,
     pub(crate) live_clients: AtomicU64,
     pub(crate) shutdown: CancellationToken,
 }
@@ -229,6 +244,8 @@ impl Dashboard {
             analytics_stats: self.analytics_stats,
             auth_token: self.auth_token,
             guesses: guesses::Guesses::default(),
+            fleet: fleet::FleetIndex::new(self.options.fleet_index_max_age),
+            slow: cache::SlowAnswers::new(self.options.fleet_index_max_age),
             options: self.options.clone(),
             live_clients: AtomicU64::new(0),
             shutdown,
@@ -296,6 +313,9 @@ fn router(state: Arc<AppState>, options: &DashboardOptions) -> Router {
         .route("/api/machines/{id}/processes", get(api::processes))
         .route("/api/machines/{id}/forecast", get(api::forecast))
         .route("/api/fleet", get(api::fleet))
+        .route("/api/fleet/summary", get(api::fleet_summary))
+        .route("/api/top", get(api::top))
+        .route("/api/map", get(api::map))
         .route("/api/scatter", get(api::scatter))
         .route("/api/alerts", get(api::alerts))
         .route("/api/anomalies", get(api::anomalies))

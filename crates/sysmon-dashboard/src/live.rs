@@ -3,7 +3,7 @@
 //! (`sysmon standalone`), by a Redis pub/sub subscription (a dashboard in its
 //! own process with `--redis`), or by [`poll_store`], which tails the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,13 +34,23 @@ impl Drop for ClientGuard {
     }
 }
 
-/// The events for one stored batch: `batch` (every machine's current values)
-/// and, when the client follows one machine, `snapshot` (its newest snapshot,
-/// processes included).
-fn batch_events(batch: &[Snapshot], follow: Option<&str>) -> Vec<Event> {
+/// Most machine ids in `/api/events?machines=`.
+pub const MAX_WATCHED: usize = 1000;
+
+/// The events for one stored batch: `batch` (every machine's current values,
+/// or only those of `only` when given) and, when the client follows one
+/// machine, `snapshot` (its newest snapshot, processes included).
+fn batch_events(
+    batch: &[Snapshot],
+    follow: Option<&str>,
+    only: Option<&HashSet<String>>,
+) -> Vec<Event> {
     // The newest snapshot per machine in this batch.
     let mut newest: HashMap<&str, &Snapshot> = HashMap::new();
     for s in batch {
+        if only.is_some_and(|o| !o.contains(&s.machine_id)) && follow != Some(&s.machine_id) {
+            continue;
+        }
         let e = newest.entry(s.machine_id.as_str()).or_insert(s);
         if s.timestamp > e.timestamp {
             *e = s;
@@ -49,6 +59,9 @@ fn batch_events(batch: &[Snapshot], follow: Option<&str>) -> Vec<Event> {
     let mut machines: Vec<MachineNow> = newest.values().map(|s| MachineNow::from(*s)).collect();
     machines.sort_by(|a, b| a.machine_id.cmp(&b.machine_id));
     let mut out = Vec::with_capacity(2);
+    if newest.is_empty() {
+        return out;
+    }
     if let Ok(e) = Event::default()
         .event("batch")
         .json_data(json!({ "machines": machines }))
@@ -67,12 +80,22 @@ fn batch_events(batch: &[Snapshot], follow: Option<&str>) -> Vec<Event> {
     out
 }
 
-/// `GET /api/events[?machine=ID]`: Server-Sent Events (see `docs/api.md`).
+/// `GET /api/events[?machine=ID][&machines=A,B,…]`: Server-Sent Events (see
+/// `docs/api.md`); `machines` limits `batch` events to those machines (the
+/// page a browser shows), at most [`MAX_WATCHED`].
 pub(crate) async fn events(
     State(st): State<Arc<AppState>>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let follow = q.ok().and_then(|Query(mut m)| m.remove("machine"));
+    let mut q = q.map(|Query(m)| m).unwrap_or_default();
+    let follow = q.remove("machine");
+    let only: Option<HashSet<String>> = q.remove("machines").map(|list| {
+        list.split(',')
+            .filter(|s| !s.is_empty())
+            .take(MAX_WATCHED)
+            .map(str::to_string)
+            .collect()
+    });
     st.live_clients.fetch_add(1, Ordering::Relaxed);
     let guard = ClientGuard(st.clone());
     let rx = st.live.subscribe();
@@ -85,7 +108,7 @@ pub(crate) async fn events(
     let updates = BroadcastStream::new(rx).flat_map(move |item| {
         let _keep = &guard;
         let evs = match item {
-            Ok(batch) => batch_events(&batch, follow.as_deref()),
+            Ok(batch) => batch_events(&batch, follow.as_deref(), only.as_ref()),
             Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
                 .event("lagged")
                 .json_data(json!({ "missed_batches": n }))

@@ -121,6 +121,21 @@ pub fn render(
     ingest: Option<&IngestStats>,
     sse_clients: u64,
 ) -> String {
+    let refs: Vec<&Snapshot> = latest.iter().collect();
+    render_selected(&refs, latest.len(), now, online_secs, ingest, sse_clients)
+}
+
+/// [`render`] for a chosen part of the fleet (`/metrics?machines=N`): the
+/// per-machine gauges of `latest` only, `sysmon_machines` = `known` (every
+/// machine) and `sysmon_machines_exposed` = how many got per-machine gauges.
+pub fn render_selected(
+    latest: &[&Snapshot],
+    known: usize,
+    now: f64,
+    online_secs: f64,
+    ingest: Option<&IngestStats>,
+    sse_clients: u64,
+) -> String {
     let mut out = String::with_capacity(256 + latest.len() * 1200);
     let labels: Vec<String> = latest
         .iter()
@@ -150,7 +165,13 @@ pub fn render(
         "# HELP sysmon_machines Machines with stored snapshots."
     );
     let _ = writeln!(out, "# TYPE sysmon_machines gauge");
-    let _ = writeln!(out, "sysmon_machines {}", latest.len());
+    let _ = writeln!(out, "sysmon_machines {known}");
+    let _ = writeln!(
+        out,
+        "# HELP sysmon_machines_exposed Machines with per-machine gauges in this answer (see ?machines=)."
+    );
+    let _ = writeln!(out, "# TYPE sysmon_machines_exposed gauge");
+    let _ = writeln!(out, "sysmon_machines_exposed {}", latest.len());
     let _ = writeln!(
         out,
         "# HELP sysmon_dashboard_live_clients Connected live (SSE) clients."

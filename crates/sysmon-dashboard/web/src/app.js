@@ -2,15 +2,17 @@
 //   #/                      overview of every machine and the fleet
 //   #/machine/<id>          one machine (its own URL)
 //   #/alerts                alerts, anomalies and the CPU-vs-memory scatter
+//   #/compare?ids=a,b&metric=cpu   2 to 5 machines' series on one chart
 // and `?range=5m|15m|1h|6h|24h|7d` after the route. Live updates arrive over
 // Server-Sent Events (/api/events).
 import { replace, h, setText } from './dom.js';
 import * as overview from './views/overview.js';
 import * as machine from './views/machine.js';
 import * as alerts from './views/alerts.js';
+import * as compare from './views/compare.js';
 
 export const RANGES = ['5m', '15m', '1h', '6h', '24h', '7d'];
-const VIEWS = { overview, machine, alerts };
+const VIEWS = { overview, machine, alerts, compare };
 
 /** The live feed: one EventSource, re-opened when the followed machine changes. */
 class Live {
@@ -39,12 +41,18 @@ class Live {
     this.indicator.title = `Live updates over Server-Sent Events · last update ${ago.toFixed(0)} s ago · ${this.events} received`;
   }
 
-  connect(follow) {
-    if (this.es && this.follow === follow) return;
+  /** Follows one machine (`follow`) and/or only the machines `only` (the page shown). */
+  connect(follow, only) {
+    const key = only ? only.join(',') : null;
+    if (this.es && this.follow === follow && this.only === key) return;
     this.follow = follow;
+    this.only = key;
     if (this.es) this.es.close();
     clearTimeout(this.retryTimer);
-    const url = '/api/events' + (follow ? '?machine=' + encodeURIComponent(follow) : '');
+    const q = new URLSearchParams();
+    if (follow) q.set('machine', follow);
+    if (key !== null) q.set('machines', key);
+    const url = '/api/events' + (q.toString() ? '?' + q.toString() : '');
     const es = new EventSource(url);
     this.es = es;
     this.state('connecting', 'Connecting…');
@@ -55,7 +63,7 @@ class Live {
       this.state('reconnecting', 'Reconnecting…');
       if (es.readyState === EventSource.CLOSED) {
         this.es = null;
-        this.retryTimer = setTimeout(() => this.connect(this.follow), 3000);
+        this.retryTimer = setTimeout(() => { const o = this.only; this.only = undefined; this.connect(this.follow, o === null ? null : o.split(',')); }, 3000);
       }
     });
     for (const kind of Object.keys(this.handlers)) {
@@ -88,18 +96,23 @@ function parseHash() {
     }
   } else if (parts[0] === 'alerts') {
     view = 'alerts';
+  } else if (parts[0] === 'compare') {
+    view = 'compare';
   }
   let range = params.get('range');
   if (!RANGES.includes(range)) range = localStorage.getItem('sysmon.range');
   if (!RANGES.includes(range)) range = view === 'overview' ? '15m' : '1h';
-  return { view, id, range };
+  return { view, id, range, params, query: view === 'compare' ? query || '' : '' };
 }
 
-/** The hash for a route. */
-export function href(view, id, range) {
-  const r = range ? '?range=' + range : '';
+/** The hash for a route (`extra`: more query parameters, for compare). */
+export function href(view, id, range, extra) {
+  const q = new URLSearchParams(extra || {});
+  if (range) q.set('range', range);
+  const r = q.toString() ? '?' + q.toString() : '';
   if (view === 'machine') return '#/machine' + (id !== null && id !== undefined ? '/' + encodeURIComponent(id) : '') + r;
   if (view === 'alerts') return '#/alerts' + r;
+  if (view === 'compare') return '#/compare' + r;
   return '#/' + r;
 }
 
@@ -115,12 +128,14 @@ function renderRanges(route) {
     'aria-pressed': r === route.range ? 'true' : 'false',
     onclick: () => {
       localStorage.setItem('sysmon.range', r);
-      window.location.hash = href(route.view, route.id, r);
+      const keep = route.view === 'compare' ? Object.fromEntries(route.params) : null;
+      window.location.hash = href(route.view, route.id, r, keep);
     },
   }, r)));
   for (const a of document.querySelectorAll('[data-nav]')) {
     a.classList.toggle('active', a.dataset.nav === route.view);
-    const target = a.dataset.nav === 'machine' ? href('machine', route.view === 'machine' ? route.id : null, route.range) : href(a.dataset.nav, null, route.range);
+    const keep = a.dataset.nav === 'compare' && route.view === 'compare' ? Object.fromEntries(route.params) : null;
+    const target = a.dataset.nav === 'machine' ? href('machine', route.view === 'machine' ? route.id : null, route.range) : href(a.dataset.nav, null, route.range, keep);
     a.setAttribute('href', target);
   }
 }
@@ -128,17 +143,18 @@ function renderRanges(route) {
 async function route() {
   const r = parseHash();
   renderRanges(r);
-  if (current && current.route.view === r.view && current.route.id === r.id && current.instance.setRange) {
+  if (current && current.route.view === r.view && current.route.id === r.id && current.route.query.replace(/(^|&)range=[^&]*/, '') === r.query.replace(/(^|&)range=[^&]*/, '') && current.instance.setRange) {
     // Same page, new range: reload its charts in place.
     current.route = r;
     current.instance.setRange(r.range);
     return;
   }
   if (current) current.instance.unmount();
-  const ctx = { range: r.range, id: r.id, live, href, navigate: (hash) => { window.location.hash = hash; } };
+  const ctx = { range: r.range, id: r.id, params: r.params, live, href, navigate: (hash) => { window.location.hash = hash; } };
   viewEl.replaceChildren();
   current = { route: r, instance: VIEWS[r.view].mount(viewEl, ctx) };
-  live.connect(r.view === 'machine' ? r.id : null);
+  // The overview connects itself, for the machines of the page it shows.
+  if (r.view !== 'overview') live.connect(r.view === 'machine' ? r.id : null);
 }
 
 window.addEventListener('hashchange', route);

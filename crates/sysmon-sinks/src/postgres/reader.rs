@@ -228,7 +228,9 @@ impl PostgresSink {
         let rows = self
             .bucket_rows(
                 metric,
-                "SELECT b, avg(sum / n), min(mn), max(mx), count(*)::int8 \
+                "SELECT b, avg(sum / n), min(mn), max(mx), count(*)::int8, \
+                        percentile_disc(0.5) WITHIN GROUP (ORDER BY sum / n), \
+                        percentile_disc(0.95) WITHIN GROUP (ORDER BY sum / n) \
                  FROM mb WHERE n > 0 GROUP BY b ORDER BY b",
                 &w,
                 None,
@@ -245,6 +247,7 @@ impl PostgresSink {
                 r.try_get(1)?,
                 machines.max(0) as u64,
             );
+            out.push_spread(r.try_get(5)?, r.try_get(6)?);
         }
         Ok(out)
     }

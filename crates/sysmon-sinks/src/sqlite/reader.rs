@@ -58,6 +58,7 @@ impl HistoryReader for SqliteSink {
                 let mut b = Buckets::default();
                 for r in rows {
                     b.push(r.ts, r.min, r.max, r.avg, u64::from(r.machines));
+                    b.push_spread(r.p50, r.p95);
                 }
                 Ok(b)
             }

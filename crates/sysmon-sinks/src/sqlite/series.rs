@@ -36,6 +36,7 @@ pub(crate) fn raw_limit_ms(machines: usize) -> i64 {
 }
 
 pub use sysmon_core::metric::{FleetAgg, Metric, UnknownName as ParseNameError};
+use sysmon_core::read::nearest_rank;
 
 /// Where each charted [`Metric`] ([`Metric::CHARTS`]) lives in this sink's
 /// tables; the other metrics have no series (an `InvalidInput` error).
@@ -129,6 +130,10 @@ pub struct FleetBucket {
     pub machines: u32,
     /// Samples in the bucket, all machines together.
     pub count: u64,
+    /// Median of the machines' means in the bucket (nearest rank).
+    pub p50: f64,
+    /// 95th percentile of the machines' means in the bucket (nearest rank).
+    pub p95: f64,
 }
 
 /// Running aggregate of one bucket of one machine.
@@ -440,6 +445,7 @@ pub(crate) fn fleet_series(
         n: u64,
         min: f64,
         max: f64,
+        means: Vec<f64>,
     }
     let mut fleet: BTreeMap<i64, Fleet> = BTreeMap::new();
     for machine in machines {
@@ -454,7 +460,9 @@ pub(crate) fn fleet_series(
                 n: 0,
                 min: f64::INFINITY,
                 max: f64::NEG_INFINITY,
+                means: Vec::new(),
             });
+            f.means.push(mean);
             f.mean_sum += mean;
             f.machines += 1;
             f.n += a.n;
@@ -464,9 +472,12 @@ pub(crate) fn fleet_series(
     }
     Ok(fleet
         .into_iter()
-        .map(|(b, f)| {
+        .map(|(b, mut f)| {
             let avg = f.mean_sum / f64::from(f.machines);
+            f.means.sort_by(f64::total_cmp);
             FleetBucket {
+                p50: nearest_rank(&f.means, 0.5),
+                p95: nearest_rank(&f.means, 0.95),
                 ts: (b * w.width_ms) as f64 / 1000.0,
                 value: match agg {
                     FleetAgg::Avg => avg,

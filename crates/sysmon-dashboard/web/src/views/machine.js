@@ -213,7 +213,10 @@ export function mount(root, ctx) {
   select.addEventListener('change', () => ctx.navigate(ctx.href('machine', select.value, range)));
 
   async function loadMachines() {
-    const list = await get('/api/machines');
+    // The picker holds one bounded page (natural order); a larger fleet is
+    // searched from the overview's table.
+    const list = await get('/api/machines', { limit: 1000 });
+    if (id && !list.machines.some((m) => m.machine_id === id)) list.machines.unshift({ machine_id: id, hostname: null });
     clockOffset = list.now - Date.now() / 1000;
     select.replaceChildren(...list.machines.map((m) => {
       const o = h('option', { value: m.machine_id }, m.machine_id + (m.hostname && m.hostname !== m.machine_id ? ' — ' + m.hostname : ''));

@@ -1,10 +1,23 @@
-// Overview: every machine with its status and current values, a trend line,
-// and the fleet aggregate (average and max across machines).
+// Overview: the fleet at a glance, built to stay cheap at 10,000 machines.
+// Cards (from the server's fleet figures), the fleet CPU/memory charts, the
+// fleet map (views/fleetmap.js), top-N panels, and the machine table: one
+// page at a time, sorted, searched and filtered on the server
+// (/api/overview with q, status, label, sort, order, limit, offset).
+// Tick 2 to 5 machines to compare them (#/compare).
 import { h, replace, setText, fmtRate, fmtPct, fmtNum, fmtAgo, meter, updateMeter, statusBadge, empty } from '../dom.js';
 import { get } from '../api.js';
-import { timeChart, alignSeries, sparkline, PALETTE } from '../charts.js';
+import { timeChart, sparkline, PALETTE, formatter } from '../charts.js';
+import { mountMap } from './fleetmap.js';
 
 const SPARK_POINTS = 60;
+const PAGE_SIZES = [25, 50, 100, 250];
+const TOP = [['cpu', 'CPU'], ['memory', 'Memory'], ['disk_write', 'Disk write'], ['net_recv', 'Network received']];
+// Table columns: [label, sort key or null, class].
+const COLUMNS = [
+  ['', null, 'pick'], ['Status', 'status', ''], ['Machine', 'machine_id', ''], ['Host', 'hostname', ''],
+  ['CPU', 'cpu', ''], ['Memory', 'memory', ''], ['Disk read / write', 'disk_write', 'num'],
+  ['Net sent / recv', 'net_recv', 'num'], ['Load', 'load1', 'num'], ['CPU trend', null, ''], ['Last seen', 'last_seen', 'num'],
+];
 
 export function mount(root, ctx) {
   let range = ctx.range;
@@ -13,40 +26,77 @@ export function mount(root, ctx) {
   let clockOffset = 0; // server now - local now (s)
   let charts = [];
   let reloadTimer = null;
+  let seq = 0;
+  let lastFleetTotal = 0;
+  const picked = new Set(JSON.parse(sessionStorage.getItem('sysmon.compare') || '[]'));
+  const table = {
+    q: '', status: '', label: '',
+    sort: localStorage.getItem('sysmon.sort') || 'machine_id',
+    order: localStorage.getItem('sysmon.order') || 'asc',
+    limit: Number(localStorage.getItem('sysmon.limit')) || 100,
+    offset: 0,
+  };
+  if (!PAGE_SIZES.includes(table.limit)) table.limit = 100;
 
   const cards = h('div', { class: 'cards' });
   const errorBox = h('div');
   const fleetCpu = h('div', { class: 'chart', 'data-chart': 'fleet-cpu' });
   const fleetMem = h('div', { class: 'chart', 'data-chart': 'fleet-memory' });
+  const mapEl = h('div', { class: 'fleet-map', 'data-panel': 'map' });
+  const topEl = h('div', { class: 'tops' });
   const tableWrap = h('div', { class: 'scroll-x' });
+  const search = h('input', { type: 'search', class: 'text', placeholder: 'search id or host', 'aria-label': 'Search machines', 'data-filter': 'q' });
+  const statusSel = h('select', { 'aria-label': 'Status', 'data-filter': 'status' },
+    h('option', { value: '' }, 'any status'), ['online', 'stale', 'offline'].map((s) => h('option', { value: s }, s)));
+  const labelIn = h('input', { type: 'text', class: 'text', placeholder: 'label, e.g. role:db', 'aria-label': 'Label filter', 'data-filter': 'label' });
+  const sizeSel = h('select', { 'aria-label': 'Rows per page', 'data-filter': 'limit' },
+    PAGE_SIZES.map((n) => h('option', { value: n, selected: n === table.limit }, `${n} / page`)));
+  const prev = h('button', { type: 'button', class: 'btn', 'data-page': 'prev' }, '‹ Prev');
+  const next = h('button', { type: 'button', class: 'btn', 'data-page': 'next' }, 'Next ›');
+  const pageInfo = h('span', { class: 'note', 'data-page-info': '' });
+  const compareBtn = h('button', { type: 'button', class: 'btn primary', 'data-compare-go': '', disabled: true }, 'Compare');
   replace(root,
     h('div', { class: 'page-head' }, h('h1', null, 'Fleet overview'), h('span', { class: 'sub', id: 'overview-sub' })),
     errorBox,
     cards,
     h('div', { class: 'grid' },
-      h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet CPU'), h('span', { class: 'note' }, 'average and busiest machine · drag to zoom')), fleetCpu),
-      h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet memory'), h('span', { class: 'note' }, 'average and fullest machine')), fleetMem),
-      h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Machines'), h('span', { class: 'note', id: 'machines-note' })), tableWrap)));
+      h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet CPU'), h('span', { class: 'note' }, 'average, median, p95 and busiest machine · drag to zoom')), fleetCpu),
+      h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet memory'), h('span', { class: 'note' }, 'average, median, p95 and fullest machine')), fleetMem),
+      h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet map')), mapEl),
+      h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Top machines'), h('span', { class: 'note' }, 'highest now')), topEl),
+      h('section', { class: 'panel wide' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Machines'), h('span', { class: 'note', id: 'machines-note' })),
+        h('div', { class: 'toolbar' }, search, statusSel, labelIn, sizeSel, prev, pageInfo, next, h('span', { class: 'spacer' }), compareBtn),
+        tableWrap)));
   document.title = 'sysmon · overview';
+
+  const map = mountMap(mapEl, { ...ctx, range: () => range });
 
   function card(key, value, sub, attrs) {
     return h('div', { class: 'card', ...attrs }, h('div', { class: 'k' }, key), h('div', { class: 'v' }, value), sub ? h('div', { class: 's' }, sub) : null);
   }
 
-  function renderCards() {
-    const list = Array.from(rows.values());
-    const online = list.filter((r) => r.status === 'online');
-    const count = (s) => list.filter((r) => r.status === s).length;
-    const avg = (f) => (online.length ? online.reduce((a, r) => a + (r.now[f] || 0), 0) / online.length : NaN);
-    const max = (f) => (online.length ? Math.max(...online.map((r) => r.now[f] || 0)) : NaN);
-    const sum = (f) => online.reduce((a, r) => a + (r.now[f] || 0), 0);
+  function renderCards(ov) {
+    const f = ov.fleet || {};
+    const c = ov.status_counts || { online: 0, stale: 0, offline: 0 };
+    const filtered = ov.total !== ov.fleet_total;
     replace(cards,
-      card('Machines online', h('span', { 'data-kpi': 'online' }, String(online.length)), `${count('stale')} stale · ${count('offline')} offline · ${list.length} known`),
-      card('Fleet CPU', h('span', { 'data-kpi': 'cpu-avg' }, fmtPct(avg('cpu'))), 'max ' + fmtPct(max('cpu'))),
-      card('Fleet memory', h('span', { 'data-kpi': 'mem-avg' }, fmtPct(avg('memory'))), 'max ' + fmtPct(max('memory'))),
-      card('Disk I/O', fmtRate(sum('disk_read') + sum('disk_write')), `read ${fmtRate(sum('disk_read'))} · write ${fmtRate(sum('disk_write'))}`),
-      card('Network', fmtRate(sum('net_sent') + sum('net_recv')), `sent ${fmtRate(sum('net_sent'))} · recv ${fmtRate(sum('net_recv'))}`));
+      card('Machines online', h('span', { 'data-kpi': 'online' }, String(f.online || 0)), `${c.stale} stale · ${c.offline} offline · ${ov.total} ${filtered ? 'match of ' + ov.fleet_total : 'known'}`),
+      card('Fleet CPU', h('span', { 'data-kpi': 'cpu-avg' }, fmtPct(f.cpu_avg)), `p50 ${fmtPct(f.cpu_p50)} · p95 ${fmtPct(f.cpu_p95)} · max ${fmtPct(f.cpu_max)}`),
+      card('Fleet memory', h('span', { 'data-kpi': 'mem-avg' }, fmtPct(f.memory_avg)), `p50 ${fmtPct(f.memory_p50)} · p95 ${fmtPct(f.memory_p95)} · max ${fmtPct(f.memory_max)}`),
+      card('Disk I/O', fmtRate((f.disk_read || 0) + (f.disk_write || 0)), `read ${fmtRate(f.disk_read || 0)} · write ${fmtRate(f.disk_write || 0)}`),
+      card('Network', fmtRate((f.net_sent || 0) + (f.net_recv || 0)), `sent ${fmtRate(f.net_sent || 0)} · recv ${fmtRate(f.net_recv || 0)}`));
   }
+
+  function updateCompare() {
+    compareBtn.disabled = picked.size < 2 || picked.size > 5;
+    setText(compareBtn, picked.size ? `Compare ${picked.size}` : 'Compare');
+    compareBtn.title = 'Tick 2 to 5 machines to overlay their series';
+    sessionStorage.setItem('sysmon.compare', JSON.stringify(Array.from(picked)));
+  }
+  compareBtn.addEventListener('click', () => {
+    if (picked.size >= 2 && picked.size <= 5) ctx.navigate(ctx.href('compare', null, range, { ids: Array.from(picked).join(','), metric: 'cpu' }));
+  });
 
   function makeRow(m) {
     const id = m.now.machine_id;
@@ -60,8 +110,17 @@ export function mount(root, ctx) {
       seen: h('td', { class: 'num' }),
       canvas: h('canvas', { width: 110, height: 28, style: 'width:110px;height:28px', 'aria-label': 'CPU trend' }),
     };
+    const pick = h('input', { type: 'checkbox', 'data-compare': id, 'aria-label': 'compare ' + id, checked: picked.has(id) });
+    pick.addEventListener('change', () => {
+      if (pick.checked) {
+        if (picked.size >= 5) { pick.checked = false; return; }
+        picked.add(id);
+      } else picked.delete(id);
+      updateCompare();
+    });
     const link = h('a', { href: ctx.href('machine', id, range), title: id }, id);
     const tr = h('tr', { 'data-machine': id },
+      h('td', { class: 'pick' }, pick),
       cells.status,
       h('td', { class: 'id' }, link),
       h('td', { class: 'host', title: m.now.hostname || '' }, m.now.hostname || '–'),
@@ -95,58 +154,132 @@ export function mount(root, ctx) {
   }
 
   async function loadFleet() {
-    for (const c of charts) c.destroy();
-    charts = [];
     const [cpu, mem] = await Promise.all([
       get('/api/fleet', { metric: 'cpu', range, agg: 'avg', points: 300 }),
       get('/api/fleet', { metric: 'memory', range, agg: 'avg', points: 300 }),
     ]);
     if (destroyed) return;
+    for (const c of charts) c.destroy();
+    charts = [];
     for (const [el, s, label] of [[fleetCpu, cpu, 'CPU'], [fleetMem, mem, 'memory']]) {
       el.replaceChildren();
       if (!s.ts.length) { el.appendChild(empty('No data in this range', 'Samples appear here as machines report.')); continue; }
       const c = timeChart(el, {
         unit: 'percent', yMin: 0, yMax: 100, height: 190,
-        lines: [{ label: 'average ' + label, color: PALETTE[0], fill: true }, { label: 'max ' + label, color: PALETTE[1] }],
+        lines: [{ label: 'average ' + label, color: PALETTE[0], fill: true },
+          { label: 'p50', color: PALETTE[2], dash: [4, 3], width: 1.2 },
+          { label: 'p95', color: PALETTE[3], width: 1.2 },
+          { label: 'max ' + label, color: PALETTE[1] }],
       });
-      c.setData([s.ts, s.avg, s.max]);
+      const none = s.ts.map(() => null);
+      c.setData([s.ts, s.avg, s.p50 || none, s.p95 || none, s.max]);
       charts.push(c);
     }
+  }
+
+  async function loadTop() {
+    const lists = await Promise.all(TOP.map(([m]) => get('/api/top', { metric: m, n: 8 })));
+    if (destroyed) return;
+    replace(topEl, TOP.map(([m, label], k) => {
+      const fmt = formatter(lists[k].unit);
+      return h('div', { class: 'top', 'data-top': m },
+        h('h3', null, label),
+        lists[k].machines.length
+          ? h('table', { class: 'compact' }, h('tbody', null, lists[k].machines.map((x) => h('tr', { 'data-machine-top': x.machine_id },
+            h('td', { class: 'id' }, h('a', { href: ctx.href('machine', x.machine_id, range), title: x.machine_id }, x.machine_id)),
+            h('td', { class: 'num' }, fmt(x.value))))))
+          : empty('No values', 'No machine reports this yet.'));
+    }));
+  }
+
+  function headerRow() {
+    return h('tr', null, COLUMNS.map(([label, key, cls]) => {
+      if (!key) return h('th', { class: cls }, label);
+      const active = table.sort === key;
+      const th = h('th', {
+        class: ['sortable', cls].filter(Boolean).join(' '), 'data-sort': key, tabindex: 0,
+        'aria-sort': active ? (table.order === 'asc' ? 'ascending' : 'descending') : 'none',
+      }, label);
+      const go = () => {
+        if (table.sort === key) table.order = table.order === 'asc' ? 'desc' : 'asc';
+        else { table.sort = key; table.order = ['machine_id', 'hostname', 'status'].includes(key) ? 'asc' : 'desc'; }
+        localStorage.setItem('sysmon.sort', table.sort);
+        localStorage.setItem('sysmon.order', table.order);
+        table.offset = 0;
+        loadTable();
+      };
+      th.addEventListener('click', go);
+      th.addEventListener('keydown', (e) => { if (e.key === 'Enter') go(); });
+      return th;
+    }));
+  }
+
+  async function loadTable() {
+    const my = ++seq;
+    const params = { range, spark: 'cpu', points: SPARK_POINTS, sort: table.sort, order: table.order, limit: table.limit, offset: table.offset };
+    if (table.q) params.q = table.q;
+    if (table.status) params.status = table.status;
+    if (table.label) params.label = table.label;
+    const ov = await get('/api/overview', params);
+    if (destroyed || my !== seq) return false;
+    clockOffset = ov.now - Date.now() / 1000;
+    lastFleetTotal = ov.fleet_total;
+    rows = new Map();
+    for (const m of ov.machines) rows.set(m.now.machine_id, makeRow(m));
+    if (!ov.fleet_total) {
+      replace(tableWrap, empty('No machines yet', 'Start sysmon-agent on a worker (or sysmon standalone here): machines appear as soon as their first sample is stored.'));
+    } else if (!rows.size) {
+      replace(tableWrap, empty('No machine matches', 'Change the search or the filters.'));
+    } else {
+      replace(tableWrap, h('table', { class: 'machines', 'data-table': 'machines', 'data-total': ov.total, 'data-offset': ov.offset },
+        h('thead', null, headerRow()), h('tbody')));
+      const body = tableWrap.querySelector('tbody');
+      for (const r of rows.values()) body.appendChild(r.tr);
+    }
+    // Live updates: everything while the whole fleet fits on the page (a new
+    // machine then shows up), else this page's machines only (a large fleet's
+    // whole batch is megabytes a second).
+    const everything = ov.fleet_total < table.limit;
+    ctx.live.connect(null, everything ? null : Array.from(rows.keys()).filter((id) => !id.includes(',')));
+    const first = ov.total ? ov.offset + 1 : 0;
+    const last = ov.offset + ov.machines.length;
+    setText(pageInfo, `${fmtNum(first, 0)}–${fmtNum(last, 0)} of ${fmtNum(ov.total, 0)}`);
+    prev.disabled = ov.offset <= 0;
+    next.disabled = last >= ov.total;
+    setText(document.getElementById('machines-note') || h('span'), `${ov.total} machines · trend over ${range}`);
+    renderCards(ov);
+    if (!window.__sysmonFirstRender) window.__sysmonFirstRender = performance.now();
+    return true;
   }
 
   async function load() {
     clearTimeout(reloadTimer);
     errorBox.replaceChildren();
     try {
-      const [ov] = await Promise.all([
-        get('/api/overview', { range, spark: 'cpu', points: SPARK_POINTS }),
-        loadFleet(),
-      ]);
+      // The rows show as soon as their page arrives; the charts follow.
+      await Promise.all([loadTable(), loadFleet(), loadTop()]);
       if (destroyed) return;
-      clockOffset = ov.now - Date.now() / 1000;
-      rows = new Map();
-      for (const m of ov.machines) rows.set(m.now.machine_id, makeRow(m));
-      if (!rows.size) {
-        replace(tableWrap, empty('No machines yet', 'Start sysmon-agent on a worker (or sysmon standalone here): machines appear as soon as their first sample is stored.'));
-      } else {
-        replace(tableWrap, h('table', { class: 'machines', 'data-table': 'machines' },
-          h('thead', null, h('tr', null, h('th', null, 'Status'), h('th', null, 'Machine'), h('th', null, 'Host'), h('th', null, 'CPU'), h('th', null, 'Memory'),
-            h('th', { class: 'num' }, 'Disk read / write'), h('th', { class: 'num' }, 'Net sent / recv'), h('th', { class: 'num' }, 'Load'), h('th', null, 'CPU trend'), h('th', { class: 'num' }, 'Last seen'))),
-          h('tbody')));
-        const body = tableWrap.querySelector('tbody');
-        for (const r of rows.values()) body.appendChild(r.tr);
-      }
-      setText(document.getElementById('machines-note') || h('span'), `${rows.size} machines · trend over ${range}`);
-      renderCards();
-      if (!window.__sysmonFirstRender) {
-        window.__sysmonFirstRender = performance.now();
-        document.body.dataset.ready = 'overview';
-      }
+      document.body.dataset.ready = 'overview';
     } catch (e) {
       if (destroyed) return;
       replace(errorBox, h('div', { class: 'error-box', role: 'alert' }, 'Could not load the overview: ', e.message));
     }
   }
+
+  function reloadTable() {
+    loadTable().catch((e) => { if (!destroyed) replace(errorBox, h('div', { class: 'error-box', role: 'alert' }, 'Could not load the machines: ', e.message)); });
+  }
+  let searchTimer = null;
+  search.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => { table.q = search.value.trim(); table.offset = 0; reloadTable(); }, 250);
+  });
+  statusSel.addEventListener('change', () => { table.status = statusSel.value; table.offset = 0; reloadTable(); });
+  labelIn.addEventListener('change', () => { table.label = labelIn.value.trim(); table.offset = 0; reloadTable(); });
+  sizeSel.addEventListener('change', () => { table.limit = Number(sizeSel.value); localStorage.setItem('sysmon.limit', table.limit); table.offset = 0; reloadTable(); });
+  prev.addEventListener('click', () => { table.offset = Math.max(0, table.offset - table.limit); reloadTable(); });
+  next.addEventListener('click', () => { table.offset += table.limit; reloadTable(); });
+  updateCompare();
 
   const offBatch = ctx.live.on('batch', (ev) => {
     let unknown = false;
@@ -162,11 +295,15 @@ export function mount(root, ctx) {
       void row.tr.offsetWidth;
       row.tr.classList.add('flash');
     }
-    renderCards();
-    if (unknown) { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 1500); }
+    // A machine not on this page: only a new one that would fit needs a reload.
+    if (unknown && lastFleetTotal < table.limit && !table.q && !table.status && !table.label) {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(reloadTable, 1500);
+    }
   });
   const ageTimer = setInterval(() => { for (const r of rows.values()) updateAge(r); }, 1000);
-  const fleetTimer = setInterval(() => { loadFleet().catch(() => {}); }, 30000);
+  const fleetTimer = setInterval(() => { loadFleet().catch(() => {}); loadTop().catch(() => {}); }, 30000);
+  const tableTimer = setInterval(() => { if (!document.hidden) reloadTable(); }, 30000);
 
   load();
   return {
@@ -174,9 +311,12 @@ export function mount(root, ctx) {
     unmount() {
       destroyed = true;
       offBatch();
+      map.destroy();
       clearInterval(ageTimer);
       clearInterval(fleetTimer);
+      clearInterval(tableTimer);
       clearTimeout(reloadTimer);
+      clearTimeout(searchTimer);
       for (const c of charts) c.destroy();
     },
   };

@@ -1,0 +1,231 @@
+// Browser tests of the fleet-scale views (issue 16) in real headless Chromium
+// against the real `sysmon dashboard` over a SQLite database that `seed_db
+// --fleet` filled through the real ingest path with 150 machines named
+// loadgen-0 .. loadgen-149 (natural order matters), labelled role=db/web/cache:
+// the machine table's server-side sort, search, filters and paging, the fleet
+// map (hover, click through), the top-N panels and the compare view.
+//
+// Run (after `cargo build -p sysmon-bin --bin sysmon -p sysmon-dashboard --example seed_db`):
+//   cd crates/sysmon-dashboard/web && node --test tests/
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '../../../..');
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+const SYSMON = process.env.SYSMON_BIN || path.join(TARGET, 'debug/sysmon');
+const SEED = process.env.SYSMON_SEED_BIN || path.join(TARGET, 'debug/examples/seed_db');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = path.join(ROOT, 'test-output/dashboard');
+const FLEET = 150;
+
+let tmp;
+let dash;
+let base;
+let context;
+const pageErrors = [];
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function api(p) {
+  const r = await fetch(base + p);
+  assert.equal(r.status, 200, p);
+  return r.json();
+}
+
+before(async () => {
+  for (const [what, p, how] of [
+    ['the sysmon binary', SYSMON, 'cargo build -p sysmon-bin --bin sysmon'],
+    ['the seed_db example', SEED, 'cargo build -p sysmon-dashboard --example seed_db'],
+    ['Chromium', CHROMIUM, 'apt-get install -y chromium'],
+  ]) {
+    if (!fs.existsSync(p)) throw new Error(`${what} is missing at ${p}: run \`${how}\` first (scripts/test.sh does)`);
+  }
+  fs.mkdirSync(OUT, { recursive: true });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sysmon-fleet-browser-'));
+  const db = path.join(tmp, 'fleet.db');
+  execFileSync(SEED, ['--db', db, '--machines', '0', '--fleet', String(FLEET), '--history', '10m', '--step', '30'], { stdio: 'inherit' });
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const log = fs.openSync(path.join(tmp, 'dashboard.log'), 'w');
+  dash = spawn(SYSMON, ['dashboard', '--db', db, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', log, log] });
+  dash.exited = new Promise((resolve) => dash.on('exit', (code, signal) => resolve({ code, signal })));
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    try { if ((await fetch(base + '/healthz')).ok) break; } catch { /* not yet */ }
+    if (Date.now() > deadline || dash.exitCode !== null) throw new Error('dashboard not healthy: ' + fs.readFileSync(path.join(tmp, 'dashboard.log'), 'utf8'));
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  context = await chromium.launchPersistentContext(path.join(tmp, 'chromium-profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1440, height: 1000 },
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--enable-precise-memory-info'],
+  });
+  context.on('page', (p) => p.on('pageerror', (e) => pageErrors.push(e.message)));
+});
+
+after(async () => {
+  if (context) await context.close();
+  if (dash && dash.exitCode === null) {
+    dash.kill('SIGTERM');
+    await dash.exited;
+  }
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  assert.deepEqual(pageErrors, [], 'no script errors on any page');
+});
+
+async function overview() {
+  const page = await context.newPage();
+  await page.goto(base + '/');
+  await page.waitForSelector('body[data-ready="overview"]', { timeout: 20000 });
+  return page;
+}
+
+const rowIds = (page) => page.$$eval('tr[data-machine]', (rows) => rows.map((r) => r.dataset.machine));
+
+async function waitRows(page, first, count) {
+  await page.waitForFunction(([f, n]) => {
+    const rows = document.querySelectorAll('tr[data-machine]');
+    return rows.length === n && rows[0].dataset.machine === f;
+  }, [first, count], { timeout: 10000 });
+}
+
+test('the machine table pages, sorts, searches and filters on the server', async () => {
+  const page = await overview();
+  let ids = await rowIds(page);
+  assert.equal(ids.length, 100, 'one page of 100');
+  assert.deepEqual(ids.slice(0, 12), Array.from({ length: 12 }, (_, i) => `loadgen-${i}`), 'natural order');
+  assert.equal(await page.textContent('[data-page-info]'), `1–100 of ${FLEET}`);
+  assert.equal(await page.textContent('[data-kpi="online"]'), String(FLEET));
+  const memory = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize : 0));
+  const timing = await page.evaluate(() => window.__sysmonFirstRender);
+  console.log(`fleet overview (${FLEET} machines): first rows ${timing.toFixed(0)} ms after navigation start, JS heap ${(memory / 1048576).toFixed(1)} MB`);
+
+  // Next page, previous page.
+  await page.click('[data-page="next"]');
+  await waitRows(page, 'loadgen-100', FLEET - 100);
+  assert.equal(await page.textContent('[data-page-info]'), `101–${FLEET} of ${FLEET}`);
+  assert.ok(await page.isDisabled('[data-page="next"]'));
+  await page.click('[data-page="prev"]');
+  await waitRows(page, 'loadgen-0', 100);
+
+  // Sort by CPU (highest first), as the API sorts it over the whole fleet.
+  await page.click('th[data-sort="cpu"]');
+  const byCpu = (await api('/api/machines?sort=cpu&limit=100')).machines.map((m) => m.machine_id);
+  await waitRows(page, byCpu[0], 100);
+  assert.deepEqual(await rowIds(page), byCpu);
+  assert.equal(await page.getAttribute('th[data-sort="cpu"]', 'aria-sort'), 'descending');
+  // Again: lowest first.
+  await page.click('th[data-sort="cpu"]');
+  const byCpuAsc = (await api('/api/machines?sort=cpu&order=asc&limit=100')).machines.map((m) => m.machine_id);
+  await waitRows(page, byCpuAsc[0], 100);
+  assert.deepEqual(await rowIds(page), byCpuAsc);
+  await page.click('th[data-sort="machine_id"]');
+  await waitRows(page, 'loadgen-0', 100);
+
+  // Search: id substring.
+  await page.fill('[data-filter="q"]', 'loadgen-14');
+  await waitRows(page, 'loadgen-14', 11);
+  assert.deepEqual(await rowIds(page), ['loadgen-14', ...Array.from({ length: 10 }, (_, i) => `loadgen-${140 + i}`)]);
+  assert.equal(await page.textContent('[data-page-info]'), '1–11 of 11');
+  // Label filter on top of the search: 14 % 3 = 2 (cache), 141, 144, 147 are db.
+  await page.fill('[data-filter="label"]', 'role:db');
+  await page.press('[data-filter="label"]', 'Enter');
+  await waitRows(page, 'loadgen-141', 3);
+  assert.deepEqual(await rowIds(page), ['loadgen-141', 'loadgen-144', 'loadgen-147']);
+  // Status filter: nobody is offline.
+  await page.selectOption('[data-filter="status"]', 'offline');
+  await page.waitForSelector('text=No machine matches', { timeout: 10000 });
+  await page.screenshot({ path: path.join(OUT, 'fleet-table.png'), fullPage: false });
+  await page.close();
+});
+
+test('the fleet map draws every machine; hover names one, click opens it', async () => {
+  const page = await overview();
+  await page.waitForSelector('[data-panel="map"][data-ready]', { timeout: 20000 });
+  assert.equal(await page.getAttribute('canvas[data-map]', 'data-cells'), String(FLEET));
+  const painted = await page.evaluate(() => {
+    const c = document.querySelector('canvas[data-map]');
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200) n++;
+    return n;
+  });
+  assert.ok(painted > FLEET * 20, `cells are painted: ${painted} px`);
+  const centre = await page.evaluate(() => document.querySelector('canvas[data-map]').cellCentre('loadgen-42'));
+  assert.ok(centre, 'loadgen-42 has a cell');
+  const box = await (await page.$('canvas[data-map]')).boundingBox();
+  await page.mouse.move(box.x + centre.x, box.y + centre.y);
+  await page.waitForSelector('[data-map-tip][data-machine="loadgen-42"]', { state: 'visible', timeout: 5000 });
+  const tip = await page.textContent('[data-map-tip]');
+  const cpu = (await api('/api/map?metric=cpu')).values[(await api('/api/map?metric=cpu')).ids.indexOf('loadgen-42')];
+  assert.ok(tip.startsWith('loadgen-42'), tip);
+  assert.ok(tip.includes(cpu.toFixed(1)), `${tip} shows ${cpu}`);
+
+  // Another metric, grouped by role: the spread table has one row per role.
+  await page.selectOption('[data-map-metric]', 'memory');
+  await page.fill('[data-map-group]', 'role');
+  await page.waitForFunction(() => document.querySelectorAll('[data-table="spread"] tr[data-group]').length === 4, null, { timeout: 10000 });
+  const groups = await page.$$eval('[data-table="spread"] tr[data-group]', (trs) => trs.map((t) => t.dataset.group));
+  assert.deepEqual(groups.slice(1).sort(), ['cache', 'db', 'web']);
+  const c2 = await page.evaluate(() => document.querySelector('canvas[data-map]').cellCentre('loadgen-42'));
+  const box2 = await (await page.$('canvas[data-map]')).boundingBox();
+  await page.screenshot({ path: path.join(OUT, 'fleet-map.png'), fullPage: false });
+  await page.mouse.click(box2.x + c2.x, box2.y + c2.y);
+  await page.waitForFunction(() => decodeURIComponent(window.location.hash).startsWith('#/machine/loadgen-42'), null, { timeout: 5000 });
+  await page.waitForSelector('body[data-ready="machine"]', { timeout: 20000 });
+  await page.evaluate(() => { localStorage.removeItem('sysmon.map.group'); localStorage.removeItem('sysmon.map.metric'); });
+  await page.close();
+});
+
+test('top-N panels show the busiest machines', async () => {
+  const page = await overview();
+  await page.waitForSelector('[data-top="cpu"] tr[data-machine-top]', { timeout: 10000 });
+  const shown = await page.$$eval('[data-top="cpu"] tr[data-machine-top]', (trs) => trs.map((t) => t.dataset.machineTop));
+  const want = (await api('/api/top?metric=cpu&n=8')).machines.map((m) => m.machine_id);
+  assert.deepEqual(shown, want);
+  for (const m of ['memory', 'disk_write', 'net_recv']) {
+    assert.equal((await page.$$(`[data-top="${m}"] tr[data-machine-top]`)).length, 8, m);
+  }
+  await page.close();
+});
+
+test('compare overlays 2 to 5 machines on one chart', async () => {
+  const page = await overview();
+  assert.ok(await page.isDisabled('[data-compare-go]'), 'needs two machines');
+  for (const id of ['loadgen-3', 'loadgen-7', 'loadgen-11']) await page.check(`input[data-compare="${id}"]`);
+  assert.equal(await page.textContent('[data-compare-go]'), 'Compare 3');
+  await page.click('[data-compare-go]');
+  await page.waitForSelector('body[data-ready="compare"] [data-chart="compare"][data-lines="3"]', { timeout: 20000 });
+  const legend = await page.$$eval('[data-chart="compare"] .u-legend .u-series th', (ths) => ths.map((t) => t.textContent.trim()));
+  for (const id of ['loadgen-3', 'loadgen-7', 'loadgen-11']) assert.ok(legend.some((l) => l.includes(id)), `${id} in ${legend}`);
+  assert.ok(Number(await page.getAttribute('[data-chart="compare"]', 'data-points')) >= 10);
+  await page.screenshot({ path: path.join(OUT, 'compare.png'), fullPage: false });
+  // Another metric keeps the machines; removing one leaves two lines.
+  await page.selectOption('[data-compare-metric]', 'memory');
+  await page.waitForFunction(() => window.location.hash.includes('metric=memory'), null, { timeout: 5000 });
+  await page.waitForSelector('[data-chart="compare"][data-lines="3"]', { timeout: 20000 });
+  await page.click('[data-chip="loadgen-7"] button');
+  await page.waitForSelector('[data-chart="compare"][data-lines="2"]', { timeout: 20000 });
+  assert.ok(!decodeURIComponent(await page.evaluate(() => window.location.hash)).includes('loadgen-7'));
+  await page.close();
+});
