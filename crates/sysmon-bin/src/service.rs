@@ -483,12 +483,18 @@ mod tests {
 
     #[test]
     fn service_run_parses_what_install_writes() {
+        // The shape of sysmon-agent's command line on Windows.
+        #[derive(Debug, clap::Subcommand)]
+        enum Top {
+            #[command(subcommand)]
+            Service(ServiceCommand),
+        }
         #[derive(Debug, clap::Parser)]
         struct Cli {
             #[command(flatten)]
             common: crate::cli::CommonArgs,
             #[command(subcommand)]
-            service: ServiceCommand,
+            command: Top,
         }
         let dir = tempfile::tempdir().unwrap();
         let paths = WindowsPaths::under(dir.path());
@@ -502,7 +508,8 @@ mod tests {
             .chain(args.service_arguments(&paths, Path::new("/")));
         let parsed = <Cli as clap::Parser>::try_parse_from(argv).unwrap();
         assert_eq!(parsed.common.log_level, "debug");
-        match parsed.service {
+        let Top::Service(service) = parsed.command;
+        match service {
             ServiceCommand::Run(r) => assert_eq!(
                 r.with_common(&parsed.common),
                 InstallArgs {

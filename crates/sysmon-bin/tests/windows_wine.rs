@@ -101,6 +101,31 @@ fn stop_wineserver() {
         .status();
 }
 
+/// `published=N` from the agent's "agent exited" line, checking that nothing
+/// was left undelivered.
+fn published_count(log: &str) -> usize {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("agent exited"))
+        .unwrap_or_else(|| panic!("no \"agent exited\" line in:\n{log}"));
+    let field = |name: &str| -> usize {
+        let start = line
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            + name.len()
+            + 1;
+        line[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad {name} in {line}"))
+    };
+    assert_eq!(field("undelivered"), 0, "{line}");
+    assert_eq!(field("collected"), field("published"), "{line}");
+    field("published")
+}
+
 fn stored(db: &Path) -> Vec<sysmon_core::Snapshot> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -268,15 +293,21 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     let enough = poll_until(Duration::from_secs(90), || {
         rows(&db).get("wine-worker").copied().unwrap_or(0) >= 5
     });
-    let _ = agent.kill();
-    let _ = agent.wait();
+    // SIGINT reaches the Windows program as Ctrl+C (Wine's console): the agent
+    // stops sampling and delivers what it collected before exiting.
+    let stopped = Command::new("kill")
+        .args(["-INT", &agent.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    let exited = poll_until(Duration::from_secs(30), || {
+        agent.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = agent.kill();
+    }
+    let status = agent.wait().unwrap();
     stop_wineserver();
-    ingest.signal("-TERM");
-    assert!(
-        ingest.wait(Duration::from_secs(30)).success(),
-        "{}",
-        ingest.log()
-    );
     assert!(
         enough,
         "the Windows agent's samples were not stored: rows {:?}\nagent log:\n{}\ningest log:\n{}",
@@ -284,10 +315,28 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
         agent_log(),
         ingest.log()
     );
+    assert!(
+        stopped && exited && status.success(),
+        "the agent did not stop cleanly on Ctrl+C ({status}):\n{}",
+        agent_log()
+    );
+    let published = published_count(&agent_log());
+    let all_stored = poll_until(Duration::from_secs(60), || {
+        rows(&db).get("wine-worker").copied().unwrap_or(0) >= published
+    });
+    ingest.signal("-TERM");
+    assert!(
+        ingest.wait(Duration::from_secs(30)).success(),
+        "{}",
+        ingest.log()
+    );
+    assert!(all_stored, "rows {:?}, published {published}", rows(&db));
     let snaps: Vec<_> = stored(&db)
         .into_iter()
         .filter(|s| s.machine_id == "wine-worker")
         .collect();
+    // Everything collected was published at the stop, and stored once.
+    assert_eq!(snaps.len(), published, "{}", agent_log());
     assert!(snaps.len() >= 5);
     // In order, one interval apart, with the Windows collectors' fields.
     assert!(snaps.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
