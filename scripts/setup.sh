@@ -16,7 +16,11 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 # verifies the packages' unit files (build-essential brings dpkg-dev, which cargo-deb
 # uses for the packages' Depends).
 need=()
-for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium postgresql; do
+# gcc-mingw-w64-x86-64, g++-mingw-w64-x86-64, cmake: cross-building the Windows agent
+# (scripts/build-windows.sh: librdkafka's CMake build, OpenSSL from source); wine64: its
+# tests run the .exe under Wine.
+for pkg in build-essential pkg-config libssl-dev zlib1g-dev chromium postgresql \
+    gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 cmake wine64; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # package:command pairs, installed when the command is missing
@@ -41,6 +45,11 @@ for comp in rustfmt clippy; do
     log "adding rustup component $comp"; rustup component add "$comp"
   fi
 done
+
+# The Windows agent's target (scripts/build-windows.sh).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+  log "adding rustup target x86_64-pc-windows-gnu"; rustup target add x86_64-pc-windows-gnu
+fi
 
 # --- tansu: a real Kafka-protocol broker for the integration tests ----------------
 TANSU_VERSION=0.6.0

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod history;
 pub mod serve;
+pub mod service;
 pub mod stdout;
 
 use std::path::Path;
@@ -26,6 +27,34 @@ pub fn init_logging(level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Logs to `file` (appended, created with its directory), for the Windows
+/// service, which has no console. `RUST_LOG` wins when set. Falls back to
+/// stderr when the file cannot be opened.
+pub fn init_file_logging(file: &Path, level: &str) {
+    let opened = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)
+        });
+    let Ok(f) = opened else {
+        init_logging(level);
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(f))
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -12,6 +12,12 @@
 //! `used_bytes` is `total_bytes - available_bytes`, so blocks reserved for root
 //! count as used: `used / total` is how close unprivileged writers are to a
 //! full disk.
+//!
+//! On Windows the drive letters are listed instead (`GetLogicalDriveStringsW`;
+//! fixed, removable and RAM drives, never network or optical ones, whose
+//! queries can hang or spin up a disc), with `GetVolumeInformationW` for the
+//! type and `GetDiskFreeSpaceExW` for the space: the same calls psutil makes,
+//! and ones Wine implements (sysinfo's volume enumeration lists nothing there).
 
 use std::borrow::Cow;
 
@@ -188,6 +194,33 @@ impl Collector for FilesystemCollector {
     }
 
     fn collect(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
+        #[cfg(windows)]
+        {
+            let drives = drives::list();
+            if drives.is_empty() {
+                // Windows always has a system drive: none means none could be read.
+                return Err(CollectorError::Failed(
+                    "no drive could be read (GetLogicalDriveStringsW)".into(),
+                ));
+            }
+            let mounts = drives.iter().map(|d| MountUsage {
+                device: &d.root,
+                mount_point: &d.root,
+                fs_type: &d.fs_type,
+                total_bytes: d.total_bytes,
+                available_bytes: d.available_bytes,
+            });
+            snapshot.filesystems = select_filesystems(mounts, &self.options);
+            Ok(())
+        }
+        #[cfg(not(windows))]
+        self.collect_sysinfo(snapshot)
+    }
+}
+
+impl FilesystemCollector {
+    #[cfg_attr(windows, allow(dead_code))]
+    fn collect_sysinfo(&mut self, snapshot: &mut Snapshot) -> Result<(), CollectorError> {
         self.disks
             .refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
         // Names are UTF-8 in practice; anything else is shown lossily, not dropped.
@@ -217,6 +250,83 @@ impl Collector for FilesystemCollector {
                 });
         snapshot.filesystems = select_filesystems(mounts, &self.options);
         Ok(())
+    }
+}
+
+/// Windows drive letters and their space.
+#[cfg(windows)]
+mod drives {
+    use windows_sys::Win32::Storage::FileSystem::{
+        GetDiskFreeSpaceExW, GetDriveTypeW, GetLogicalDriveStringsW, GetVolumeInformationW,
+    };
+
+    const DRIVE_REMOVABLE: u32 = 2;
+    const DRIVE_FIXED: u32 = 3;
+    const DRIVE_RAMDISK: u32 = 6;
+
+    /// One drive: `C:\`, its filesystem (`NTFS`), total and available bytes.
+    pub struct Drive {
+        pub root: String,
+        pub fs_type: String,
+        pub total_bytes: u64,
+        pub available_bytes: u64,
+    }
+
+    /// The local drives whose space could be read.
+    pub fn list() -> Vec<Drive> {
+        let mut buf = [0u16; 512];
+        // SAFETY: `buf` is writable for its length in u16s.
+        let n = unsafe { GetLogicalDriveStringsW(buf.len() as u32, buf.as_mut_ptr()) } as usize;
+        if n == 0 || n > buf.len() {
+            return Vec::new();
+        }
+        buf[..n]
+            .split(|c| *c == 0)
+            .filter(|r| !r.is_empty())
+            .filter_map(|root| {
+                let mut z: Vec<u16> = root.to_vec();
+                z.push(0);
+                // SAFETY: `z` is a NUL-terminated path.
+                let kind = unsafe { GetDriveTypeW(z.as_ptr()) };
+                if !matches!(kind, DRIVE_FIXED | DRIVE_REMOVABLE | DRIVE_RAMDISK) {
+                    return None;
+                }
+                let (mut avail, mut total, mut free) = (0u64, 0u64, 0u64);
+                // SAFETY: NUL-terminated path and three valid out-pointers.
+                let ok =
+                    unsafe { GetDiskFreeSpaceExW(z.as_ptr(), &mut avail, &mut total, &mut free) };
+                if ok == 0 || total == 0 {
+                    return None; // an empty card reader, a locked BitLocker drive
+                }
+                let mut fs = [0u16; 64];
+                // SAFETY: NUL-terminated path; `fs` writable for its length; the
+                // other out-parameters may be null.
+                let ok = unsafe {
+                    GetVolumeInformationW(
+                        z.as_ptr(),
+                        std::ptr::null_mut(),
+                        0,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        fs.as_mut_ptr(),
+                        fs.len() as u32,
+                    )
+                };
+                let fs_len = fs.iter().position(|c| *c == 0).unwrap_or(fs.len());
+                let fs_type = if ok != 0 && fs_len > 0 {
+                    String::from_utf16_lossy(&fs[..fs_len])
+                } else {
+                    "unknown".to_string()
+                };
+                Some(Drive {
+                    root: String::from_utf16_lossy(root),
+                    fs_type,
+                    total_bytes: total,
+                    available_bytes: avail,
+                })
+            })
+            .collect()
     }
 }
 

@@ -32,9 +32,14 @@
 //! `/proc` itself (each module says why); the pure parsers are public and
 //! unit-tested on literal samples.
 //!
-//! The `/proc` and `/sys` sources are Linux's: on other Unix systems those
-//! collectors report an error each interval while the sysinfo-based ones keep
-//! working. Windows is not supported.
+//! The `/proc` and `/sys` sources are Linux's. On other systems (Windows,
+//! macOS) [`register_builtins`] registers the [`portable`] collectors under the
+//! names `cpu`, `disk`, `network`, `uptime` and `processes` (same options), so
+//! every field of the legacy message is filled there too; `memory` is
+//! sysinfo's on every OS, `filesystems` too except on Windows (drive letters). The Linux-only families
+//! (`pressure`, `disks`, `tcp`, `cgroups`, `temperatures`, and `load` on
+//! Windows, which has no load average) are registered disabled there, and
+//! enabling one is a configuration error naming the OS.
 
 #![warn(missing_docs)]
 
@@ -47,6 +52,7 @@ pub mod filesystems;
 pub mod load;
 pub mod memory;
 pub mod network;
+pub mod portable;
 pub mod pressure;
 pub mod processes;
 pub mod tcp;
@@ -111,15 +117,34 @@ where
 /// replacing earlier registrations of the same names. Register your own
 /// collectors after this call to override a built-in.
 pub fn register_builtins(registry: &mut CollectorRegistry) {
+    register_common(registry);
+    #[cfg(target_os = "linux")]
+    register_linux(registry);
+    #[cfg(not(target_os = "linux"))]
+    register_portable(registry);
+}
+
+/// The collectors that are the same on every OS (sysinfo's).
+fn register_common(registry: &mut CollectorRegistry) {
+    add(registry, MemoryCollector::NAME, "memory and swap", |o| {
+        Ok(MemoryCollector::new(o))
+    });
+    add(
+        registry,
+        FilesystemCollector::NAME,
+        "mounted real filesystems and their usage",
+        FilesystemCollector::new,
+    );
+}
+
+#[cfg(target_os = "linux")]
+fn register_linux(registry: &mut CollectorRegistry) {
     add(
         registry,
         CpuCollector::NAME,
         "CPU utilisation, whole host and per core",
         |o| Ok(CpuCollector::new(o)),
     );
-    add(registry, MemoryCollector::NAME, "memory and swap", |o| {
-        Ok(MemoryCollector::new(o))
-    });
     add(
         registry,
         DiskCollector::NAME,
@@ -141,12 +166,6 @@ pub fn register_builtins(registry: &mut CollectorRegistry) {
     add(registry, UptimeCollector::NAME, "seconds since boot", |o| {
         Ok(UptimeCollector::new(o))
     });
-    add(
-        registry,
-        FilesystemCollector::NAME,
-        "mounted real filesystems and their usage",
-        FilesystemCollector::new,
-    );
     add(
         registry,
         ProcessCollector::NAME,
@@ -183,6 +202,88 @@ pub fn register_builtins(registry: &mut CollectorRegistry) {
         "temperature sensors (hwmon)",
         |o| Ok(TemperatureCollector::new(o)),
     );
+}
+
+#[cfg(not(target_os = "linux"))]
+fn register_portable(registry: &mut CollectorRegistry) {
+    use portable::*;
+    add(
+        registry,
+        CpuCollector::NAME,
+        "CPU utilisation, whole host and per core",
+        |o| Ok(PortableCpuCollector::new(o)),
+    );
+    add(
+        registry,
+        DiskCollector::NAME,
+        "disk I/O summed over volumes, cumulative and per second",
+        PortableDiskCollector::new,
+    );
+    add(
+        registry,
+        NetworkCollector::NAME,
+        "network I/O, cumulative and per second, loopback excluded",
+        PortableNetworkCollector::new,
+    );
+    add(registry, UptimeCollector::NAME, "seconds since boot", |o| {
+        Ok(PortableUptimeCollector::new(o))
+    });
+    add(
+        registry,
+        ProcessCollector::NAME,
+        "top processes by CPU and by memory (names only, never command lines)",
+        PortableProcessCollector::new,
+    );
+    #[cfg(not(windows))]
+    add(
+        registry,
+        LoadCollector::NAME,
+        "load averages (1, 5, 15 minutes)",
+        |_: LoadOptions| Ok(PortableLoadCollector),
+    );
+    let linux_only: [(&'static str, &'static str, &'static str); 6] = [
+        (
+            PressureCollector::NAME,
+            "pressure stall information (PSI)",
+            "/proc/pressure",
+        ),
+        (
+            DisksCollector::NAME,
+            "per block device I/O (Linux only)",
+            "/proc/diskstats",
+        ),
+        (
+            TcpCollector::NAME,
+            "TCP sockets per state (Linux only)",
+            "sock_diag netlink",
+        ),
+        (
+            CgroupCollector::NAME,
+            "top cgroups (Linux only)",
+            "/sys/fs/cgroup",
+        ),
+        (
+            TemperatureCollector::NAME,
+            "temperature sensors (Linux only)",
+            "/sys/class/hwmon",
+        ),
+        (
+            LoadCollector::NAME,
+            "load averages (not on Windows)",
+            "/proc/loadavg",
+        ),
+    ];
+    for (name, description, source) in linux_only {
+        if cfg!(not(windows)) && name == LoadCollector::NAME {
+            continue;
+        }
+        registry.register(
+            name,
+            description,
+            false,
+            Box::new(move |_| Err(unsupported(name, source))),
+        );
+    }
 }
 
 /// A registry holding the built-in collectors under the names `cpu`, `memory`,

@@ -493,10 +493,15 @@ impl ProcessCollector {
 
     /// The open descriptors of `pid` (where readable) and its owner's uid.
     fn fds_and_owner(&mut self, pid: u32) -> (Option<u32>, Option<u32>) {
-        use std::os::unix::fs::MetadataExt;
         self.path.clear();
         let _ = write!(self.path, "{}/{pid}", self.proc_root.display());
-        let uid = std::fs::metadata(&self.path).ok().map(|m| m.uid());
+        #[cfg(unix)]
+        let uid = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&self.path).ok().map(|m| m.uid())
+        };
+        #[cfg(not(unix))]
+        let uid = None;
         self.path.push_str("/fd");
         let fds = std::fs::read_dir(&self.path)
             .ok()

@@ -16,6 +16,7 @@
 //! sent over the last interval.
 
 use std::fs::File;
+#[cfg(target_os = "linux")]
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -139,6 +140,7 @@ pub fn parse_snmp_tcp(text: &str) -> Result<(u64, u64), ParseError> {
 
 /// Netlink constants (linux/netlink.h, linux/sock_diag.h, linux/inet_diag.h).
 mod nl {
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub const NETLINK_SOCK_DIAG: i32 = 4;
     pub const SOCK_DIAG_BY_FAMILY: u16 = 20;
     pub const NLM_F_REQUEST: u16 = 0x1;
@@ -215,12 +217,17 @@ pub fn diag_request(family: u8, seq: u32) -> [u8; 72] {
     r[8..12].copy_from_slice(&seq.to_ne_bytes());
     // inet_diag_req_v2: family, protocol, ext, pad, states, then a zero sockid
     r[16] = family;
-    r[17] = libc::IPPROTO_TCP as u8;
+    r[17] = 6; // IPPROTO_TCP
     r[20..24].copy_from_slice(&nl::ALL_STATES.to_ne_bytes());
     r
 }
 
+/// Address families as Linux numbers them (`AF_INET`, `AF_INET6`).
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
 /// A `NETLINK_SOCK_DIAG` socket kept open between intervals.
+#[cfg(target_os = "linux")]
 #[derive(Debug)]
 struct DiagSocket {
     fd: OwnedFd,
@@ -228,6 +235,7 @@ struct DiagSocket {
     seq: u32,
 }
 
+#[cfg(target_os = "linux")]
 impl DiagSocket {
     fn open() -> std::io::Result<Self> {
         // SAFETY: plain socket(2); the returned descriptor is owned below.
@@ -304,6 +312,28 @@ impl DiagSocket {
     }
 }
 
+/// No netlink outside Linux: opening fails, so `mode = "netlink"` is a
+/// configuration error at start there.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug)]
+struct DiagSocket;
+
+#[cfg(not(target_os = "linux"))]
+impl DiagSocket {
+    fn open() -> std::io::Result<Self> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "sock_diag netlink exists only on Linux",
+        ))
+    }
+
+    fn dump(&mut self, _family: u8, _counts: &mut TcpStates) -> Result<(), CollectorError> {
+        Err(CollectorError::Failed(
+            "sock_diag netlink exists only on Linux".into(),
+        ))
+    }
+}
+
 /// Segments sent and retransmitted since boot and, from the second reading on,
 /// retransmits per second and in percent of segments sent (when any were).
 type Retransmits = (u64, u64, Option<(f64, Option<f64>)>);
@@ -365,8 +395,8 @@ impl TcpCollector {
         let (mut v4, mut v6) = (TcpStates::default(), TcpStates::default());
         match (&mut self.socket, self.mode) {
             (Some(s), TcpSource::Netlink) => {
-                s.dump(libc::AF_INET as u8, &mut v4)?;
-                s.dump(libc::AF_INET6 as u8, &mut v6)?;
+                s.dump(AF_INET, &mut v4)?;
+                s.dump(AF_INET6, &mut v6)?;
             }
             _ => {
                 for (file, counts) in [("tcp", &mut v4), ("tcp6", &mut v6)] {

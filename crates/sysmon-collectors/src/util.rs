@@ -64,9 +64,8 @@ impl ReadBuf {
     /// of file would make the kernel generate the whole text a second time. A
     /// full buffer is grown and the read repeated.
     pub(crate) fn reread_file(&mut self, file: &File) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
         loop {
-            match file.read_at(&mut self.bytes, 0) {
+            match read_at_start(file, &mut self.bytes) {
                 Ok(n) if n < self.bytes.len() => {
                     self.len = n;
                     return Ok(());
@@ -93,6 +92,20 @@ fn io_error(path: &Path, source: std::io::Error) -> CollectorError {
         what: path.display().to_string(),
         source,
     }
+}
+
+/// One positioned read at offset 0 (`pread`), leaving the file position alone.
+#[cfg(unix)]
+fn read_at_start(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    file.read_at(buf, 0)
+}
+
+/// One positioned read at offset 0 (`ReadFile` with an offset).
+#[cfg(windows)]
+fn read_at_start(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::windows::fs::FileExt;
+    file.seek_read(buf, 0)
 }
 
 /// True when `name` matches `pattern`: an exact name, or a prefix followed by

@@ -7,12 +7,14 @@
 
 use crate::error::CoreError;
 
-/// The host name from `/proc/sys/kernel/hostname`, `/etc/hostname` or `$HOSTNAME`.
+/// The host name from `/proc/sys/kernel/hostname`, `/etc/hostname`,
+/// `$HOSTNAME` or (Windows) `%COMPUTERNAME%`.
 pub fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .chain(std::env::var("HOSTNAME").ok())
+        .chain(std::env::var("COMPUTERNAME").ok())
         .map(|s| s.trim().to_string())
         .find(|s| !s.is_empty())
 }

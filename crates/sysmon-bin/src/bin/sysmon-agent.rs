@@ -10,7 +10,8 @@ use sysmon_bin::cmd::agent::AgentArgs;
 /// Print JSON lines instead: `sysmon-agent --stdout`; one snapshot: `--once`.
 ///
 /// The machine id is stable across restarts: --machine-id, else
-/// <hostname>-<hash of /etc/machine-id>. While the broker is unreachable the agent
+/// <hostname>-<hash of /etc/machine-id> (on Windows, of the MachineGuid).
+/// While the broker is unreachable the agent
 /// keeps sampling into a bounded buffer and delivers the backlog in order later.
 #[derive(Debug, Parser)]
 #[command(name = "sysmon-agent", version, about, long_about)]
@@ -19,10 +20,34 @@ struct Cli {
     common: CommonArgs,
     #[command(flatten)]
     agent: AgentArgs,
+    #[cfg(windows)]
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Subcommands (Windows only).
+#[cfg(windows)]
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Install, remove (or, for the service manager, run) the Windows service.
+    #[command(subcommand)]
+    Service(sysmon_bin::service::ServiceCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
+    #[cfg(windows)]
+    if let Some(Command::Service(command)) = cli.command {
+        let is_run = matches!(command, sysmon_bin::service::ServiceCommand::Run(_));
+        if !is_run {
+            sysmon_bin::init_logging(&cli.common.log_level);
+        }
+        if let Err(e) = sysmon_bin::service::run(command, &cli.common) {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     sysmon_bin::init_logging(&cli.common.log_level);
     // One thread is plenty for sampling once a second; collectors run on the
     // blocking pool, so /proc reads never stall the runtime.

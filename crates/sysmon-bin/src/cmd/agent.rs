@@ -8,6 +8,7 @@ use sysmon_analytics::Config;
 use sysmon_core::agent::AgentOptions;
 use sysmon_core::config::Compression;
 use sysmon_core::{codec::Format, Agent, Transport};
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cli::{AgentIdentityArgs, CommonArgs};
@@ -51,8 +52,37 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// The agent's flags and common flags for the Windows service, from what
+    /// `service install` stored in its command line.
+    pub fn for_service(s: &crate::service::InstallArgs) -> (AgentArgs, CommonArgs) {
+        let agent = AgentArgs {
+            identity: AgentIdentityArgs {
+                machine_id: s.machine_id.clone(),
+                interval: None,
+            },
+            stdout: false,
+            once: false,
+            brokers: s.brokers.clone(),
+            topic: s.topic.clone(),
+            format: None,
+            compression: None,
+            spool_dir: s.spool_dir.clone(),
+            list_collectors: false,
+        };
+        let common = CommonArgs {
+            config: s.config.clone(),
+            log_level: s.log_level.clone().unwrap_or_else(|| "info".into()),
+        };
+        (agent, common)
+    }
+
     fn apply(&self, config: &mut Config) -> anyhow::Result<()> {
         self.identity.apply(config)?;
+        // Windows: the machine id from the MachineGuid (Linux: /etc/machine-id, in core).
+        #[cfg(windows)]
+        if config.agent.machine_id.is_none() {
+            config.agent.machine_id = crate::service::windows_machine_id();
+        }
         if let Some(b) = &self.brokers {
             config.kafka.brokers = b.clone();
         }
@@ -74,6 +104,16 @@ impl AgentArgs {
 
 /// Runs the agent until SIGINT/SIGTERM (or once with `--once`).
 pub async fn run(args: AgentArgs, common: &CommonArgs) -> anyhow::Result<()> {
+    run_until(args, common, None).await
+}
+
+/// Runs the agent until `stop` is cancelled (`None`: until SIGINT/SIGTERM, or
+/// Ctrl+C on Windows), then delivers what it collected.
+pub async fn run_until(
+    args: AgentArgs,
+    common: &CommonArgs,
+    stop: Option<CancellationToken>,
+) -> anyhow::Result<()> {
     if args.list_collectors {
         println!("{:<12} {:<8} description", "name", "default");
         for (name, description, enabled) in sysmon_collectors::builtin_registry().list() {
@@ -82,7 +122,13 @@ pub async fn run(args: AgentArgs, common: &CommonArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut config = crate::load_config(common.config.as_deref())?;
+    // Windows: %ProgramData%\sysmon\agent.toml when no --config is given and it exists.
+    #[cfg(windows)]
+    let default_config = Some(crate::service::WindowsPaths::from_env().config)
+        .filter(|p| common.config.is_none() && p.is_file());
+    #[cfg(not(windows))]
+    let default_config: Option<std::path::PathBuf> = None;
+    let mut config = crate::load_config(common.config.as_deref().or(default_config.as_deref()))?;
     args.apply(&mut config)?;
     let collectors = crate::build_collectors(&config)?;
     let options = AgentOptions::from_config(&config.agent)?;
@@ -112,7 +158,7 @@ pub async fn run(args: AgentArgs, common: &CommonArgs) -> anyhow::Result<()> {
              to publish to Kafka (see --help)"
         );
     };
-    let stop = crate::shutdown_on_signal();
+    let stop = stop.unwrap_or_else(crate::shutdown_on_signal);
     let handle = Agent::new(options, transport)
         .with_collectors(collectors)
         .spawn();

@@ -1,0 +1,347 @@
+//! The Windows agent, cross-built from Linux (`scripts/build-windows.sh`) and
+//! run under Wine: `sysmon-agent.exe --once` prints a valid snapshot whose
+//! collector errors name only what Wine cannot provide, and `--brokers`
+//! publishes to a real tansu broker from which `sysmon ingest` (the Linux
+//! build) stores it.
+//!
+//! The test builds the .exe itself (dev profile, in `target/windows-cross`, so
+//! the outer cargo's lock is never waited on) unless `SYSMON_WINDOWS_EXE_DIR`
+//! names a directory that already holds `sysmon-agent.exe` and
+//! `bcryptprimitives.dll` (`scripts/build-windows.sh --wine-shim DIR`).
+//! Wine, mingw-w64, cmake and the rustup target come from scripts/setup.sh; a
+//! missing one is a loud failure naming the fix, never a skip.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{poll_until, Proc, SYSMON};
+use sysmon_core::config::SqliteConfig;
+use sysmon_sinks::sqlite::SqliteSink;
+use sysmon_testkit::tansu::TansuBroker;
+
+/// What Wine 8 cannot provide, by collector: the only collector errors allowed.
+/// Wine lists no volume through `FindFirstVolumeW` (so no `disk` I/O counters),
+/// and its `GetIfTable2` rows have no link speed, which sysinfo's filter of
+/// hardware interfaces drops (`network`).
+const WINE_GAPS: &[&str] = &["disk", "network"];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Wine loader for 64-bit programs.
+fn wine() -> PathBuf {
+    ["/usr/lib/wine/wine64", "/usr/bin/wine64", "/usr/bin/wine"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .expect("wine not found: run scripts/setup.sh (apt-get install wine64)")
+}
+
+/// The directory holding `sysmon-agent.exe` and the test-only shim DLL.
+fn exe_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SYSMON_WINDOWS_EXE_DIR") {
+        let d = PathBuf::from(d);
+        if d.join("sysmon-agent.exe").is_file() && d.join("bcryptprimitives.dll").is_file() {
+            return d;
+        }
+    }
+    let cross = workspace().join("target/windows-cross");
+    let out = cross.join("out");
+    let status = Command::new(workspace().join("scripts/build-windows.sh"))
+        .args(["--wine-shim", out.to_str().unwrap()])
+        .env("CARGO_TARGET_DIR", &cross)
+        .env("SYSMON_WIN_PROFILE", "dev")
+        .status()
+        .expect("running scripts/build-windows.sh");
+    assert!(
+        status.success(),
+        "scripts/build-windows.sh failed (run scripts/setup.sh for mingw-w64, cmake and the rustup target)"
+    );
+    out
+}
+
+/// A Wine prefix of this target dir (created on first use, reused after).
+fn prefix() -> PathBuf {
+    let p = workspace().join("target/windows-cross/wineprefix");
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn wine_command(exe: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(wine());
+    c.arg(exe)
+        .args(args)
+        .env("WINEPREFIX", prefix())
+        .env("WINEDEBUG", "-all")
+        // No Mono or Gecko install prompt on a fresh prefix; no display needed.
+        .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+        .env_remove("DISPLAY")
+        .env("SYSMON_LOG", "info")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run_once(exe: &Path) -> Output {
+    wine_command(exe, &["--once", "--machine-id", "wine-once"])
+        .output()
+        .expect("running the agent under wine")
+}
+
+/// Ends this prefix's wineserver (and so any process left in it).
+fn stop_wineserver() {
+    let _ = Command::new("wineserver")
+        .arg("-k")
+        .env("WINEPREFIX", prefix())
+        .status();
+}
+
+/// `published=N` from the agent's "agent exited" line, checking that nothing
+/// was left undelivered.
+fn published_count(log: &str) -> usize {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("agent exited"))
+        .unwrap_or_else(|| panic!("no \"agent exited\" line in:\n{log}"));
+    let field = |name: &str| -> usize {
+        let start = line
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            + name.len()
+            + 1;
+        line[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("bad {name} in {line}"))
+    };
+    assert_eq!(field("undelivered"), 0, "{line}");
+    assert_eq!(field("collected"), field("published"), "{line}");
+    field("published")
+}
+
+fn stored(db: &Path) -> Vec<sysmon_core::Snapshot> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sink = SqliteSink::open(&SqliteConfig {
+            path: db.to_path_buf(),
+            ..Default::default()
+        })
+        .unwrap();
+        sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
+    })
+}
+
+/// Checks a `--once` snapshot from the Windows build: the legacy fields, the
+/// absent ones, and the collector errors.
+fn check_snapshot(stdout: &str) {
+    let line = stdout.trim();
+    let raw: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    // Every field of the legacy message is present with its type.
+    for key in ["machine_id", "timestamp", "cpu_usage", "memory_usage"] {
+        assert!(!raw[key].is_null(), "{key} missing: {raw}");
+    }
+    for (key, sub) in [
+        ("disk_io", ["read", "write"]),
+        ("network_io", ["sent", "recv"]),
+    ] {
+        for s in sub {
+            assert!(raw[key][s].is_u64(), "{key}.{s} missing: {raw}");
+        }
+    }
+    let snap = sysmon_core::decode(line.as_bytes())
+        .unwrap_or_else(|e| panic!("the ingester's decoder rejects it ({e}): {line}"));
+    assert_eq!(snap.machine_id, "wine-once");
+    assert!(snap.hostname.as_deref().is_some_and(|h| !h.is_empty()));
+    assert!((0.0..=100.0).contains(&snap.cpu_usage));
+    assert!(!snap.cpu_per_core.is_empty(), "{line}");
+    assert!(snap.memory_usage > 0.0 && snap.memory_usage <= 100.0);
+    let mem = snap.memory.expect("memory");
+    assert!(mem.total_bytes > 0 && mem.used_bytes <= mem.total_bytes);
+    assert!(!snap.top_cpu_processes.is_empty() && !snap.top_mem_processes.is_empty());
+    let me = snap
+        .top_mem_processes
+        .iter()
+        .chain(&snap.top_cpu_processes)
+        .find(|p| p.name.contains("sysmon-agent"));
+    // Under Wine the listed processes are the prefix's (wineserver's children):
+    // the agent itself is always one of the few.
+    assert!(
+        me.is_some(),
+        "the agent is not among its own top processes: {line}"
+    );
+    assert!(snap.uptime_secs.is_some());
+    // Drive letters (Wine: C: and Z:), with their space.
+    assert!(
+        snap.filesystems
+            .iter()
+            .any(|f| f.mount_point == "C:\\" && f.total_bytes > 0),
+        "{line}"
+    );
+    // What Windows has no notion of is absent (null or left out), never zero.
+    assert!(
+        snap.load_avg.is_none() && raw["load_avg"].is_null(),
+        "{raw}"
+    );
+    assert!(snap.pressure.is_none() && snap.tcp.is_none() && snap.open_files.is_none());
+    assert!(snap.top_cpu_cgroups.is_empty() && snap.temperatures.is_empty());
+    assert!(snap.network_errors.is_none());
+    for p in snap.top_cpu_processes.iter().chain(&snap.top_mem_processes) {
+        assert!(p.threads.is_none() && p.state.is_none() && p.open_fds.is_none());
+        assert!(p.memory_bytes.is_some() && p.memory_percent.is_some());
+    }
+    // Errors name only what Wine cannot provide.
+    let failed: Vec<&str> = snap
+        .collector_errors
+        .iter()
+        .map(|e| e.collector.as_str())
+        .collect();
+    assert!(
+        failed.iter().all(|c| WINE_GAPS.contains(c)),
+        "collector errors beyond Wine's known gaps {WINE_GAPS:?}: {:?}",
+        snap.collector_errors
+    );
+}
+
+#[test]
+fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
+    let dir = exe_dir();
+    let exe = dir.join("sysmon-agent.exe");
+
+    // 1. One snapshot on stdout.
+    let out = run_once(&exe);
+    assert!(
+        out.status.success(),
+        "sysmon-agent.exe --once failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_snapshot(&String::from_utf8_lossy(&out.stdout));
+
+    // 2. --list-collectors: the Linux-only families are listed as off.
+    let out = wine_command(&exe, &["--list-collectors"]).output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    for line in list.lines().filter(|l| {
+        [
+            "pressure",
+            "tcp",
+            "cgroups",
+            "temperatures",
+            "load",
+            "disks",
+        ]
+        .iter()
+        .any(|n| l.split_whitespace().next() == Some(n))
+    }) {
+        assert!(line.contains(" off "), "{line}");
+    }
+
+    // 3. Published to a real broker by the Windows build, stored by the Linux ingester.
+    let broker = TansuBroker::start();
+    let work = tempfile::tempdir().unwrap();
+    let db = work.path().join("sysmon.db");
+    let bootstrap = broker.bootstrap();
+    let mut ingest = Proc::spawn(
+        SYSMON,
+        &[
+            "ingest",
+            "--brokers",
+            &bootstrap,
+            "--db",
+            db.to_str().unwrap(),
+            "--partitions",
+            "1",
+        ],
+        work.path(),
+        "ingest",
+    );
+    ingest.wait_for_log("consumer group assignment", Duration::from_secs(60));
+    let log = work.path().join("agent.log");
+    let mut agent = wine_command(
+        &exe,
+        &[
+            "--brokers",
+            &bootstrap,
+            "--machine-id",
+            "wine-worker",
+            "--interval",
+            "500ms",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let rows = |db: &Path| -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for s in stored(db) {
+            *m.entry(s.machine_id).or_insert(0) += 1;
+        }
+        m
+    };
+    let enough = poll_until(Duration::from_secs(90), || {
+        rows(&db).get("wine-worker").copied().unwrap_or(0) >= 5
+    });
+    // SIGINT reaches the Windows program as Ctrl+C (Wine's console): the agent
+    // stops sampling and delivers what it collected before exiting.
+    let stopped = Command::new("kill")
+        .args(["-INT", &agent.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    let exited = poll_until(Duration::from_secs(30), || {
+        agent.try_wait().ok().flatten().is_some()
+    });
+    if !exited {
+        let _ = agent.kill();
+    }
+    let status = agent.wait().unwrap();
+    stop_wineserver();
+    assert!(
+        enough,
+        "the Windows agent's samples were not stored: rows {:?}\nagent log:\n{}\ningest log:\n{}",
+        rows(&db),
+        agent_log(),
+        ingest.log()
+    );
+    assert!(
+        stopped && exited && status.success(),
+        "the agent did not stop cleanly on Ctrl+C ({status}):\n{}",
+        agent_log()
+    );
+    let published = published_count(&agent_log());
+    let all_stored = poll_until(Duration::from_secs(60), || {
+        rows(&db).get("wine-worker").copied().unwrap_or(0) >= published
+    });
+    ingest.signal("-TERM");
+    assert!(
+        ingest.wait(Duration::from_secs(30)).success(),
+        "{}",
+        ingest.log()
+    );
+    assert!(all_stored, "rows {:?}, published {published}", rows(&db));
+    let snaps: Vec<_> = stored(&db)
+        .into_iter()
+        .filter(|s| s.machine_id == "wine-worker")
+        .collect();
+    // Everything collected was published at the stop, and stored once.
+    assert_eq!(snaps.len(), published, "{}", agent_log());
+    assert!(snaps.len() >= 5);
+    // In order, one interval apart, with the Windows collectors' fields.
+    assert!(snaps.windows(2).all(|w| w[0].timestamp < w[1].timestamp));
+    for s in &snaps {
+        assert!(!s.top_cpu_processes.is_empty() && s.memory.is_some());
+        assert!(s.load_avg.is_none());
+    }
+}
