@@ -14,8 +14,6 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::detector::{AnomalyScore, Verdict};
 use super::features::{FEATURE_COUNT, FEATURE_NAMES, MEMORY};
 
@@ -25,29 +23,8 @@ pub const DEFAULT_QUIET_SAMPLES: u32 = 3;
 /// The name used in [`Episode::metrics`] for the Isolation Forest.
 pub const FOREST_METRIC: &str = "isolation_forest";
 
-/// One anomaly episode of one machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Episode {
-    /// The machine.
-    pub machine_id: String,
-    /// Timestamp of the first flagged sample, seconds since the epoch.
-    pub start: f64,
-    /// Timestamp of the last flagged sample so far.
-    pub end: f64,
-    /// Timestamp of the highest-scoring sample.
-    pub peak_at: f64,
-    /// The highest score (see [`AnomalyScore::score`]).
-    pub peak_score: f64,
-    /// The flagged samples.
-    pub samples: u32,
-    /// The metrics that flagged at some point (feature names, or
-    /// [`FOREST_METRIC`]), in first-seen order.
-    pub metrics: Vec<String>,
-    /// The reasons of the peak sample.
-    pub reasons: Vec<String>,
-    /// True while the episode may still grow.
-    pub open: bool,
-}
+/// One anomaly episode of one machine (core's shape, stored and served as is).
+pub use sysmon_core::alert::Episode;
 
 #[derive(Debug, Clone)]
 struct Open {

@@ -173,6 +173,30 @@ pub struct Anomaly {
     pub message: String,
 }
 
+/// One anomaly episode of one machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Episode {
+    /// The machine.
+    pub machine_id: String,
+    /// Timestamp of the first flagged sample, seconds since the epoch.
+    pub start: f64,
+    /// Timestamp of the last flagged sample so far.
+    pub end: f64,
+    /// Timestamp of the highest-scoring sample.
+    pub peak_at: f64,
+    /// The highest score (the detector's score in [0, 1)).
+    pub peak_score: f64,
+    /// The flagged samples.
+    pub samples: u32,
+    /// The metrics that flagged at some point (feature names, or
+    /// `isolation_forest`), in first-seen order.
+    pub metrics: Vec<String>,
+    /// The reasons of the peak sample.
+    pub reasons: Vec<String>,
+    /// True while the episode may still grow.
+    pub open: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

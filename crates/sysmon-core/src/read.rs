@@ -22,7 +22,7 @@ use futures_core::Stream;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::{ActiveAlert, AlertEvent, Anomaly};
+use crate::alert::{ActiveAlert, AlertEvent, Anomaly, Episode};
 pub use crate::metric::{FleetAgg, Metric};
 use crate::sink::Batch;
 use crate::snapshot::{ProcessInfo, Snapshot};
@@ -441,6 +441,15 @@ pub trait AnalyticsReader: Send + Sync {
         since: f64,
         limit: usize,
     ) -> Result<Vec<Anomaly>, StoreError>;
+
+    /// Anomaly episodes that ended at or after `since` (open ones included),
+    /// of one machine or all, newest start first, at most `limit`.
+    async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+        limit: usize,
+    ) -> Result<Vec<Episode>, StoreError>;
 }
 
 /// A stream of stored batches.

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 pub use sysmon_analytics::forecast::FilesystemForecast;
-pub use sysmon_core::alert::{ActiveAlert, Anomaly};
+pub use sysmon_core::alert::{ActiveAlert, Anomaly, Episode};
 use sysmon_core::StoreError;
 
 /// A forecast of one metric of one machine.
@@ -53,6 +53,14 @@ pub trait AnalyticsSource: Send + Sync {
         since: f64,
     ) -> Result<Vec<Anomaly>, StoreError>;
 
+    /// Anomaly episodes that ended since `since` (open ones included), of one
+    /// machine or all, newest first.
+    async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+    ) -> Result<Vec<Episode>, StoreError>;
+
     /// Forecasts of a machine's metrics over the next five minutes, and of
     /// its filesystems' time until full.
     async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError>;
@@ -71,6 +79,9 @@ impl AnalyticsSource for NoAnalytics {
         Ok(Vec::new())
     }
     async fn anomalies(&self, _: Option<&str>, _: f64) -> Result<Vec<Anomaly>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn episodes(&self, _: Option<&str>, _: f64) -> Result<Vec<Episode>, StoreError> {
         Ok(Vec::new())
     }
     async fn forecast(&self, _: &str) -> Result<MachineForecast, StoreError> {

@@ -925,6 +925,23 @@ pub(crate) async fn anomalies(
     .into_response())
 }
 
+/// `GET /api/episodes?range=24h[&machine=ID]`: anomaly episodes (a flag that
+/// persists is one episode with a start, an end and a peak), newest first.
+pub(crate) async fn episodes(
+    State(st): State<Arc<AppState>>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let (since, _, range) = parse_window(&p)?;
+    let machine = p.get("machine").map(String::as_str);
+    let list = st.analytics.episodes(machine, since).await?;
+    Ok(Json(json!({
+        "available": st.analytics.available(), "range": range, "since": since,
+        "episodes": list,
+    }))
+    .into_response())
+}
+
 /// `GET /api/machines/{id}/forecast`.
 pub(crate) async fn forecast(
     State(st): State<Arc<AppState>>,

@@ -319,6 +319,7 @@ fn router(state: Arc<AppState>, options: &DashboardOptions) -> Router {
         .route("/api/scatter", get(api::scatter))
         .route("/api/alerts", get(api::alerts))
         .route("/api/anomalies", get(api::anomalies))
+        .route("/api/episodes", get(api::episodes))
         .route("/api/events", get(live::events))
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(

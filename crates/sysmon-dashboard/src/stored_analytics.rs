@@ -16,7 +16,9 @@ use sysmon_analytics::{Forecaster, FEATURE_METRICS};
 use sysmon_core::metric::Metric;
 use sysmon_core::{AnalyticsReader, SnapshotStore, StoreError};
 
-use crate::analytics::{ActiveAlert, AnalyticsSource, Anomaly, ForecastView, MachineForecast};
+use crate::analytics::{
+    ActiveAlert, AnalyticsSource, Anomaly, Episode, ForecastView, MachineForecast,
+};
 
 /// How far back resolved alerts are listed.
 const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
@@ -24,6 +26,8 @@ const RESOLVED_LOOKBACK_SECS: f64 = 24.0 * 3600.0;
 const RESOLVED_LIMIT: usize = 200;
 /// Most anomalies returned by one request.
 const ANOMALY_LIMIT: usize = 2_000;
+/// Most anomaly episodes returned by one request.
+const EPISODE_LIMIT: usize = 1_000;
 /// Recent history a forecast is fitted on.
 const FORECAST_WINDOW_SECS: f64 = 300.0;
 /// Points of the drawn forecast path (every 30 s up to 5 minutes).
@@ -97,6 +101,14 @@ impl AnalyticsSource for StoredAnalytics {
         since: f64,
     ) -> Result<Vec<Anomaly>, StoreError> {
         self.db.anomalies(machine_id, since, ANOMALY_LIMIT).await
+    }
+
+    async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+    ) -> Result<Vec<Episode>, StoreError> {
+        self.db.episodes(machine_id, since, EPISODE_LIMIT).await
     }
 
     async fn forecast(&self, machine_id: &str) -> Result<MachineForecast, StoreError> {

@@ -162,6 +162,35 @@ async fn anomalies_are_the_online_detectors_verdicts_with_their_samples() {
         assert!(!a["message"].as_str().unwrap().is_empty(), "{a}");
     }
 
+    // Flags that persist are episodes: every flagged sample lies in exactly
+    // one episode of its machine, and there are no more episodes than flags.
+    let v = get(&app(&f), "/api/episodes?range=1h").await;
+    assert_eq!(v["available"], true);
+    let episodes: Vec<&serde_json::Value> = v["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["machine_id"].as_str().unwrap().starts_with("trace-"))
+        .collect();
+    assert!(!episodes.is_empty() && episodes.len() <= want.len(), "{v}");
+    for (m, t) in &want {
+        let holding = episodes
+            .iter()
+            .filter(|e| {
+                e["machine_id"] == m.as_str()
+                    && e["start"].as_f64().unwrap() <= *t
+                    && *t <= e["end"].as_f64().unwrap()
+            })
+            .count();
+        assert_eq!(holding, 1, "{m} at {t}: {v}");
+    }
+    for e in &episodes {
+        assert!(e["peak_score"].as_f64().unwrap() >= 0.5, "{e}");
+        assert!(e["samples"].as_u64().unwrap() >= 1, "{e}");
+        assert!(!e["metrics"].as_array().unwrap().is_empty(), "{e}");
+        assert!(!e["reasons"].as_array().unwrap().is_empty(), "{e}");
+    }
+
     // One machine's anomalies only.
     let id = &want[0].0;
     let v = get(&app(&f), &format!("/api/anomalies?range=1h&machine={id}")).await;

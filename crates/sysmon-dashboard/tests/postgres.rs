@@ -163,6 +163,8 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         format!("/api/machines/web-01/cores?{}", w(300.0)),
         "/api/alerts".into(),
         format!("/api/anomalies?{}", w(3600.0)),
+        format!("/api/episodes?{}", w(3600.0)),
+        format!("/api/episodes?machine=web-01&{}", w(3600.0)),
         format!("/api/scatter?{}", w(900.0)),
         "/api/overview?range=15m".into(),
         "/api/overview?range=1h&spark=memory&points=30".into(),

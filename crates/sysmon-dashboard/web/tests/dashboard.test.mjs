@@ -364,6 +364,13 @@ test('alerts and anomalies page: the firing alert, the anomalies, marked on the 
   await page.waitForFunction(() => document.querySelector('main').textContent.includes('cpu_high'), null, { timeout: 10000 });
   assert.ok((await page.textContent('[data-chart="cpu"]')).includes('forecast (5 min)'), 'the CPU chart has its forecast series');
   await page.screenshot({ path: path.join(OUT, 'machine-alerts-forecast.png'), fullPage: true });
+
+  // worker-03's spike: one anomaly episode (start, duration, peak, metrics) on its page.
+  await page.goto(base + '/#/machine/worker-03?range=1h');
+  await page.waitForSelector('body[data-ready="machine"]', { timeout: 20000 });
+  await page.waitForSelector('[data-table="episodes"] tbody tr', { timeout: 10000 });
+  const episodeRows = await page.$$eval('[data-table="episodes"] tbody tr', (trs) => trs.map((t) => t.textContent));
+  assert.ok(episodeRows.length >= 1 && episodeRows.some((r) => r.includes('cpu')), episodeRows.join('\n'));
   await page.close();
 });
 

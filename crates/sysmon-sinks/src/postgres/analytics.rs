@@ -34,6 +34,15 @@ ON CONFLICT (rule, machine_id, subject) DO UPDATE SET
     severity = EXCLUDED.severity, state = EXCLUDED.state, since = EXCLUDED.since,
     value = EXCLUDED.value, message = EXCLUDED.message";
 
+const UPSERT_EPISODE: &str = "
+INSERT INTO anomaly_episodes
+    (machine_id, start, end_ts, peak_at, peak_score, samples, metrics, reasons, open)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (machine_id, start) DO UPDATE SET
+    end_ts = EXCLUDED.end_ts, peak_at = EXCLUDED.peak_at, peak_score = EXCLUDED.peak_score,
+    samples = EXCLUDED.samples, metrics = EXCLUDED.metrics, reasons = EXCLUDED.reasons,
+    open = EXCLUDED.open";
+
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
@@ -111,6 +120,33 @@ pub(crate) async fn write_record(
                 &e.state.name(),
                 &finite(e.value),
                 &e.message,
+            ],
+        )
+        .await?;
+    }
+    for e in &record.episodes {
+        if ![e.start, e.end, e.peak_at, e.peak_score]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            continue;
+        }
+        let samples = i32::try_from(e.samples).unwrap_or(i32::MAX);
+        // A list of strings always serializes.
+        let metrics = serde_json::to_string(&e.metrics).unwrap_or_else(|_| "[]".into());
+        let reasons = serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            UPSERT_EPISODE,
+            &[
+                &e.machine_id,
+                &e.start,
+                &e.end,
+                &e.peak_at,
+                &e.peak_score,
+                &samples,
+                &metrics,
+                &reasons,
+                &e.open,
             ],
         )
         .await?;

@@ -440,6 +440,14 @@ pub(crate) async fn maintain(
     }
     let (n, _) = drop_expired(client, &LONG_TABLES, rollup_cutoff).await?;
     report.partitions_dropped += n;
+    // Episodes are few (one per anomaly, not per sample): a small table,
+    // trimmed like the alert history it sits beside.
+    client
+        .execute(
+            "DELETE FROM anomaly_episodes WHERE end_ts < $1",
+            &[&(rollup_cutoff as f64 / 1000.0)],
+        )
+        .await?;
     if report.partitions_dropped > 0 {
         cache.clear();
     }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly};
+use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly, Episode};
 use sysmon_core::read::{
     AnalyticsReader, Buckets, FleetAgg, HistoryReader, Metric, SeriesQuery, SeriesTarget,
 };
@@ -403,6 +403,49 @@ async fn anomalies(
         .collect()
 }
 
+/// Episodes that ended at or after `since`, newest start first.
+async fn episodes(
+    c: &impl GenericClient,
+    machine_id: Option<&str>,
+    since: f64,
+    limit: usize,
+) -> Result<Vec<Episode>, SinksError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = c
+        .query(
+            "SELECT machine_id, start, end_ts, peak_at, peak_score, samples, metrics, reasons, open
+             FROM anomaly_episodes WHERE end_ts >= $1 AND ($2::text IS NULL OR machine_id = $2)
+             ORDER BY start DESC LIMIT $3",
+            &[&since, &machine_id, &limit],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let machine_id: String = r.try_get(0)?;
+            let start: f64 = r.try_get(1)?;
+            let list = |i: usize, what: &str| -> Result<Vec<String>, SinksError> {
+                let j: String = r.try_get(i)?;
+                serde_json::from_str(&j).map_err(|e| {
+                    SinksError::Corrupt(format!(
+                        "anomaly episode of {machine_id:?} at {start}: {what}: {e}"
+                    ))
+                })
+            };
+            Ok(Episode {
+                metrics: list(6, "metrics")?,
+                reasons: list(7, "reasons")?,
+                end: r.try_get(2)?,
+                peak_at: r.try_get(3)?,
+                peak_score: r.try_get(4)?,
+                samples: u32::try_from(r.try_get::<_, i32>(5)?).unwrap_or(0),
+                open: r.try_get(8)?,
+                machine_id,
+                start,
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl AnalyticsReader for PostgresSink {
     async fn active_alerts(&self) -> Result<Vec<ActiveAlert>, StoreError> {
@@ -425,6 +468,18 @@ impl AnalyticsReader for PostgresSink {
     ) -> Result<Vec<Anomaly>, StoreError> {
         let c = self.client().await.map_err(to_store_error)?;
         anomalies(&**c, machine_id, since, limit)
+            .await
+            .map_err(to_store_error)
+    }
+
+    async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+        limit: usize,
+    ) -> Result<Vec<Episode>, StoreError> {
+        let c = self.client().await.map_err(to_store_error)?;
+        episodes(&**c, machine_id, since, limit)
             .await
             .map_err(to_store_error)
     }

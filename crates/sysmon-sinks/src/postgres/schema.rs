@@ -203,8 +203,27 @@ const V3: &str = r#"
 ALTER TABLE samples ADD COLUMN host_details bytea;
 "#;
 
+/// Version 4: anomaly episodes (a flag that persists is one episode with a
+/// start, an end and a peak), keyed by machine and start; `open` while it may
+/// still grow. Few rows (one per anomaly): not partitioned.
+const V4: &str = r#"
+CREATE TABLE anomaly_episodes (
+    machine_id  text NOT NULL,
+    start       double precision NOT NULL,
+    end_ts      double precision NOT NULL,
+    peak_at     double precision NOT NULL,
+    peak_score  double precision NOT NULL,
+    samples     integer NOT NULL,
+    metrics     text NOT NULL,
+    reasons     text NOT NULL,
+    open        boolean NOT NULL,
+    PRIMARY KEY (machine_id, start)
+);
+CREATE INDEX anomaly_episodes_end ON anomaly_episodes (end_ts);
+"#;
+
 /// The migration steps, oldest first: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 use sysmon_analytics::alerts::AlertEvent;
 use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
-use sysmon_core::alert::{ActiveAlert, Anomaly};
+use sysmon_core::alert::{ActiveAlert, Anomaly, Episode};
 use sysmon_core::SinkError;
 
 use super::keys::{self, TS_BITS};
@@ -101,6 +101,33 @@ pub(crate) fn write_record(
             ])?;
         }
     }
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO anomaly_episodes
+             (machine_id, start, end_ts, peak_at, peak_score, samples, metrics, reasons, open)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for e in &record.episodes {
+            if ![e.start, e.end, e.peak_at, e.peak_score]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                continue;
+            }
+            insert.execute(params![
+                e.machine_id,
+                e.start,
+                e.end,
+                e.peak_at,
+                e.peak_score,
+                e.samples,
+                // A list of strings always serializes.
+                serde_json::to_string(&e.metrics).unwrap_or_else(|_| "[]".into()),
+                serde_json::to_string(&e.reasons).unwrap_or_else(|_| "[]".into()),
+                e.open
+            ])?;
+        }
+    }
     if let Some(set) = &record.active {
         // Only the scopes this engine owns are replaced (another ingester of the
         // group owns the others).
@@ -178,6 +205,58 @@ pub(crate) fn anomalies(
             cpu,
             memory,
             message: reasons.join("; "),
+        });
+    }
+    Ok(out)
+}
+
+/// Episodes that ended at or after `since`, of one machine or all, newest
+/// start first.
+pub(crate) fn episodes(
+    conn: &Connection,
+    machine_id: Option<&str>,
+    since: f64,
+    limit: usize,
+) -> Result<Vec<Episode>, SinksError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "SELECT machine_id, start, end_ts, peak_at, peak_score, samples, metrics, reasons, open
+         FROM anomaly_episodes WHERE end_ts >= ?1 AND (?2 IS NULL OR machine_id = ?2)
+         ORDER BY start DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![since, machine_id, limit], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, f64>(1)?,
+            r.get::<_, f64>(2)?,
+            r.get::<_, f64>(3)?,
+            r.get::<_, f64>(4)?,
+            r.get::<_, u32>(5)?,
+            r.get::<_, String>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, bool>(8)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (machine_id, start, end, peak_at, peak_score, samples, metrics, reasons, open) = row?;
+        let list = |what: &str, j: &str| {
+            serde_json::from_str::<Vec<String>>(j).map_err(|e| {
+                SinksError::Corrupt(format!(
+                    "anomaly episode of {machine_id:?} at {start}: {what}: {e}"
+                ))
+            })
+        };
+        out.push(Episode {
+            metrics: list("metrics", &metrics)?,
+            reasons: list("reasons", &reasons)?,
+            machine_id,
+            start,
+            end,
+            peak_at,
+            peak_score,
+            samples,
+            open,
         });
     }
     Ok(out)
@@ -318,6 +397,19 @@ impl SqliteSink {
     ) -> Result<Vec<Anomaly>, SinksError> {
         let machine_id = machine_id.map(str::to_string);
         self.read(move |c| anomalies(c, machine_id.as_deref(), since, limit))
+            .await
+    }
+
+    /// Anomaly episodes that ended at or after `since`, of one machine or all,
+    /// newest first, at most `limit`.
+    pub async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+        limit: usize,
+    ) -> Result<Vec<Episode>, SinksError> {
+        let machine_id = machine_id.map(str::to_string);
+        self.read(move |c| episodes(c, machine_id.as_deref(), since, limit))
             .await
     }
 

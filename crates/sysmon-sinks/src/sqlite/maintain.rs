@@ -152,6 +152,9 @@ pub(crate) fn maintain(
     // Alert history is kept as long as the rollups it can be read against.
     tx.prepare_cached("DELETE FROM alert_events WHERE at < ?1")?
         .execute(params![rollup_cutoff as f64 / 1000.0])?;
+    // Episodes too: they are the summary of the anomalies of that time.
+    tx.prepare_cached("DELETE FROM anomaly_episodes WHERE end_ts < ?1")?
+        .execute(params![rollup_cutoff as f64 / 1000.0])?;
     {
         let mut del =
             tx.prepare_cached("DELETE FROM rollups WHERE machine = ?1 AND minute_ms < ?2")?;

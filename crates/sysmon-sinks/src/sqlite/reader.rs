@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly};
+use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly, Episode};
 use sysmon_core::read::{AnalyticsReader, Buckets, HistoryReader, SeriesQuery, SeriesTarget};
 use sysmon_core::{Snapshot, StoreError};
 
@@ -108,6 +108,17 @@ impl AnalyticsReader for SqliteSink {
         limit: usize,
     ) -> Result<Vec<Anomaly>, StoreError> {
         SqliteSink::anomalies(self, machine_id, since, limit)
+            .await
+            .map_err(to_store_error)
+    }
+
+    async fn episodes(
+        &self,
+        machine_id: Option<&str>,
+        since: f64,
+        limit: usize,
+    ) -> Result<Vec<Episode>, StoreError> {
+        SqliteSink::episodes(self, machine_id, since, limit)
             .await
             .map_err(to_store_error)
     }

@@ -209,8 +209,27 @@ const V5: &str = r#"
 ALTER TABLE samples ADD COLUMN host_details BLOB;
 "#;
 
+/// Version 6: anomaly episodes (a flag that persists is one episode with a
+/// start, an end and a peak), keyed by machine and start; `open` while it may
+/// still grow.
+const V6: &str = r#"
+CREATE TABLE anomaly_episodes (
+    machine_id  TEXT NOT NULL,
+    start       REAL NOT NULL,
+    end_ts      REAL NOT NULL,
+    peak_at     REAL NOT NULL,
+    peak_score  REAL NOT NULL,
+    samples     INTEGER NOT NULL,
+    metrics     TEXT NOT NULL,     -- JSON array of metric names
+    reasons     TEXT NOT NULL,     -- JSON array of the peak's reasons
+    open        INTEGER NOT NULL,
+    PRIMARY KEY (machine_id, start)
+) WITHOUT ROWID;
+CREATE INDEX anomaly_episodes_end ON anomaly_episodes (end_ts);
+"#;
+
 /// The migration steps, oldest first: `MIGRATIONS[i]` upgrades version `i` to `i + 1`.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

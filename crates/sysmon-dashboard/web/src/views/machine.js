@@ -364,7 +364,7 @@ export function mount(root, ctx) {
   }
 
   async function loadAlerts() {
-    const [al, an] = await Promise.all([get('/api/alerts'), get('/api/anomalies', { range, machine: id })]);
+    const [al, an, ep] = await Promise.all([get('/api/alerts'), get('/api/anomalies', { range, machine: id }), get('/api/episodes', { range, machine: id })]);
     if (destroyed) return;
     const mine = (al.alerts || []).filter((a) => a.machine_id === id);
     const parts = [];
@@ -375,6 +375,18 @@ export function mount(root, ctx) {
         ? h('table', null, h('thead', null, h('tr', null, h('th', null, 'State'), h('th', null, 'Rule'), h('th', null, 'Severity'), h('th', null, 'Since'), h('th', null, 'Message'))),
           h('tbody', null, mine.map((a) => h('tr', null, h('td', null, a.state), h('td', null, a.rule), h('td', null, a.severity), h('td', null, fmtTime(a.since)), h('td', { class: 'name' }, a.message)))))
         : empty('No alerts', 'Nothing is firing for this machine.'));
+      // A flag that persists is one episode: start, duration, peak, what took part.
+      const episodes = ep.episodes || [];
+      if (episodes.length) {
+        parts.push(h('table', { class: 'episodes', 'data-table': 'episodes' }, h('thead', null, h('tr', null, h('th', null, 'Episode start'), h('th', null, 'Duration'), h('th', { class: 'num' }, 'Peak'), h('th', { class: 'num' }, 'Samples'), h('th', null, 'Metrics'), h('th', null, 'Why (at the peak)'))),
+          h('tbody', null, episodes.slice(0, 50).map((e) => h('tr', { class: e.open ? 'open' : '' },
+            h('td', null, fmtTime(e.start)),
+            h('td', null, e.open ? 'ongoing' : fmtDuration(Math.max(0, e.end - e.start))),
+            h('td', { class: 'num' }, fmtNum(e.peak_score, 3)),
+            h('td', { class: 'num' }, String(e.samples)),
+            h('td', null, (e.metrics || []).join(', ')),
+            h('td', { class: 'name' }, (e.reasons || []).join('; ')))))));
+      }
       const list = an.anomalies || [];
       parts.push(list.length
         ? h('table', null, h('thead', null, h('tr', null, h('th', null, 'Time'), h('th', { class: 'num' }, 'Score'), h('th', null, 'What'))),
