@@ -223,17 +223,28 @@ impl AnalyticsEngine {
             return Vec::new();
         };
         let mut cold: Vec<ColdMachine> = Vec::new();
+        // Only machines the engine will track: warming one beyond the cap
+        // would give it detector state nothing ever forgets.
+        let mut room = self
+            .max_machines
+            .saturating_sub(self.alerts.machine_count());
         for s in batch {
             if d.machine(&s.machine_id).is_some() || !s.timestamp.is_finite() {
                 continue;
             }
             match cold.iter_mut().find(|c| c.machine_id == s.machine_id) {
                 Some(c) => c.first = c.first.min(s.timestamp),
-                None => cold.push(ColdMachine {
-                    machine_id: s.machine_id.clone(),
-                    first: s.timestamp,
-                    interval_secs: s.interval_secs.filter(|i| i.is_finite() && *i > 0.0),
-                }),
+                None if !self.alerts.knows(&s.machine_id) && room == 0 => {}
+                None => {
+                    if !self.alerts.knows(&s.machine_id) {
+                        room -= 1;
+                    }
+                    cold.push(ColdMachine {
+                        machine_id: s.machine_id.clone(),
+                        first: s.timestamp,
+                        interval_secs: s.interval_secs.filter(|i| i.is_finite() && *i > 0.0),
+                    });
+                }
             }
         }
         cold

@@ -12,9 +12,7 @@ use std::path::Path;
 
 use std::time::{Duration, Instant};
 
-use support::{poll_until, Proc, SYSMON};
-use sysmon_core::config::SqliteConfig;
-use sysmon_sinks::sqlite::SqliteSink;
+use support::{poll_until, stored_snapshots, Proc, SYSMON};
 use sysmon_testkit::ports::{free_port, wait_for_port};
 use sysmon_testkit::tansu::TansuBroker;
 
@@ -75,21 +73,7 @@ fn metrics_until(
 }
 
 fn stored_rows(db: &Path) -> usize {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sink = SqliteSink::open(&SqliteConfig {
-            path: db.to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        sink.snapshots(None, 0.0, 1e12, usize::MAX)
-            .await
-            .unwrap()
-            .len()
-    })
+    stored_snapshots(db).len()
 }
 
 #[test]

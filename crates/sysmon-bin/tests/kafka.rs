@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{AGENT, SYSMON};
-use sysmon_core::config::SqliteConfig;
-use sysmon_sinks::sqlite::SqliteSink;
+use support::{stored_snapshots, AGENT, SYSMON};
 use sysmon_testkit::process::{poll_until, Proc};
 use sysmon_testkit::tansu::TansuBroker;
 
@@ -23,22 +21,6 @@ fn rows_per_machine(db: &Path) -> HashMap<String, usize> {
         *m.entry(s.machine_id).or_insert(0) += 1;
     }
     m
-}
-
-/// Every snapshot in the SQLite history, oldest first.
-fn stored_snapshots(db: &Path) -> Vec<sysmon_core::Snapshot> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sink = SqliteSink::open(&SqliteConfig {
-            path: db.to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
-    })
 }
 
 fn total(rows: &HashMap<String, usize>) -> usize {

@@ -18,9 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{poll_until, Proc, SYSMON};
-use sysmon_core::config::SqliteConfig;
-use sysmon_sinks::sqlite::SqliteSink;
+use support::{poll_until, stored_snapshots, Proc, SYSMON};
 use sysmon_testkit::tansu::TansuBroker;
 
 /// What Wine 8 cannot provide, by collector: the only collector errors allowed.
@@ -124,21 +122,6 @@ fn published_count(log: &str) -> usize {
     assert_eq!(field("undelivered"), 0, "{line}");
     assert_eq!(field("collected"), field("published"), "{line}");
     field("published")
-}
-
-fn stored(db: &Path) -> Vec<sysmon_core::Snapshot> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let sink = SqliteSink::open(&SqliteConfig {
-            path: db.to_path_buf(),
-            ..Default::default()
-        })
-        .unwrap();
-        sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
-    })
 }
 
 /// Checks a `--once` snapshot from the Windows build: the legacy fields, the
@@ -285,7 +268,7 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let rows = |db: &Path| -> HashMap<String, usize> {
         let mut m = HashMap::new();
-        for s in stored(db) {
+        for s in stored_snapshots(db) {
             *m.entry(s.machine_id).or_insert(0) += 1;
         }
         m
@@ -331,7 +314,7 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
         ingest.log()
     );
     assert!(all_stored, "rows {:?}, published {published}", rows(&db));
-    let snaps: Vec<_> = stored(&db)
+    let snaps: Vec<_> = stored_snapshots(&db)
         .into_iter()
         .filter(|s| s.machine_id == "wine-worker")
         .collect();

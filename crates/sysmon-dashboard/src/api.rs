@@ -984,21 +984,34 @@ pub(crate) async fn metrics(
         bp.insert("metric".to_string(), b.clone());
     }
     let by = parse_any_metric(&bp)?;
-    let fleet = st.fleet.get(&st.source).await?;
-    let mut latest: Vec<&Snapshot> = fleet.rows.iter().map(|r| &r.snap).collect();
-    if let Some(n) = limit {
-        if n < fleet.rows.len() {
-            let mut rows: Vec<&Row> = fleet.rows.iter().collect();
-            rows.sort_by(|a, b| {
-                let v = |r: &Row| r.value(by).unwrap_or(f64::NEG_INFINITY);
-                v(b).total_cmp(&v(a))
-            });
-            latest = rows.into_iter().take(n).map(|r| &r.snap).collect();
+    // Every machine needs no ranking: one transient read, not the fleet index
+    // (which a scrape-only process, e.g. `ingest --listen` scraped by
+    // Prometheus, then never holds). A top N ranks the index.
+    let all;
+    let fleet;
+    let (latest, total): (Vec<&Snapshot>, usize) = match limit {
+        None => {
+            all = st.source.latest_all().await?;
+            (all.iter().collect(), all.len())
         }
-    }
+        Some(n) => {
+            fleet = st.fleet.get(&st.source).await?;
+            let mut rows: Vec<&Row> = fleet.rows.iter().collect();
+            if n < rows.len() {
+                rows.sort_by(|a, b| {
+                    let v = |r: &Row| r.value(by).unwrap_or(f64::NEG_INFINITY);
+                    v(b).total_cmp(&v(a))
+                });
+            }
+            (
+                rows.into_iter().take(n).map(|r| &r.snap).collect(),
+                fleet.rows.len(),
+            )
+        }
+    };
     let mut text = crate::prometheus::render_selected(
         &latest,
-        fleet.rows.len(),
+        total,
         now_epoch_secs(),
         st.options.online_secs,
         st.ingest_stats.as_deref(),

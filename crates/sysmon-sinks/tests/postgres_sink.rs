@@ -4,6 +4,8 @@
 //! rollups, migrations, analytics, the maintenance lock handover, and the
 //! faults (connections cut, a read-only database).
 
+mod analytics_common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -493,49 +495,7 @@ async fn analytics_are_stored_and_active_alerts_replaced_per_scope() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn episodes_are_stored_updated_while_open_and_read_back_newest_first() {
-    use sysmon_core::alert::Episode;
-    use sysmon_core::read::AnalyticsReader;
     let db = TestDatabase::create();
     let sink = open(&db).await;
-    let t0 = recent_minute();
-    let episode = |id: &str, start: f64, end: f64, open: bool| Episode {
-        machine_id: id.into(),
-        start,
-        end,
-        peak_at: start,
-        peak_score: 0.9,
-        samples: (end - start) as u32 + 1,
-        metrics: vec!["cpu_usage".into()],
-        reasons: vec!["cpu_usage 97.0 % vs usual 20.0".into()],
-        open,
-    };
-    let record = |episodes: Vec<Episode>| AnalyticsRecord {
-        episodes,
-        ..AnalyticsRecord::default()
-    };
-    sink.record(&record(vec![
-        episode("web-01", t0, t0 + 2.0, true),
-        episode("db-01", t0 + 50.0, t0 + 60.0, false),
-    ]))
-    .await
-    .unwrap();
-    // The open episode grows and closes: the same row, updated.
-    sink.record(&record(vec![episode("web-01", t0, t0 + 9.0, false)]))
-        .await
-        .unwrap();
-
-    let all = sink.episodes(None, 0.0, 10).await.unwrap();
-    assert_eq!(
-        all,
-        vec![
-            episode("db-01", t0 + 50.0, t0 + 60.0, false),
-            episode("web-01", t0, t0 + 9.0, false),
-        ]
-    );
-    let mine = sink.episodes(Some("web-01"), 0.0, 10).await.unwrap();
-    assert_eq!(mine, vec![episode("web-01", t0, t0 + 9.0, false)]);
-    let recent = sink.episodes(None, t0 + 30.0, 10).await.unwrap();
-    assert_eq!(recent.len(), 1);
-    assert_eq!(recent[0].machine_id, "db-01");
-    assert_eq!(sink.episodes(None, 0.0, 1).await.unwrap().len(), 1);
+    analytics_common::episodes_round_trip(&sink, recent_minute()).await;
 }

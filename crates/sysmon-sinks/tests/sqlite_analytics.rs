@@ -1,5 +1,7 @@
 //! Anomaly scores, alert history and active alerts in a real SQLite file.
 
+mod analytics_common;
+
 use std::time::Duration;
 
 use sysmon_analytics::alerts::{ActiveAlert, AlertEvent, AlertState, Severity};
@@ -321,48 +323,7 @@ async fn a_machine_new_to_the_detector_is_warmed_from_its_stored_history() {
 
 #[tokio::test]
 async fn episodes_are_stored_updated_while_open_and_read_back_newest_first() {
-    use sysmon_core::alert::Episode;
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir);
-    let episode = |id: &str, start: f64, end: f64, open: bool| Episode {
-        machine_id: id.into(),
-        start,
-        end,
-        peak_at: start,
-        peak_score: 0.9,
-        samples: (end - start) as u32 + 1,
-        metrics: vec!["cpu_usage".into()],
-        reasons: vec!["cpu_usage 97.0 % vs usual 20.0".into()],
-        open,
-    };
-    let record = |episodes: Vec<Episode>| AnalyticsRecord {
-        episodes,
-        ..AnalyticsRecord::default()
-    };
-    db.record(&record(vec![
-        episode("web-01", T0, T0 + 2.0, true),
-        episode("db-01", T0 + 50.0, T0 + 60.0, false),
-    ]))
-    .await
-    .unwrap();
-    // The open episode grows and closes: the same row, updated.
-    db.record(&record(vec![episode("web-01", T0, T0 + 9.0, false)]))
-        .await
-        .unwrap();
-
-    let all = db.episodes(None, 0.0, 10).await.unwrap();
-    assert_eq!(
-        all,
-        vec![
-            episode("db-01", T0 + 50.0, T0 + 60.0, false),
-            episode("web-01", T0, T0 + 9.0, false),
-        ]
-    );
-    let mine = db.episodes(Some("web-01"), 0.0, 10).await.unwrap();
-    assert_eq!(mine, vec![episode("web-01", T0, T0 + 9.0, false)]);
-    // `since` is compared with the end: an episode still going on counts.
-    let recent = db.episodes(None, T0 + 30.0, 10).await.unwrap();
-    assert_eq!(recent.len(), 1);
-    assert_eq!(recent[0].machine_id, "db-01");
-    assert_eq!(db.episodes(None, 0.0, 1).await.unwrap().len(), 1);
+    analytics_common::episodes_round_trip(&db, T0).await;
 }
