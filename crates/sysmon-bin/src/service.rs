@@ -426,6 +426,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_worker_zips_default_config_is_one_the_agent_accepts() {
+        // build-windows.sh --zip ships it and install-worker.ps1 installs it:
+        // an unknown key there would stop the service at its first start.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        std::fs::write(&path, include_str!("../packaging/windows/agent.toml")).unwrap();
+        let config = crate::load_config(Some(&path)).unwrap();
+        assert_eq!(config.kafka.topic, "system_metrics");
+        assert_eq!(config.agent.interval, std::time::Duration::from_secs(1));
+    }
+
+    #[test]
     fn paths_live_under_program_data() {
         let p = WindowsPaths::under(Path::new("/pd"));
         assert_eq!(p.root, Path::new("/pd/sysmon"));

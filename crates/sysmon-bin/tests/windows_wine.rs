@@ -51,7 +51,7 @@ fn exe_dir() -> PathBuf {
     let cross = workspace().join("target/windows-cross");
     let out = cross.join("out");
     let status = Command::new(workspace().join("scripts/build-windows.sh"))
-        .args(["--wine-shim", out.to_str().unwrap()])
+        .args(["--wine-shim", "--zip", out.to_str().unwrap()])
         .env("CARGO_TARGET_DIR", &cross)
         .env("SYSMON_WIN_PROFILE", "dev")
         .status()
@@ -60,6 +60,22 @@ fn exe_dir() -> PathBuf {
         status.success(),
         "scripts/build-windows.sh failed (run scripts/setup.sh for mingw-w64, cmake and the rustup target)"
     );
+    // The worker zip: the .exe, its default config, the install script, the guide.
+    let zip = out.join("sysmon-agent-windows-x86_64.zip");
+    let listing = Command::new("python3")
+        .args(["-m", "zipfile", "-l"])
+        .arg(&zip)
+        .output()
+        .expect("python3");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    for f in [
+        "sysmon-agent/sysmon-agent.exe",
+        "sysmon-agent/agent.toml",
+        "sysmon-agent/install-worker.ps1",
+        "sysmon-agent/README-windows.md",
+    ] {
+        assert!(listing.contains(f), "{f} is not in {zip:?}:\n{listing}");
+    }
     out
 }
 

@@ -285,10 +285,12 @@ async fn one_ingester_maintains_and_another_takes_over_when_it_dies() {
     assert!(a.maintain_at(t).await.unwrap().is_some(), "a keeps it");
 
     // a's host dies: the server drops its session (as it does when the
-    // connection breaks) and with it the lock.
+    // connection breaks) and with it the lock. Only this test's database:
+    // tests running beside it hold the same advisory lock in theirs.
     db.sql(
         "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l \
-         WHERE l.locktype = 'advisory' AND l.granted",
+         WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while b.maintain_at(t).await.unwrap().is_none() {
