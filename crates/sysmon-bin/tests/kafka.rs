@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{stored_snapshots, AGENT, SYSMON};
+use support::{logged_number, stored_snapshots, AGENT, SYSMON};
 use sysmon_testkit::process::{poll_until, Proc};
 use sysmon_testkit::tansu::TansuBroker;
 
@@ -25,25 +25,6 @@ fn rows_per_machine(db: &Path) -> HashMap<String, usize> {
 
 fn total(rows: &HashMap<String, usize>) -> usize {
     rows.values().sum()
-}
-
-/// `field=N` from a log line containing `marker`.
-fn logged_number(log: &str, marker: &str, field: &str) -> u64 {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains(marker))
-        .unwrap_or_else(|| panic!("no {marker:?} line in:\n{log}"));
-    let start = line
-        .find(&format!("{field}="))
-        .unwrap_or_else(|| panic!("no {field} in {line}"))
-        + field.len()
-        + 1;
-    line[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("bad {field} in {line}"))
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::{poll_until, stored_snapshots, Proc, SYSMON};
+use support::{logged_number, poll_until, stored_snapshots, Proc, SYSMON};
 use sysmon_testkit::tansu::TansuBroker;
 
 /// What Wine 8 cannot provide, by collector: the only collector errors allowed.
@@ -118,25 +118,10 @@ fn stop_wineserver() {
 /// `published=N` from the agent's "agent exited" line, checking that nothing
 /// was left undelivered.
 fn published_count(log: &str) -> usize {
-    let line = log
-        .lines()
-        .rev()
-        .find(|l| l.contains("agent exited"))
-        .unwrap_or_else(|| panic!("no \"agent exited\" line in:\n{log}"));
-    let field = |name: &str| -> usize {
-        let start = line
-            .find(&format!("{name}="))
-            .unwrap_or_else(|| panic!("no {name} in {line}"))
-            + name.len()
-            + 1;
-        line[start..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("bad {name} in {line}"))
-    };
-    assert_eq!(field("undelivered"), 0, "{line}");
-    assert_eq!(field("collected"), field("published"), "{line}");
+    let field = |name: &str| logged_number(log, "agent exited", name) as usize;
+    let line = log.lines().rev().find(|l| l.contains("agent exited"));
+    assert_eq!(field("undelivered"), 0, "{line:?}");
+    assert_eq!(field("collected"), field("published"), "{line:?}");
     field("published")
 }
 

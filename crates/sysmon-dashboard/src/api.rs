@@ -914,15 +914,9 @@ pub(crate) async fn anomalies(
     State(st): State<Arc<AppState>>,
     q: Params,
 ) -> Result<Response, ApiError> {
-    let p = params(q)?;
-    let (since, _, range) = parse_window(&p)?;
-    let machine = p.get("machine").map(String::as_str);
-    let list = st.analytics.anomalies(machine, since).await?;
-    Ok(Json(json!({
-        "available": st.analytics.available(), "range": range, "since": since,
-        "anomalies": list,
-    }))
-    .into_response())
+    let (w, machine) = window_and_machine(q)?;
+    let list = st.analytics.anomalies(machine.as_deref(), w.0).await?;
+    Ok(analytics_list(&st, w, "anomalies", list))
 }
 
 /// `GET /api/episodes?range=24h[&machine=ID]`: anomaly episodes (a flag that
@@ -931,15 +925,33 @@ pub(crate) async fn episodes(
     State(st): State<Arc<AppState>>,
     q: Params,
 ) -> Result<Response, ApiError> {
+    let (w, machine) = window_and_machine(q)?;
+    let list = st.analytics.episodes(machine.as_deref(), w.0).await?;
+    Ok(analytics_list(&st, w, "episodes", list))
+}
+
+/// The window of an analytics list: its start and the named range, if any.
+type Window = (f64, Option<Range>);
+
+/// The window and `machine` of an analytics list request.
+fn window_and_machine(q: Params) -> Result<(Window, Option<String>), ApiError> {
     let p = params(q)?;
     let (since, _, range) = parse_window(&p)?;
-    let machine = p.get("machine").map(String::as_str);
-    let list = st.analytics.episodes(machine, since).await?;
-    Ok(Json(json!({
+    Ok(((since, range), p.get("machine").cloned()))
+}
+
+/// The answer of an analytics list: `{available, range, since, <key>: list}`.
+fn analytics_list<T: serde::Serialize>(
+    st: &AppState,
+    (since, range): Window,
+    key: &str,
+    list: Vec<T>,
+) -> Response {
+    let mut body = json!({
         "available": st.analytics.available(), "range": range, "since": since,
-        "episodes": list,
-    }))
-    .into_response())
+    });
+    body[key] = json!(list);
+    Json(body).into_response()
 }
 
 /// `GET /api/machines/{id}/forecast`.

@@ -24,3 +24,22 @@ pub fn stored_snapshots(db: &std::path::Path) -> Vec<sysmon_core::Snapshot> {
         sink.snapshots(None, 0.0, 1e12, usize::MAX).await.unwrap()
     })
 }
+
+/// `field=N` from a log line containing `marker`.
+pub fn logged_number(log: &str, marker: &str, field: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no {marker:?} line in:\n{log}"));
+    let start = line
+        .find(&format!("{field}="))
+        .unwrap_or_else(|| panic!("no {field} in {line}"))
+        + field.len()
+        + 1;
+    line[start..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("bad {field} in {line}"))
+}
