@@ -223,6 +223,8 @@ impl AnalyticsEngine {
             return Vec::new();
         };
         let mut cold: Vec<ColdMachine> = Vec::new();
+        // Position in `cold` by id: a restart makes every machine of a batch cold.
+        let mut at: std::collections::HashMap<&str, usize> = Default::default();
         // Only machines the engine will track: warming one beyond the cap
         // would give it detector state nothing ever forgets.
         let mut room = self
@@ -232,13 +234,14 @@ impl AnalyticsEngine {
             if d.machine(&s.machine_id).is_some() || !s.timestamp.is_finite() {
                 continue;
             }
-            match cold.iter_mut().find(|c| c.machine_id == s.machine_id) {
-                Some(c) => c.first = c.first.min(s.timestamp),
+            match at.get(s.machine_id.as_str()) {
+                Some(&i) => cold[i].first = cold[i].first.min(s.timestamp),
                 None if !self.alerts.knows(&s.machine_id) && room == 0 => {}
                 None => {
                     if !self.alerts.knows(&s.machine_id) {
                         room -= 1;
                     }
+                    at.insert(&s.machine_id, cold.len());
                     cold.push(ColdMachine {
                         machine_id: s.machine_id.clone(),
                         first: s.timestamp,

@@ -350,21 +350,34 @@ fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
 
-/// `GET /api/map?metric=cpu[&group=role]` (with the table's filters): every
-/// machine's current value in compact columns, for the fleet map.
-pub(crate) async fn map(State(st): State<Arc<AppState>>, q: Params) -> Result<Response, ApiError> {
-    let p = params(q)?;
-    let metric = parse_any_metric(&p)?;
+/// `group`: a label key to group by (trimmed; empty = none; at most 128 bytes).
+fn parse_group(p: &HashMap<String, String>) -> Result<Option<&str>, ApiError> {
     let group = p.get("group").map(|g| g.trim()).filter(|g| !g.is_empty());
     if group.is_some_and(|g| g.len() > 128) {
         return Err(ApiError::bad_request(
             "`group` must be a label key of at most 128 bytes",
         ));
     }
+    Ok(group)
+}
+
+/// The table's filters of a request, without its sort and paging (answers
+/// over every matching machine).
+fn without_paging(p: &HashMap<String, String>) -> HashMap<String, String> {
     let mut pq = p.clone();
     for k in ["sort", "order", "limit", "offset", "cursor"] {
         pq.remove(k);
     }
+    pq
+}
+
+/// `GET /api/map?metric=cpu[&group=role]` (with the table's filters): every
+/// machine's current value in compact columns, for the fleet map.
+pub(crate) async fn map(State(st): State<Arc<AppState>>, q: Params) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let metric = parse_any_metric(&p)?;
+    let group = parse_group(&p)?;
+    let pq = without_paging(&p);
     let mq = MachineQuery::parse(&pq)?;
     let fleet = st.fleet.get(&st.source).await?;
     let now = now_epoch_secs();
@@ -462,16 +475,8 @@ pub(crate) async fn fleet_summary(
 ) -> Result<Response, ApiError> {
     let p = params(q)?;
     let metric = parse_any_metric(&p)?;
-    let group = p.get("group").map(|g| g.trim()).filter(|g| !g.is_empty());
-    if group.is_some_and(|g| g.len() > 128) {
-        return Err(ApiError::bad_request(
-            "`group` must be a label key of at most 128 bytes",
-        ));
-    }
-    let mut pq = p.clone();
-    for k in ["sort", "order", "limit", "offset", "cursor"] {
-        pq.remove(k);
-    }
+    let group = parse_group(&p)?;
+    let mut pq = without_paging(&p);
     if !pq.contains_key("status") {
         pq.insert("status".into(), "online".into());
     }
