@@ -44,7 +44,9 @@ pub mod streaming;
 #[cfg(feature = "tracegen")]
 pub mod tracegen;
 
-pub use alerts::{AlertEngine, AlertEvent, AlertRule, AlertState, AlertsConfig, Severity};
+pub use alerts::{
+    AlertEngine, AlertEvent, AlertRule, AlertState, AlertsConfig, FleetInput, Severity,
+};
 pub use config::Config;
 pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig, Sensitivity};
 pub use episodes::{Episode, EpisodeTracker};
@@ -54,6 +56,6 @@ pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};
 pub use service::{
     ActiveSet, AnalyticsEngine, AnalyticsRecord, AnalyticsService, AnalyticsSink, AnalyticsStats,
-    ColdMachine, TrackedMachines, FLEET_SCOPE,
+    ColdMachine, SharedFleet, TrackedMachines, FLEET_SCOPE, SHARED_FLEET_EVERY,
 };
 pub use streaming::{StreamingDetector, StreamingParams};

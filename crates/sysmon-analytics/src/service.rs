@@ -32,7 +32,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::alerts::{ActiveAlert, AlertEngine, AlertEvent};
+use super::alerts::{ActiveAlert, AlertEngine, AlertEvent, FleetInput};
 use super::detector::{AnomalyDetector, AnomalyScore};
 use super::episodes::{Episode, EpisodeTracker};
 use super::notify::AlertNotifier;
@@ -41,7 +41,7 @@ use sysmon_core::error::CoreError;
 use sysmon_core::ingest::IngestStats;
 use sysmon_core::sink::{Batch, SinkError};
 use sysmon_core::snapshot::Snapshot;
-use sysmon_core::SnapshotStore;
+use sysmon_core::{SnapshotStore, StoreError};
 
 /// What one step of the engine produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -348,6 +348,16 @@ impl AnalyticsEngine {
         self.alerts.set_transport_down(since);
     }
 
+    /// True when an alert rule is fleet-scoped (`fleet_avg`, `fleet_max`).
+    pub fn has_fleet_rules(&self) -> bool {
+        self.alerts.has_fleet_threshold_rules()
+    }
+
+    /// Fleet rules over a store several ingesters share; see [`FleetInput`].
+    pub fn set_fleet_input(&mut self, input: FleetInput) {
+        self.alerts.set_fleet_input(input);
+    }
+
     /// The alerts pending or firing now.
     pub fn active_alerts(&self) -> Vec<ActiveAlert> {
         self.alerts.active()
@@ -396,6 +406,28 @@ pub trait AnalyticsSink: Send + Sync {
     async fn record(&self, record: &AnalyticsRecord) -> Result<(), SinkError>;
 }
 
+/// A history several ingesters share (PostgreSQL): fleet-wide alert rules
+/// run in exactly one ingester at a time, on every machine's latest stored
+/// values (each ingester sees only the machines of its Kafka partitions).
+#[async_trait]
+pub trait SharedFleet: Send + Sync {
+    /// Keeps or takes the lead of the fleet-wide work (the store's
+    /// maintenance lock); true when this process holds it. A lead whose
+    /// holder died passes to the next ingester that asks.
+    async fn lead_fleet(&self) -> Result<bool, StoreError>;
+
+    /// The newest stored snapshot of every machine with one at or after
+    /// `since` (seconds since the epoch); top processes may be left out.
+    async fn fleet_latest(&self, since: f64) -> Result<Vec<Snapshot>, StoreError>;
+
+    /// The fleet-scoped alerts (no machine) stored as pending or firing.
+    async fn fleet_active(&self) -> Result<Vec<ActiveAlert>, StoreError>;
+}
+
+/// How often an ingester on a [`SharedFleet`] asks for the lead and, while
+/// leading, reads the fleet's latest values (default).
+pub const SHARED_FLEET_EVERY: Duration = Duration::from_secs(5);
+
 /// Counters of a running [`AnalyticsService`].
 #[derive(Debug, Default)]
 pub struct AnalyticsStats {
@@ -442,6 +474,11 @@ pub struct AnalyticsService {
     warm_from: Option<Arc<dyn SnapshotStore>>,
     /// The ingester whose transport state is the pipeline's (if any).
     ingest: Option<Arc<IngestStats>>,
+    /// The shared store fleet rules run on, how often it is read, and when
+    /// it was last.
+    shared: Option<(Arc<dyn SharedFleet>, Duration, Option<tokio::time::Instant>)>,
+    /// Whether this service led the fleet rules at its last look.
+    leading: Option<bool>,
 }
 
 impl AnalyticsService {
@@ -456,7 +493,21 @@ impl AnalyticsService {
             warned_cap: false,
             warm_from: None,
             ingest: None,
+            shared: None,
+            leading: None,
         }
+    }
+
+    /// Fleet-wide rules on a store several ingesters share: every `every`
+    /// this service asks `store` for the lead; while it leads, its fleet
+    /// rules aggregate the store's latest value of every machine, otherwise
+    /// it skips them (see [`FleetInput`]). Nothing changes without fleet
+    /// rules.
+    pub fn share_fleet(&mut self, store: Arc<dyn SharedFleet>, every: Duration) -> &mut Self {
+        self.shared = Some((store, every.max(Duration::from_millis(10)), None));
+        // Until the store says this ingester leads, it does not.
+        lock(&self.engine).set_fleet_input(FleetInput::Follow);
+        self
     }
 
     /// Warms the detector from `store` (the ingester's history): a machine the
@@ -546,12 +597,59 @@ impl AnalyticsService {
         Ok(())
     }
 
+    /// On a shared store, every so often: whether this ingester leads the
+    /// fleet rules and, if it does, the fleet's latest values. `None` when
+    /// not due (or no fleet rule, or no shared store).
+    async fn fleet_input(&mut self, now: f64) -> Option<FleetInput> {
+        let (store, every, last) = self.shared.as_mut()?;
+        let due = last.is_none_or(|l| l.elapsed() >= *every);
+        if !due || !lock(&self.engine).has_fleet_rules() {
+            return None;
+        }
+        *last = Some(tokio::time::Instant::now());
+        let store = store.clone();
+        let window = lock(&self.engine).alerts.fleet_window();
+        let input = match store.lead_fleet().await {
+            Ok(true) => {
+                let latest = store.fleet_latest(now - window).await;
+                let active = if self.leading == Some(true) {
+                    Ok(Vec::new())
+                } else {
+                    store.fleet_active().await
+                };
+                match (latest, active) {
+                    (Ok(latest), Ok(active)) => FleetInput::Lead { latest, active },
+                    (Err(e), _) | (_, Err(e)) => {
+                        // Judging the fleet on nothing would resolve its
+                        // alerts: wait for the next look instead.
+                        warn!(error = %e, "reading the fleet's latest values failed; fleet rules wait");
+                        return None;
+                    }
+                }
+            }
+            Ok(false) => FleetInput::Follow,
+            Err(e) => {
+                if self.leading != Some(false) {
+                    warn!(error = %e, "cannot tell whether this ingester leads the fleet rules;                                        it leaves them to another");
+                }
+                FleetInput::Follow
+            }
+        };
+        self.leading = Some(matches!(input, FleetInput::Lead { .. }));
+        Some(input)
+    }
+
     /// One step: a batch, or a tick when `batch` is `None`.
     async fn analyse(&mut self, batch: Option<Batch>) -> Result<(), CoreError> {
         if let (Some(store), Some(b)) = (&self.warm_from, &batch) {
             warm::warm_cold_machines(&self.engine, store, b, &self.stats).await;
         }
         let now = now_secs();
+        let fleet = if batch.is_none() {
+            self.fleet_input(now).await
+        } else {
+            None
+        };
         let engine = self.engine.clone();
         let transport_down = self.ingest.as_ref().map(|i| i.transport_down_since());
         // Scoring 1,000 snapshots takes ~15 ms: off the async runtime.
@@ -559,6 +657,9 @@ impl AnalyticsService {
             let mut engine = lock(&engine);
             if let Some(down) = transport_down {
                 engine.set_transport_down(down);
+            }
+            if let Some(input) = fleet {
+                engine.set_fleet_input(input);
             }
             let record = match &batch {
                 Some(b) => engine.observe_batch(b, now),

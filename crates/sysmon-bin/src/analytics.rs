@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use sysmon_analytics::notify::{AlertNotifier, LogNotifier};
 use sysmon_analytics::Config;
-use sysmon_analytics::{AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats};
+use sysmon_analytics::{
+    AnalyticsEngine, AnalyticsService, AnalyticsSink, AnalyticsStats, SharedFleet,
+    SHARED_FLEET_EVERY,
+};
 use sysmon_core::ingest::IngestStats;
 use sysmon_core::{Batch, CoreError, SnapshotStore};
 use sysmon_sinks::redis::RedisSink;
@@ -56,13 +59,16 @@ impl RunningAnalytics {
 /// A machine the detector has no state for is first warmed from `store` (the
 /// history the ingester writes), e.g. after a restart or a partition move.
 /// `ingest` is the ingester's counters: its transport state is the
-/// pipeline's (`[alerts.pipeline]`).
+/// pipeline's (`[alerts.pipeline]`). `shared` is a history several
+/// ingesters share (PostgreSQL): fleet-wide rules then run in one of them,
+/// on every machine's latest stored values.
 pub fn start(
     config: &Config,
     events: &broadcast::Sender<Batch>,
     ingest: Arc<IngestStats>,
     history: Arc<dyn AnalyticsSink>,
     store: Arc<dyn SnapshotStore>,
+    shared: Option<Arc<dyn SharedFleet>>,
     redis: Option<RedisSink>,
 ) -> anyhow::Result<RunningAnalytics> {
     let engine = AnalyticsEngine::from_config(config)?;
@@ -70,6 +76,9 @@ pub fn start(
     service.watch_ingest(ingest);
     service.add_sink(history);
     service.warm_from(store);
+    if let Some(shared) = shared {
+        service.share_fleet(shared, SHARED_FLEET_EVERY);
+    }
     if let Some(redis) = redis {
         service.add_sink(Arc::new(RedisAlertSink::new(redis)));
     }

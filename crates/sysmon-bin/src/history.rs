@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use sysmon_analytics::AnalyticsSink;
 use sysmon_analytics::Config;
+use sysmon_analytics::{AnalyticsSink, SharedFleet};
 use sysmon_core::{HistoryReader, Sink, SnapshotStore};
 use sysmon_dashboard::StoredAnalytics;
 use sysmon_sinks::postgres::{is_postgres_url, PostgresConfig, PostgresSink};
@@ -82,6 +82,15 @@ impl History {
         match self {
             History::Sqlite(s) => s.clone(),
             History::Postgres(p) => p.clone(),
+        }
+    }
+
+    /// The history as several ingesters share it (PostgreSQL), for fleet-wide
+    /// alert rules; `None` for SQLite (one ingester's own file).
+    pub fn shared_fleet(&self) -> Option<Arc<dyn SharedFleet>> {
+        match self {
+            History::Sqlite(_) => None,
+            History::Postgres(p) => Some(p.clone()),
         }
     }
 

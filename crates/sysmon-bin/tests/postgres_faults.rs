@@ -255,3 +255,179 @@ fn two_ingesters_on_one_postgres_one_sigkilled_and_restarted_store_every_sample_
         b2.log()
     );
 }
+
+/// A small tmpfs mounted on a temporary directory, used as the tablespace of
+/// one test's database, so that the database can be filled to ENOSPC without
+/// touching the server's own disk. Unmounted and dropped on drop (after the
+/// database, which must be dropped first: declare this guard before it).
+struct FullableTablespace {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl FullableTablespace {
+    /// Mounts `size_mb` of tmpfs and creates the tablespace on it; the reason
+    /// when this machine cannot (not root, no mount permission).
+    fn create(size_mb: u32) -> Result<FullableTablespace, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size_mb}m,mode=0755"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let ts = FullableTablespace {
+            name: format!("sysmon_test_full_{}_{nanos}", std::process::id()),
+            dir,
+        };
+        // PostgreSQL wants an empty directory it owns.
+        let location = ts.dir.path().join("pg");
+        std::fs::create_dir(&location).map_err(|e| e.to_string())?;
+        let chown = std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&location)
+            .status()
+            .map_err(|e| format!("cannot run chown: {e}"))?;
+        if !chown.success() {
+            return Err("cannot give the tablespace directory to postgres".into());
+        }
+        sysmon_testkit::postgres::psql(
+            "postgres",
+            &format!(
+                "CREATE TABLESPACE {} LOCATION '{}'",
+                ts.name,
+                location.display()
+            ),
+        );
+        Ok(ts)
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.dir.path().join("filler")
+    }
+
+    /// Fills the file system to ENOSPC.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.filler()).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break,
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        let _ = f.sync_all();
+    }
+
+    /// Frees what [`fill`](Self::fill) took.
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+}
+
+impl Drop for FullableTablespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .arg(format!(
+                "{}/postgres",
+                sysmon_testkit::postgres::server_url()
+            ))
+            .args([
+                "-XqtA",
+                "-c",
+                &format!("DROP TABLESPACE IF EXISTS {}", self.name),
+            ])
+            .output();
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+const DISK_FULL: &str = "disk is full";
+
+#[test]
+fn a_full_database_pauses_ingestion_with_a_clear_error_commits_nothing_and_resumes() {
+    let tablespace = match FullableTablespace::create(48) {
+        Ok(t) => t,
+        Err(why) => {
+            eprintln!("skipped: a full database needs a tmpfs tablespace here ({why})");
+            return;
+        }
+    };
+    let broker = TansuBroker::start();
+    // Dropped before the tablespace (reverse order of declaration).
+    let db = TestDatabase::create();
+    db.admin(&format!(
+        "ALTER DATABASE {} SET TABLESPACE {}",
+        db.name(),
+        tablespace.name
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = broker.bootstrap();
+    let url = db.url();
+
+    let mut first = ingest(&bootstrap, &url, "ingest-f", dir.path());
+    first.wait_for_log("consumer group assignment", Duration::from_secs(60));
+    let machines = 20;
+    let mut gen = loadgen(&bootstrap, machines, "200ms", "90s", dir.path());
+    assert!(
+        poll_until(Duration::from_secs(60), || rows(&db) >= 300),
+        "{}",
+        first.log()
+    );
+
+    // Full: a clear error, nothing stored meanwhile, then it resumes by itself.
+    tablespace.fill();
+    first.wait_for_log(FAILED, Duration::from_secs(60));
+    let log = first.log();
+    assert!(log.contains(DISK_FULL), "a clear message:\n{log}");
+    let paused = rows(&db);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(rows(&db), paused, "nothing stored while full");
+    tablespace.free();
+    first.wait_for_log(RECOVERED, Duration::from_secs(60));
+    assert!(
+        poll_until(Duration::from_secs(60), || rows(&db) > paused),
+        "{}",
+        first.log()
+    );
+
+    // Full again, and the ingester dies while paused: whatever it had
+    // received but not stored was not committed, so its successor stores it.
+    let before = rows(&db);
+    tablespace.fill();
+    assert!(
+        poll_until(Duration::from_secs(60), || lines(&first.log(), FAILED) >= 2),
+        "{}",
+        first.log()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    first.signal("-KILL");
+    assert!(!first.wait(Duration::from_secs(10)).success());
+    tablespace.free();
+    let mut second = ingest(&bootstrap, &url, "ingest-f", dir.path());
+    let total = published(&mut gen);
+    assert!(total > before, "the second fill was mid-stream");
+    assert_all_stored_once(&db, total, machines, &[&first, &second]);
+    second.signal("-TERM");
+    assert!(
+        second.wait(Duration::from_secs(30)).success(),
+        "{}",
+        second.log()
+    );
+    drop(db);
+}

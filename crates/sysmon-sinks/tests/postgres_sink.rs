@@ -156,6 +156,103 @@ async fn snapshots_round_trip_exactly_and_replays_never_duplicate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_new_and_stored_samples_is_merged_once_and_both_write_ways_store_the_same() {
+    let db = TestDatabase::create();
+    let sink = open(&db).await;
+    let t0 = recent_minute();
+    let all = fleet(t0, 3, 6);
+    let (old, new): (Vec<Snapshot>, Vec<Snapshot>) =
+        all.iter().cloned().partition(|s| s.timestamp < t0 + 3.0);
+    // New samples: the direct COPY.
+    sink.write(batch(old.clone())).await.unwrap();
+    assert_eq!(count(&db, "samples"), old.len() as i64);
+    // Half stored, half new, the stored half changed: the COPY meets a stored
+    // key, the batch is merged instead; nothing doubles, the change wins.
+    let mut mixed: Vec<Snapshot> = old.clone();
+    for s in &mut mixed {
+        s.cpu_usage = 42.0;
+    }
+    mixed.extend(new.iter().cloned());
+    sink.write(batch(mixed.clone())).await.unwrap();
+    assert_eq!(count(&db, "samples"), all.len() as i64);
+    let back = sink.range(None, t0 - 1.0, t0 + HOUR, 1000).await.unwrap();
+    assert_eq!(back, sorted(mixed.clone()));
+    // The merge way alone (what every batch did before) stores the same.
+    let other = TestDatabase::create();
+    let merged = open(&other).await;
+    merged.set_merge_only(true);
+    merged.write(batch(old.clone())).await.unwrap();
+    merged.write(batch(mixed.clone())).await.unwrap();
+    let back2 = merged.range(None, t0 - 1.0, t0 + HOUR, 1000).await.unwrap();
+    assert_eq!(back2, back);
+    for table in ["samples", "processes", "dirty_minutes", "machines"] {
+        assert_eq!(count(&db, table), count(&other, table), "{table}");
+    }
+    // Every (machine, minute) written is queued for the rollups.
+    assert_eq!(
+        db.sql(
+            "SELECT count(*) FROM (SELECT DISTINCT machine, date_bin('1 minute', time, \
+             timestamptz 'epoch') FROM samples) k \
+             WHERE NOT EXISTS (SELECT 1 FROM dirty_minutes d \
+             WHERE (d.machine, d.minute) = (k.machine, k.date_bin))"
+        ),
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_fleet_is_the_newest_sample_of_each_recent_machine_and_the_lead_is_the_lock() {
+    use sysmon_analytics::SharedFleet;
+    let db = TestDatabase::create();
+    let a = open(&db).await;
+    let b = open(&db).await;
+    let t0 = recent_minute();
+    let mut rows = fleet(t0, 2, 4);
+    // A machine last seen an hour earlier.
+    let mut stale = SyntheticMachine::new("pg-stale", 9).next_snapshot(t0 - HOUR, 3);
+    stale.cpu_usage = 5.0;
+    rows.push(stale);
+    a.write(batch(rows.clone())).await.unwrap();
+    let latest = b.fleet_latest(t0 - 60.0).await.unwrap();
+    let ids: Vec<&str> = latest.iter().map(|s| s.machine_id.as_str()).collect();
+    assert_eq!(ids, ["pg-00", "pg-01"]);
+    for s in &latest {
+        let want = rows
+            .iter()
+            .filter(|r| r.machine_id == s.machine_id)
+            .max_by(|x, y| x.timestamp.total_cmp(&y.timestamp))
+            .unwrap();
+        assert_eq!(s.timestamp, want.timestamp);
+        assert_eq!(s.cpu_usage, want.cpu_usage);
+        assert!(s.top_cpu_processes.is_empty(), "processes are left out");
+    }
+    assert_eq!(b.fleet_latest(t0 - 2.0 * HOUR).await.unwrap().len(), 3);
+    // One lead: the maintenance lock.
+    assert!(a.lead_fleet().await.unwrap());
+    assert!(!b.lead_fleet().await.unwrap());
+    assert!(a.leads_maintenance());
+    // The fleet's stored active alerts, machine alerts left out.
+    let set = ActiveSet {
+        scopes: vec![FLEET_SCOPE.to_string(), "pg-00".into()],
+        alerts: vec![
+            alert(None, AlertState::Firing, t0),
+            alert(Some("pg-00"), AlertState::Firing, t0),
+        ],
+        full: false,
+    };
+    a.record(&AnalyticsRecord {
+        active: Some(set),
+        ..AnalyticsRecord::default()
+    })
+    .await
+    .unwrap();
+    let fleet_alerts = b.fleet_active().await.unwrap();
+    assert_eq!(fleet_alerts.len(), 1);
+    assert_eq!(fleet_alerts[0].machine_id, None);
+    assert_eq!(fleet_alerts[0].since, t0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_are_created_ahead_and_retention_drops_whole_partitions() {
     let db = TestDatabase::create();
     let sink = open(&db).await;

@@ -263,6 +263,45 @@ pub struct AlertEngine {
     fleet: Vec<RuleState>,
     fleet_window: f64,
     pipeline: PipelineHealth,
+    /// Where fleet rules get their machines; see [`FleetInput`].
+    shared: Option<SharedFleet>,
+}
+
+/// Fleet rules over a store several ingesters share (set by
+/// [`AlertEngine::set_fleet_input`]).
+#[derive(Debug, Clone, Default)]
+struct SharedFleet {
+    /// This engine evaluates the fleet rules (it holds the store's lead).
+    lead: bool,
+    /// The latest values of every machine of the store, fed from its
+    /// snapshots while leading.
+    machines: HashMap<String, MachineAlerts>,
+}
+
+/// What fleet-scoped rules (`fleet_avg`, `fleet_max`) evaluate.
+///
+/// By default ([`AlertEngine::new`]) they aggregate the machines this engine
+/// sees. With several ingesters on one shared store each sees only the
+/// machines of its Kafka partitions, so exactly one of them (the holder of
+/// the store's lead) evaluates fleet rules on the store's latest value of
+/// every machine, and the others skip them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FleetInput {
+    /// Another ingester evaluates the fleet rules: this engine drops its fleet
+    /// state (without events: the leader carries the alerts on) and does not
+    /// claim the fleet's alerts.
+    Follow,
+    /// This engine evaluates the fleet rules on `latest`, the store's newest
+    /// snapshot of every machine (machines whose newest snapshot is older than
+    /// the fleet window do not count). `active` are the fleet alerts the store
+    /// holds as pending or firing: an engine that just took the lead carries
+    /// them on (same state, same `since`) instead of raising them again.
+    Lead {
+        /// The newest stored snapshot of each machine.
+        latest: Vec<Snapshot>,
+        /// The store's active fleet-scoped alerts.
+        active: Vec<ActiveAlert>,
+    },
 }
 
 impl AlertEngine {
@@ -275,7 +314,91 @@ impl AlertEngine {
             fleet: vec![RuleState::default(); n],
             fleet_window: 60.0,
             pipeline: PipelineHealth::new(PipelineConfig::default()),
+            shared: None,
         }
+    }
+
+    /// True when a rule is fleet-scoped (`fleet_avg`, `fleet_max`).
+    pub fn has_fleet_threshold_rules(&self) -> bool {
+        self.rules.iter().any(
+            |r| matches!(&r.condition, Condition::Threshold(t) if matches!(t.scope, Scope::Fleet(_))),
+        )
+    }
+
+    /// Fleet rules over a shared store: this engine leads (evaluates them on
+    /// the store's machines) or follows (skips them); see [`FleetInput`].
+    /// Without a call, fleet rules aggregate the machines this engine sees.
+    pub fn set_fleet_input(&mut self, input: FleetInput) {
+        let shared = self.shared.get_or_insert_with(SharedFleet::default);
+        match input {
+            FleetInput::Follow => {
+                if shared.lead {
+                    tracing::info!("another ingester now evaluates the fleet-wide alert rules");
+                }
+                shared.lead = false;
+                shared.machines.clear();
+                for st in &mut self.fleet {
+                    *st = RuleState::default();
+                }
+            }
+            FleetInput::Lead { latest, active } => {
+                if !shared.lead {
+                    tracing::info!(
+                        machines = latest.len(),
+                        "this ingester now evaluates the fleet-wide alert rules on the shared store"
+                    );
+                    // Carry on what the previous leader left active.
+                    for (i, rule) in self.rules.iter().enumerate() {
+                        let Some(a) = active.iter().find(|a| {
+                            a.machine_id.is_none() && a.subject.is_none() && a.rule == rule.name
+                        }) else {
+                            continue;
+                        };
+                        if matches!(a.state, AlertState::Pending | AlertState::Firing)
+                            && a.since.is_finite()
+                        {
+                            self.fleet[i] = RuleState {
+                                state: a.state,
+                                since: a.since,
+                                value: a.value,
+                                message: a.message.clone(),
+                            };
+                        }
+                    }
+                }
+                shared.lead = true;
+                for s in &latest {
+                    if !s.timestamp.is_finite() {
+                        continue;
+                    }
+                    let m = match shared.machines.get_mut(s.machine_id.as_str()) {
+                        Some(m) => m,
+                        None => shared
+                            .machines
+                            .entry(s.machine_id.clone())
+                            .or_insert_with(|| MachineAlerts::new(s.timestamp, 0)),
+                    };
+                    // The store's clock for a machine is its samples' timestamps.
+                    m.update(s, s.timestamp, false);
+                }
+                // Bounded: machines gone from the window are dropped.
+                let newest = latest
+                    .iter()
+                    .map(|s| s.timestamp)
+                    .filter(|t| t.is_finite())
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let window = self.fleet_window;
+                shared
+                    .machines
+                    .retain(|_, m| newest - m.last_seen <= window.max(1.0) * 2.0);
+            }
+        }
+    }
+
+    /// Whether this engine evaluates fleet rules (always, unless
+    /// [`set_fleet_input`](Self::set_fleet_input) said another ingester does).
+    pub fn leads_fleet(&self) -> bool {
+        self.shared.as_ref().is_none_or(|s| s.lead)
     }
 
     /// An engine for the configured rules (empty when alerts are disabled,
@@ -314,6 +437,11 @@ impl AlertEngine {
     /// old (default 60 s).
     pub fn set_fleet_window(&mut self, window: Duration) {
         self.fleet_window = window.as_secs_f64();
+    }
+
+    /// How recent a machine's last snapshot must be to count in fleet rules, seconds.
+    pub fn fleet_window(&self) -> f64 {
+        self.fleet_window
     }
 
     /// The rules.
@@ -442,9 +570,14 @@ impl AlertEngine {
                     let Scope::Fleet(agg) = t.scope else {
                         continue;
                     };
+                    let machines = match &self.shared {
+                        None => &self.machines,
+                        Some(s) if s.lead => &s.machines,
+                        // Another ingester evaluates the fleet rules.
+                        Some(_) => continue,
+                    };
                     let idx = t.metric.index();
-                    let recent = self
-                        .machines
+                    let recent = machines
                         .values()
                         .filter(|m| now - m.last_seen <= self.fleet_window)
                         .filter_map(|m| m.values[idx]);
@@ -579,11 +712,11 @@ impl AlertEngine {
 
     /// True when a rule is fleet-scoped, or the (fleet-scoped) pipeline
     /// alert has been pending or firing.
+    ///
+    /// An engine that follows another's lead on a shared store
+    /// ([`FleetInput::Follow`]) does not own the fleet rules' alerts.
     pub fn has_fleet_rules(&self) -> bool {
-        self.pipeline.ever_active()
-            || self.rules.iter().any(|r| {
-            matches!(&r.condition, Condition::Threshold(t) if matches!(t.scope, Scope::Fleet(_)))
-        })
+        self.pipeline.ever_active() || (self.leads_fleet() && self.has_fleet_threshold_rules())
     }
 
     /// The alerts pending or firing now, by rule order then machine.

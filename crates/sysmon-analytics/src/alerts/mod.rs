@@ -38,7 +38,7 @@ pub mod rule;
 pub mod state;
 
 pub use config::{AlertsConfig, PipelineConfig, WebhookConfig};
-pub use engine::AlertEngine;
+pub use engine::{AlertEngine, FleetInput};
 pub use pipeline::PipelineProblem;
 pub use rule::{
     Aggregate, AlertRule, Comparison, Condition, Metric, Scope, Severity, ThresholdRule,

@@ -253,6 +253,7 @@ pub async fn run(args: IngestArgs, common: &CommonArgs) -> anyhow::Result<()> {
         stats.clone(),
         history.analytics(),
         history.store(),
+        history.shared_fleet(),
         redis_for_alerts,
     )?;
 

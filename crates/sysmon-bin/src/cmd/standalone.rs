@@ -56,6 +56,7 @@ pub async fn run(args: StandaloneArgs, common: &CommonArgs) -> anyhow::Result<()
         stats.clone(),
         history.analytics(),
         history.store(),
+        history.shared_fleet(),
         None,
     )?;
     // The ingester ends by itself once the agent is gone and the channel is drained.

@@ -4,12 +4,13 @@
 //! [`AnalyticsSink`], as in SQLite.
 
 use async_trait::async_trait;
-use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, FLEET_SCOPE};
-use sysmon_core::SinkError;
+use sysmon_analytics::{AnalyticsRecord, AnalyticsSink, SharedFleet, FLEET_SCOPE};
+use sysmon_core::alert::ActiveAlert;
+use sysmon_core::{AnalyticsReader, SinkError, Snapshot, StoreError};
 use tokio_postgres::Client;
 
 use super::maintain::{PartitionCache, ALERT_EVENTS, ANOMALY_SCORES};
-use super::{to_sink_error, PostgresSink};
+use super::{to_sink_error, to_store_error, PostgresSink};
 use crate::error::SinksError;
 
 const INSERT_SCORES: &str = "
@@ -194,5 +195,25 @@ impl AnalyticsSink for PostgresSink {
 
     async fn record(&self, record: &AnalyticsRecord) -> Result<(), SinkError> {
         self.write_analytics(record).await.map_err(to_sink_error)
+    }
+}
+
+/// Fleet-wide alert rules run in the ingester holding the maintenance lock
+/// (`super::lock`), on the latest stored values of every machine.
+#[async_trait]
+impl SharedFleet for PostgresSink {
+    async fn lead_fleet(&self) -> Result<bool, StoreError> {
+        self.try_lead().await.map_err(to_store_error)
+    }
+
+    async fn fleet_latest(&self, since: f64) -> Result<Vec<Snapshot>, StoreError> {
+        self.fleet_latest_snapshots(since)
+            .await
+            .map_err(to_store_error)
+    }
+
+    async fn fleet_active(&self) -> Result<Vec<ActiveAlert>, StoreError> {
+        let all = self.active_alerts().await?;
+        Ok(all.into_iter().filter(|a| a.machine_id.is_none()).collect())
     }
 }

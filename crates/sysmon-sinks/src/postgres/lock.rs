@@ -3,7 +3,9 @@
 //!
 //! Every ingester's maintenance tick tries to take the lock; the one that has
 //! it runs maintenance (partitions, rollups, retention) and leads the
-//! fleet-wide work. When that ingester dies, its connection closes and
+//! fleet-wide work: the fleet alert rules, on every machine's latest stored
+//! values (`sysmon_analytics::SharedFleet`, asked every few seconds, so a
+//! follower also takes the lock over between maintenance passes). When that ingester dies, its connection closes and
 //! PostgreSQL releases the lock, so the next tick of another ingester takes
 //! it over: no lease to expire, no clock to trust.
 

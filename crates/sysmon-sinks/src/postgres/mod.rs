@@ -15,7 +15,10 @@
 //! * `lock`: maintenance runs in exactly one ingester at a time (an advisory
 //!   lock, handed over when its holder dies).
 //! * `read`: [`SnapshotStore`].
-//! * `analytics`: [`AnalyticsSink`](sysmon_analytics::AnalyticsSink).
+//! * `analytics`: [`AnalyticsSink`](sysmon_analytics::AnalyticsSink), and
+//!   [`SharedFleet`](sysmon_analytics::SharedFleet): fleet-wide alert rules
+//!   run in the holder of the maintenance lock on every machine's latest
+//!   stored values, the other ingesters skip them.
 //!
 //! Failures a retry may cure (the server down or restarting, connections
 //! refused, a read-only or full database, a deadlock) are
@@ -83,6 +86,8 @@ struct Inner {
     lock: lock::MaintenanceLock,
     /// Whether the last write failed with a retryable error (an outage).
     down: AtomicBool,
+    /// Every batch takes the replay (merge) way; see [`PostgresSink::set_merge_only`].
+    merge_only: AtomicBool,
     /// The database as named in messages (URL, password redacted).
     what: String,
 }
@@ -195,6 +200,7 @@ impl PostgresSink {
                 partitions: maintain::PartitionCache::default(),
                 lock: lock::MaintenanceLock::default(),
                 down: AtomicBool::new(false),
+                merge_only: AtomicBool::new(false),
                 what,
             }),
         };
@@ -224,14 +230,24 @@ impl PostgresSink {
     /// Stores `snapshots` in one transaction (what [`Sink::write`] does).
     pub async fn write_snapshots(&self, snapshots: &[Snapshot]) -> Result<(), SinksError> {
         let mut client = self.client().await?;
-        let result = write::write_batch(&mut client, &self.inner.partitions, snapshots).await;
+        let merge_only = self.inner.merge_only.load(Ordering::Relaxed);
+        let result =
+            write::write_batch(&mut client, &self.inner.partitions, snapshots, merge_only).await;
         match result {
             Err(e) if no_partition(&e) => {
                 self.inner.partitions.clear();
-                write::write_batch(&mut client, &self.inner.partitions, snapshots).await
+                write::write_batch(&mut client, &self.inner.partitions, snapshots, merge_only).await
             }
             other => other,
         }
+    }
+
+    /// For benchmarks and tests: every batch takes the replay way (staging
+    /// tables and `INSERT ... ON CONFLICT`) instead of the direct COPY of new
+    /// samples. The stored result is the same.
+    #[doc(hidden)]
+    pub fn set_merge_only(&self, merge_only: bool) {
+        self.inner.merge_only.store(merge_only, Ordering::Relaxed);
     }
 
     /// Stores an analytics record in one transaction.
@@ -290,6 +306,12 @@ impl PostgresSink {
     /// The newest raw snapshot of every machine, by machine id.
     pub async fn latest_all(&self) -> Result<Vec<Snapshot>, SinksError> {
         read::latest_all(&**self.client().await?).await
+    }
+
+    /// The newest snapshot (without top processes) of every machine with
+    /// one at or after `since` (seconds): the input of fleet-wide alert rules.
+    pub async fn fleet_latest_snapshots(&self, since: f64) -> Result<Vec<Snapshot>, SinksError> {
+        read::fleet_latest(&**self.client().await?, since).await
     }
 
     /// Every known machine (see [`SnapshotStore::machines`]).

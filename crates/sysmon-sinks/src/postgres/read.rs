@@ -170,6 +170,29 @@ pub(crate) async fn latest_all(c: &impl GenericClient) -> Result<Vec<Snapshot>, 
     snapshots(c.query(&sql, &[]).await?)
 }
 
+/// The newest snapshot of every machine that has one at or after `since`
+/// (seconds), without top processes: what fleet-wide alert rules need. Reads
+/// one row per recent machine (its `last_seen` names the row), whatever the
+/// number of partitions.
+pub(crate) async fn fleet_latest(
+    c: &impl GenericClient,
+    since: f64,
+) -> Result<Vec<Snapshot>, SinksError> {
+    if since.is_nan() {
+        return Err(SinksError::InvalidInput("since must be a number".into()));
+    }
+    let columns = SNAPSHOT_COLUMNS.replace("p.top", "NULL::bytea");
+    let sql = format!(
+        "SELECT {columns} FROM machines m0 \
+         CROSS JOIN LATERAL (SELECT * FROM samples WHERE machine = m0.id \
+             AND time >= to_timestamp(m0.last_seen) - interval '1 millisecond' \
+             ORDER BY time DESC LIMIT 1) s \
+         JOIN machines m ON m.id = s.machine \
+         WHERE m0.last_seen >= $1 ORDER BY m0.machine_id"
+    );
+    snapshots(c.query(&sql, &[&since]).await?)
+}
+
 /// Snapshots with `since <= timestamp < until`, oldest first (ties by machine id).
 pub(crate) async fn range(
     c: &impl GenericClient,

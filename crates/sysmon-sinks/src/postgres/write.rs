@@ -1,8 +1,17 @@
-//! The write path: one transaction per batch. The batch goes to temporary
-//! tables by binary COPY, then into the partitioned tables with
-//! `INSERT ... ON CONFLICT DO UPDATE` on `(machine, time)`, so that a replayed
-//! batch overwrites what it wrote before and never duplicates. The batch's
-//! minutes are marked for the rollups in the same transaction.
+//! The write path: one transaction per batch, two ways.
+//!
+//! * New samples (the normal case): binary COPY straight into the partitioned
+//!   tables, under a savepoint. The primary key `(machine, time)` refuses a
+//!   key stored before, so a batch that is not entirely new fails there and
+//!   takes the other way.
+//! * A replay (some key already stored): the savepoint is rolled back, the
+//!   batch goes to temporary tables by binary COPY, then into the tables with
+//!   `INSERT ... ON CONFLICT DO UPDATE`, so that it overwrites what it wrote
+//!   before and never duplicates.
+//!
+//! Either way the batch's minutes are marked for the rollups in the same
+//! transaction. The direct COPY spares the staging copy and the conflict
+//! checks of the merge (see BENCHMARKS.md, issue 13).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -82,6 +91,16 @@ static MERGE_SAMPLES: LazyLock<String> = LazyLock::new(|| {
 
 const COPY_PROCESSES: &str = "COPY processes_in (machine, time, top) FROM STDIN (FORMAT binary)";
 
+static COPY_SAMPLES_DIRECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "COPY samples ({}) FROM STDIN (FORMAT binary)",
+        SAMPLE_COLUMNS.join(", ")
+    )
+});
+
+const COPY_PROCESSES_DIRECT: &str =
+    "COPY processes (machine, time, top) FROM STDIN (FORMAT binary)";
+
 const MERGE_PROCESSES: &str = "INSERT INTO processes (machine, time, top)
     SELECT machine, time, top FROM processes_in
     ON CONFLICT (machine, time) DO UPDATE SET top = EXCLUDED.top";
@@ -91,9 +110,30 @@ const DELETE_PROCESSES: &str = "DELETE FROM processes p
     USING unnest($1::int4[], $2::int8[]) AS k(machine, ms)
     WHERE p.machine = k.machine AND p.time = timestamptz 'epoch' + k.ms * interval '1 millisecond'";
 
+/// The batch's (machine, minute) pairs, minutes in epoch milliseconds.
 const MARK_DIRTY: &str = "INSERT INTO dirty_minutes (machine, minute)
-    SELECT DISTINCT machine, date_bin('1 minute', time, timestamptz 'epoch') FROM samples_in
+    SELECT m, timestamptz 'epoch' + ms * interval '1 millisecond'
+    FROM unnest($1::int4[], $2::int8[]) AS k(m, ms)
     ON CONFLICT DO NOTHING";
+
+/// The distinct (machine, minute) pairs of `rows` (minutes as epoch milliseconds).
+fn dirty_minutes(rows: &[&Snapshot], ids: &HashMap<String, i32>) -> (Vec<i32>, Vec<i64>) {
+    let mut seen: std::collections::HashSet<(i32, i64)> = std::collections::HashSet::new();
+    for s in rows {
+        if let Some(&m) = ids.get(&s.machine_id) {
+            seen.insert((m, s.timestamp_millis().div_euclid(60_000) * 60_000));
+        }
+    }
+    let mut pairs: Vec<(i32, i64)> = seen.into_iter().collect();
+    pairs.sort_unstable();
+    pairs.into_iter().unzip()
+}
+
+/// Whether `e` is a duplicate key: the batch holds a sample stored before.
+fn duplicate_key(e: &SinksError) -> bool {
+    matches!(e, SinksError::Postgres(err)
+        if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION))
+}
 
 const SELECT_MACHINES: &str =
     "SELECT id, machine_id FROM machines WHERE machine_id = ANY($1::text[])";
@@ -279,10 +319,14 @@ fn encode(
     Ok((samples, procs, no_procs_machine, no_procs_ms))
 }
 
-async fn copy_in(tx: &Transaction<'_>, sql: &str, payload: CopyBuf) -> Result<u64, SinksError> {
+async fn copy_in(
+    tx: &Transaction<'_>,
+    sql: &str,
+    payload: bytes::Bytes,
+) -> Result<u64, SinksError> {
     let sink = tx.copy_in(sql).await?;
     futures::pin_mut!(sink);
-    sink.send(payload.finish()).await?;
+    sink.send(payload).await?;
     Ok(sink.finish().await?)
 }
 
@@ -305,10 +349,14 @@ fn last_per_key(batch: &[Snapshot]) -> Vec<&Snapshot> {
 }
 
 /// Writes `batch` in one transaction; see the [module docs](self).
+///
+/// `merge_only` takes the replay way for every batch (the benchmark's
+/// "before": what every batch did before the direct COPY).
 pub(crate) async fn write_batch(
     client: &mut Client,
     cache: &PartitionCache,
     batch: &[Snapshot],
+    merge_only: bool,
 ) -> Result<(), SinksError> {
     if batch.is_empty() {
         return Ok(());
@@ -325,20 +373,50 @@ pub(crate) async fn write_batch(
             .await?;
     }
     let tx = client.transaction().await?;
-    tx.batch_execute(TEMP_TABLES).await?;
     let ids = intern(&tx, &rows).await?;
     let (samples, procs, no_procs_machine, no_procs_ms) = encode(&rows, &ids)?;
-    copy_in(&tx, &COPY_SAMPLES, samples).await?;
-    tx.execute(MERGE_SAMPLES.as_str(), &[]).await?;
-    if no_procs_machine.len() < rows.len() {
-        copy_in(&tx, COPY_PROCESSES, procs).await?;
-        tx.execute(MERGE_PROCESSES, &[]).await?;
+    let (samples, procs) = (samples.finish(), procs.finish());
+    let with_procs = no_procs_machine.len() < rows.len();
+    // New samples go straight into the tables; a stored key sends the batch
+    // the replay way.
+    let stored = !merge_only && {
+        tx.batch_execute("SAVEPOINT fresh").await?;
+        let fresh = async {
+            copy_in(&tx, &COPY_SAMPLES_DIRECT, samples.clone()).await?;
+            if with_procs {
+                copy_in(&tx, COPY_PROCESSES_DIRECT, procs.clone()).await?;
+            }
+            Ok::<(), SinksError>(())
+        }
+        .await;
+        match fresh {
+            Ok(()) => {
+                tx.batch_execute("RELEASE SAVEPOINT fresh").await?;
+                true
+            }
+            Err(e) if duplicate_key(&e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT fresh").await?;
+                false
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if !stored {
+        tx.batch_execute(TEMP_TABLES).await?;
+        copy_in(&tx, &COPY_SAMPLES, samples).await?;
+        tx.execute(MERGE_SAMPLES.as_str(), &[]).await?;
+        if with_procs {
+            copy_in(&tx, COPY_PROCESSES, procs).await?;
+            tx.execute(MERGE_PROCESSES, &[]).await?;
+        }
+        if !no_procs_machine.is_empty() {
+            tx.execute(DELETE_PROCESSES, &[&no_procs_machine, &no_procs_ms])
+                .await?;
+        }
     }
-    if !no_procs_machine.is_empty() {
-        tx.execute(DELETE_PROCESSES, &[&no_procs_machine, &no_procs_ms])
-            .await?;
-    }
-    tx.execute(MARK_DIRTY, &[]).await?;
+    let (dirty_machine, dirty_minute) = dirty_minutes(&rows, &ids);
+    tx.execute(MARK_DIRTY, &[&dirty_machine, &dirty_minute])
+        .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -390,6 +390,111 @@ fn fleet_rules_aggregate_recent_machines_on_tick() {
     assert_eq!(e.active().len(), 2);
 }
 
+fn fleet_avg_rule(for_secs: u64) -> AlertsConfig {
+    let toml = format!(
+        r#"
+        [[rules]]
+        name = "fleet_cpu"
+        metric = "cpu_usage"
+        op = ">"
+        threshold = 50
+        clear_threshold = 40
+        for = "{for_secs}s"
+        scope = "fleet_avg"
+    "#
+    );
+    toml::from_str(&toml).unwrap()
+}
+
+#[test]
+fn on_a_shared_store_the_leader_judges_the_stores_fleet_and_a_follower_skips_fleet_rules() {
+    // This ingester's own machines (its partitions) average 30 %: below.
+    let cfg = fleet_avg_rule(0);
+    let mut lead = AlertEngine::from_config(&cfg).unwrap();
+    let mut follow = AlertEngine::from_config(&cfg).unwrap();
+    for e in [&mut lead, &mut follow] {
+        e.observe(&snap("a", 0.0, 30.0, 10.0));
+        e.observe(&snap("b", 0.0, 30.0, 10.0));
+    }
+    // The store holds the whole fleet: the other half at 90 %, average 60 %.
+    let store = vec![
+        snap("a", 0.0, 30.0, 10.0),
+        snap("b", 0.0, 30.0, 10.0),
+        snap("c", 0.0, 90.0, 10.0),
+        snap("d", 0.0, 90.0, 10.0),
+    ];
+    lead.set_fleet_input(FleetInput::Lead {
+        latest: store.clone(),
+        active: Vec::new(),
+    });
+    follow.set_fleet_input(FleetInput::Follow);
+    assert!(lead.leads_fleet() && !follow.leads_fleet());
+    let ev = lead.tick(T0 + 1.0);
+    assert_eq!(
+        states(&ev),
+        vec![("fleet_cpu".to_string(), AlertState::Firing)]
+    );
+    assert!((ev[0].value - 60.0).abs() < 1e-9, "{ev:?}");
+    assert!(lead.has_fleet_rules());
+    // The follower neither judges the fleet nor claims its alerts, even
+    // when its own machines would breach.
+    follow.observe(&snap("a", 1.0, 99.0, 10.0));
+    follow.observe(&snap("b", 1.0, 99.0, 10.0));
+    assert!(follow.tick(T0 + 2.0).is_empty());
+    assert!(follow.active().is_empty());
+    assert!(!follow.has_fleet_rules());
+    // Without a fleet input (SQLite, one ingester) its own machines count.
+    let mut alone = AlertEngine::from_config(&cfg).unwrap();
+    alone.observe(&snap("a", 1.0, 99.0, 10.0));
+    assert_eq!(alone.tick(T0 + 2.0).len(), 1);
+}
+
+#[test]
+fn a_new_leader_carries_the_stored_fleet_alert_on_instead_of_raising_it_again() {
+    let cfg = fleet_avg_rule(30);
+    let mut old = AlertEngine::from_config(&cfg).unwrap();
+    let hot = |t: f64| vec![snap("a", t, 80.0, 10.0), snap("b", t, 60.0, 10.0)];
+    old.set_fleet_input(FleetInput::Lead {
+        latest: hot(0.0),
+        active: Vec::new(),
+    });
+    assert!(old.tick(T0).is_empty(), "pending");
+    old.set_fleet_input(FleetInput::Lead {
+        latest: hot(30.0),
+        active: Vec::new(),
+    });
+    let fired = old.tick(T0 + 30.0);
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    let stored = old.active();
+    assert_eq!(stored[0].state, AlertState::Firing);
+
+    // The leader dies; another takes the lead and finds the alert stored.
+    let mut new = AlertEngine::from_config(&cfg).unwrap();
+    new.set_fleet_input(FleetInput::Follow);
+    new.set_fleet_input(FleetInput::Lead {
+        latest: hot(40.0),
+        active: stored.clone(),
+    });
+    assert!(new.tick(T0 + 40.0).is_empty(), "no second firing event");
+    let active = new.active();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].state, AlertState::Firing);
+    assert_eq!(active[0].since, stored[0].since, "same alert, same start");
+    // The fleet cools down: the new leader resolves it.
+    new.set_fleet_input(FleetInput::Lead {
+        latest: vec![snap("a", 50.0, 10.0, 10.0), snap("b", 50.0, 10.0, 10.0)],
+        active: Vec::new(),
+    });
+    assert_eq!(
+        states(&new.tick(T0 + 50.0)),
+        vec![("fleet_cpu".to_string(), AlertState::Resolved)]
+    );
+    // Losing the lead drops the fleet state without events.
+    old.set_fleet_input(FleetInput::Follow);
+    assert!(old.active().is_empty());
+    assert!(old.tick(T0 + 60.0).is_empty());
+}
+
 #[test]
 fn below_threshold_rules_and_rates_from_counters() {
     let rule = AlertRule::threshold(
