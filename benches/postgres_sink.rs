@@ -156,6 +156,10 @@ fn bench_series(c: &mut Criterion) {
     let sink = open(&rt, &db);
     let mut one = Fleet::new(1, now() - 86_400.0);
     let end = fill(&rt, &sink, &mut one, 86_400, 10);
+    // Statistics, as autovacuum gathers them within a minute or so: without
+    // them the planner takes the freshly written partitions for empty and
+    // anti-joins raw samples against the rollups in a nested loop (seconds).
+    db.sql("ANALYZE");
     let id = "worker-000";
     let cases: [(&str, f64); 3] = [("24h", 86_400.0), ("6h", 6.0 * 3600.0), ("1h", 3600.0)];
     let query = |range: f64| SeriesQuery::machine(id, Metric::Cpu, end - range, end, 1000);
@@ -193,6 +197,7 @@ fn bench_fleet(c: &mut Criterion) {
     let sink = open(&rt, &db);
     let mut fleet = Fleet::new(FLEET, now() - 3600.0);
     let end = fill(&rt, &sink, &mut fleet, 3600, 0);
+    db.sql("ANALYZE");
     let query = |range: f64| SeriesQuery::fleet(Metric::Cpu, FleetAgg::Avg, end - range, end, 1000);
     let mut g = c.benchmark_group("postgres_sink/fleet");
     g.sample_size(10)

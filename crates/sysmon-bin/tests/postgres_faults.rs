@@ -11,6 +11,12 @@
 //! - Two ingesters of one group on one database, one SIGKILLed mid-stream and
 //!   restarted: every published sample stored exactly once, and the restarted
 //!   one warms its detector from the machines' stored history.
+//! - A full database (its tablespace on a small tmpfs filled to ENOSPC): a clear
+//!   "disk is full" error, nothing stored while full, ingestion resumes by
+//!   itself once space is freed; full again and the ingester SIGKILLed while
+//!   paused: it had committed nothing it had not stored, so its successor
+//!   stores every published sample exactly once. Skipped, with the reason
+//!   printed, where a tmpfs cannot be mounted (not root).
 //!
 //! The database is "stopped" as its clients see a stop (every connection closed,
 //! new ones refused: `ALTER DATABASE … ALLOW_CONNECTIONS false` and
