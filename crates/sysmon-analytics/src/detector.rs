@@ -3,11 +3,15 @@
 //!
 //! For every snapshot of a machine:
 //! 1. [`FeatureExtractor`] turns it into the six legacy features (CPU %, memory %,
-//!    disk read/write and network sent/received rates from the cumulative counters).
+//!    disk read/write and network sent/received rates from the cumulative counters)
+//!    and, where the machine sends host details, CPU, memory and I/O pressure
+//!    stall and the busiest disk's utilisation.
 //! 2. [`StreamingDetector`] scores each feature against its rolling median/MAD and
 //!    memory against a ramp test: this catches spikes on their first sample.
-//! 3. Once `min_history` complete feature vectors exist, an [`IsolationForest`]
-//!    trained on the last `window` of them scores the vector (rates in log space);
+//! 3. Once `min_history` complete vectors of the six legacy features exist, an
+//!    [`IsolationForest`] trained on the last `window` of them scores the vector
+//!    (rates in log space; the host details are not its inputs, so that machines
+//!    with and without them get the same forest);
 //!    it is retrained every `retrain_every` samples. It catches combinations that
 //!    no single feature shows.
 //!
@@ -20,7 +24,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{is_rate, FeatureExtractor, FEATURE_COUNT, FEATURE_NAMES};
+use super::features::{is_rate, FeatureExtractor, CORE_FEATURES, FEATURE_NAMES};
 use super::isolation_forest::{quantile, Contamination, ForestParams, IsolationForest};
 use super::streaming::{Deviation, StreamingDetector, StreamingOutcome, StreamingParams};
 use sysmon_core::error::CoreError;
@@ -105,6 +109,12 @@ pub struct DetectorConfig {
     pub min_change_disk: f64,
     /// Streaming: smallest network send or receive rate change that can flag, bytes/s.
     pub min_change_network: f64,
+    /// Streaming: smallest change of a pressure stall feature (CPU, memory or
+    /// I/O `some` avg10) that can flag, in points. Only machines that send PSI.
+    pub min_change_pressure: f64,
+    /// Streaming: smallest change of the busiest disk's utilisation that can
+    /// flag, in points. Only machines that send per-disk details.
+    pub min_change_disk_utilization: f64,
     /// Rates are compared as `ln(rate + rate_log_offset)`, bytes/s.
     pub rate_log_offset: f64,
     /// Streaming: consecutive samples of the sustained-shift test (0 disables it).
@@ -174,6 +184,8 @@ impl Default for DetectorConfig {
             min_change_memory: s.min_change[1],
             min_change_disk: s.min_change[2],
             min_change_network: s.min_change[4],
+            min_change_pressure: s.min_change[super::features::PRESSURE_CPU],
+            min_change_disk_utilization: s.min_change[super::features::DISK_UTILIZATION],
             rate_log_offset: s.rate_offset,
             two_sided: true,
             sustained_samples: s.sustained_samples,
@@ -209,6 +221,10 @@ impl DetectorConfig {
                 self.min_change_disk * k,
                 self.min_change_network * k,
                 self.min_change_network * k,
+                self.min_change_pressure * k,
+                self.min_change_pressure * k,
+                self.min_change_pressure * k,
+                self.min_change_disk_utilization * k,
             ],
             rate_offset: self.rate_log_offset,
             two_sided: self.two_sided,
@@ -285,6 +301,11 @@ impl DetectorConfig {
             ("min_change_memory", self.min_change_memory),
             ("min_change_disk", self.min_change_disk),
             ("min_change_network", self.min_change_network),
+            ("min_change_pressure", self.min_change_pressure),
+            (
+                "min_change_disk_utilization",
+                self.min_change_disk_utilization,
+            ),
             ("rate_log_offset", self.rate_log_offset),
             ("trend_min_rise", self.trend_min_rise),
             ("forest_corroboration_z", self.forest_corroboration_z),
@@ -379,7 +400,7 @@ pub struct MachineState {
     extractor: FeatureExtractor,
     streaming: StreamingDetector,
     /// Rolling window of forest inputs (a ring once full).
-    history: Vec<[f32; FEATURE_COUNT]>,
+    history: Vec<[f32; CORE_FEATURES]>,
     next_slot: usize,
     forest: Option<IsolationForest>,
     since_train: usize,
@@ -424,7 +445,7 @@ impl MachineState {
     /// Roughly the heap this state holds, bytes (the forest excluded): what
     /// lazy sizing keeps small for machines seen only a few times.
     pub fn heap_bytes(&self) -> usize {
-        self.history.capacity() * std::mem::size_of::<[f32; FEATURE_COUNT]>()
+        self.history.capacity() * std::mem::size_of::<[f32; CORE_FEATURES]>()
             + self.streaming.heap_bytes()
     }
 }
@@ -500,7 +521,7 @@ impl AnomalyDetector {
         };
         let row = match cfg.forest_input {
             ForestInput::Levels => features.complete().map(|values| {
-                let mut row = [0f32; FEATURE_COUNT];
+                let mut row = [0f32; CORE_FEATURES];
                 for (f, (r, v)) in row.iter_mut().zip(values).enumerate() {
                     *r = if is_rate(f) {
                         (v.max(0.0) + cfg.rate_log_offset).ln() as f32
@@ -511,9 +532,12 @@ impl AnomalyDetector {
                 row
             }),
             ForestInput::Deviations => {
-                let mut row = [0f32; FEATURE_COUNT];
+                let mut row = [0f32; CORE_FEATURES];
                 let mut complete = true;
-                for (r, d) in row.iter_mut().zip(&verdict.streaming.deviations) {
+                for (r, d) in row
+                    .iter_mut()
+                    .zip(&verdict.streaming.deviations[..CORE_FEATURES])
+                {
                     match d {
                         Some(d) => *r = d.z.clamp(-Z_CLIP, Z_CLIP) as f32,
                         None => complete = false,
@@ -527,9 +551,7 @@ impl AnomalyDetector {
         // which saves scoring a cold forest on almost every sample.
         let limit = cfg.forest_corroboration_z * cfg.sensitivity.factor();
         let corroborated = cfg.forest_input == ForestInput::Levels
-            || verdict
-                .streaming
-                .deviations
+            || verdict.streaming.deviations[..CORE_FEATURES]
                 .iter()
                 .flatten()
                 .filter(|d| {
@@ -577,9 +599,7 @@ impl AnomalyDetector {
             // The forest's score is evidence only with deviations to show for it:
             // at least two features off their baselines by the corroboration z.
             let limit = cfg.forest_corroboration_z * cfg.sensitivity.factor();
-            let mut off: Vec<&Deviation> = verdict
-                .streaming
-                .deviations
+            let mut off: Vec<&Deviation> = verdict.streaming.deviations[..CORE_FEATURES]
                 .iter()
                 .flatten()
                 .filter(|d| {
@@ -633,7 +653,7 @@ fn train(cfg: &DetectorConfig, state: &MachineState) -> IsolationForest {
         contamination: Contamination::Auto,
         seed: splitmix(state.seed.wrapping_add(state.trains)),
     };
-    let mut forest = IsolationForest::fit_f32(data, FEATURE_COUNT, &params);
+    let mut forest = IsolationForest::fit_f32(data, CORE_FEATURES, &params);
     let mut threshold = cfg.forest_min_score.max(0.5);
     if let Contamination::Fraction(f) = cfg.contamination {
         // The quantile of the window's scores, on at most 256 rows spread over
@@ -773,6 +793,85 @@ mod tests {
         );
         assert_eq!(a.machine_id, "web-01");
         assert_eq!(a.timestamp, T0 + 600.0);
+    }
+
+    /// A quiet machine (`Sim`) that sends host details: CPU pressure around
+    /// `psi`, the other pressures and the busiest disk quiet.
+    fn with_pressure(mut s: Snapshot, psi: f64, r: &mut Rng) -> Snapshot {
+        sysmon_core::synth::fill_host_details(&mut s);
+        let p = s.pressure.as_mut().unwrap();
+        p.cpu.as_mut().unwrap().some.avg10 = (psi + 0.2 * r.unit()).max(0.0);
+        p.memory.as_mut().unwrap().some.avg10 = 0.1 * r.unit();
+        p.io.as_mut().unwrap().some.avg10 = 0.3 + 0.1 * r.unit();
+        s.disks[0].utilization_percent = Some(3.0 + r.unit());
+        s
+    }
+
+    #[test]
+    fn a_pressure_spike_on_a_quiet_machine_is_flagged_naming_the_metric() {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        let mut sim = Sim::new(21);
+        let mut r = Rng::new(22);
+        let mut flags = 0;
+        for _ in 0..600 {
+            let s = with_pressure(sim.next("db-01", [0.0; 6]), 0.0, &mut r);
+            flags += d.observe(&s).unwrap().anomaly as usize;
+        }
+        assert!(flags <= 6, "{flags} flags on 600 quiet samples");
+        assert_eq!(
+            d.machine("db-01").unwrap().streaming.tracked(),
+            crate::features::FEATURE_COUNT,
+            "host-detail state once the machine sends them"
+        );
+        // CPU, memory, disk and network stay where they were; tasks now wait
+        // for a CPU 60 % of the time.
+        let s = with_pressure(sim.next("db-01", [0.0; 6]), 60.0, &mut r);
+        let (a, v) = d.observe_detailed(&s).unwrap();
+        assert!(a.anomaly, "{a:?}");
+        let flagged: Vec<usize> = v.streaming.flagged().map(|d| d.feature).collect();
+        assert_eq!(flagged, vec![crate::features::PRESSURE_CPU], "{a:?}");
+        assert!(
+            a.reasons
+                .iter()
+                .any(|r| r.starts_with("pressure_cpu_some_avg10 60.") && r.contains("%")),
+            "{a:?}"
+        );
+        assert!(!v.forest_flagged(), "the forest does not see host details");
+    }
+
+    #[test]
+    fn a_machine_without_host_details_keeps_no_state_for_them_and_scores_the_same() {
+        // The same samples with and without host details that never move:
+        // identical verdicts, and no state for features never sent.
+        let cfg = DetectorConfig {
+            min_history: 100,
+            retrain_every: 50,
+            ..DetectorConfig::default()
+        };
+        let mut sim = Sim::new(31);
+        let plain: Vec<Snapshot> = (0..400).map(|_| sim.next("m", [0.0; 6])).collect();
+        let mut a = AnomalyDetector::new(cfg.clone()).unwrap();
+        let got: Vec<AnomalyScore> = plain.iter().map(|s| a.observe(s).unwrap()).collect();
+        assert_eq!(
+            a.machine("m").unwrap().streaming.tracked(),
+            crate::features::CORE_FEATURES
+        );
+        let mut b = AnomalyDetector::new(cfg).unwrap();
+        let mut r = Rng::new(1);
+        let with: Vec<AnomalyScore> = plain
+            .iter()
+            .map(|s| {
+                let mut s = with_pressure(s.clone(), 0.0, &mut r);
+                // Constant host details: never a deviation.
+                let p = s.pressure.as_mut().unwrap();
+                p.cpu.as_mut().unwrap().some.avg10 = 0.0;
+                p.memory.as_mut().unwrap().some.avg10 = 0.0;
+                p.io.as_mut().unwrap().some.avg10 = 0.0;
+                s.disks[0].utilization_percent = Some(3.0);
+                b.observe(&s).unwrap()
+            })
+            .collect();
+        assert_eq!(got, with);
     }
 
     #[test]

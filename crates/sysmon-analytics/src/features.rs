@@ -1,9 +1,16 @@
-//! Per-machine feature extraction: the legacy Isolation Forest's inputs.
+//! Per-machine feature extraction: the legacy Isolation Forest's inputs, and
+//! the host details the streaming detector also watches.
 //!
 //! From a stream of [`Snapshot`]s of one machine, [`FeatureExtractor`] produces a
 //! [`Features`] per sample: CPU %, memory %, and the per-interval rates (bytes per
 //! second) of disk read/write and network sent/received, computed from the
 //! **cumulative counters** so that legacy messages (which carry no rates) work.
+//! These six are the *core* features ([`CORE_FEATURES`]): the Isolation Forest's
+//! inputs and the forecasts'. Then four host details, read as core's metrics read
+//! them: CPU, memory and I/O pressure stall (`some` avg10, percent) and the
+//! busiest disk's utilisation (percent). They are `None` on a machine that sends
+//! none (no PSI in its kernel, an older agent, the legacy producer, a NAB
+//! series), so the detector behaves there exactly as with the six alone.
 //!
 //! A rate is only produced when it can be trusted. A counter that goes down
 //! (reboot, driver reset, wrap), a step whose time goes backwards or stands still,
@@ -15,7 +22,11 @@ use sysmon_core::metric::Metric;
 use sysmon_core::snapshot::Snapshot;
 
 /// The number of features.
-pub const FEATURE_COUNT: usize = 6;
+pub const FEATURE_COUNT: usize = 10;
+
+/// The core features (the first ones): CPU, memory, disk and network rates,
+/// which every machine sends. The Isolation Forest and the forecasts use these.
+pub const CORE_FEATURES: usize = 6;
 
 /// The features, in [`Features::values`] order: the same quantities as core's
 /// metrics of these names (`docs/metrics.md`), except that the rates are derived
@@ -27,6 +38,10 @@ pub const FEATURE_METRICS: [Metric; FEATURE_COUNT] = [
     Metric::DiskWrite,
     Metric::NetSent,
     Metric::NetRecv,
+    Metric::PressureCpuSome,
+    Metric::PressureMemorySome,
+    Metric::PressureIoSome,
+    Metric::DiskUtilization,
 ];
 
 /// The features' names, in [`Features::values`] order: their metrics'
@@ -38,6 +53,10 @@ pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
     FEATURE_METRICS[DISK_WRITE].name(),
     FEATURE_METRICS[NET_SENT].name(),
     FEATURE_METRICS[NET_RECV].name(),
+    FEATURE_METRICS[PRESSURE_CPU].name(),
+    FEATURE_METRICS[PRESSURE_MEMORY].name(),
+    FEATURE_METRICS[PRESSURE_IO].name(),
+    FEATURE_METRICS[DISK_UTILIZATION].name(),
 ];
 
 /// Index of CPU % in [`Features::values`].
@@ -52,10 +71,18 @@ pub const DISK_WRITE: usize = 3;
 pub const NET_SENT: usize = 4;
 /// Index of the network receive rate (bytes/s) in [`Features::values`].
 pub const NET_RECV: usize = 5;
+/// Index of the CPU pressure stall (`some` avg10, %) in [`Features::values`].
+pub const PRESSURE_CPU: usize = 6;
+/// Index of the memory pressure stall (`some` avg10, %) in [`Features::values`].
+pub const PRESSURE_MEMORY: usize = 7;
+/// Index of the I/O pressure stall (`some` avg10, %) in [`Features::values`].
+pub const PRESSURE_IO: usize = 8;
+/// Index of the busiest disk's utilisation (%) in [`Features::values`].
+pub const DISK_UTILIZATION: usize = 9;
 
 /// True for the features that are byte rates (as opposed to percentages).
 pub fn is_rate(feature: usize) -> bool {
-    feature >= DISK_READ
+    (DISK_READ..=NET_RECV).contains(&feature)
 }
 
 /// A short unit suffix for a feature's raw value, for messages.
@@ -78,9 +105,9 @@ pub struct Features {
 }
 
 impl Features {
-    /// All six values when every one is known.
-    pub fn complete(&self) -> Option<[f64; FEATURE_COUNT]> {
-        let mut out = [0.0; FEATURE_COUNT];
+    /// The six core values ([`CORE_FEATURES`]) when every one is known.
+    pub fn complete(&self) -> Option<[f64; CORE_FEATURES]> {
+        let mut out = [0.0; CORE_FEATURES];
         for (o, v) in out.iter_mut().zip(self.values) {
             *o = v?;
         }
@@ -171,6 +198,10 @@ impl FeatureExtractor {
         let mut values = [None; FEATURE_COUNT];
         values[CPU] = pct(snapshot.cpu_usage);
         values[MEMORY] = pct(snapshot.memory_usage);
+        // Host details: none where the machine sends none.
+        for f in CORE_FEATURES..FEATURE_COUNT {
+            values[f] = FEATURE_METRICS[f].value(snapshot).and_then(pct);
+        }
         let counters = [
             snapshot.disk_io.read,
             snapshot.disk_io.write,
@@ -386,5 +417,31 @@ mod tests {
         }
         assert_eq!(FEATURE_NAMES[CPU], "cpu_usage");
         assert_eq!(FEATURE_NAMES[NET_RECV], "net_recv_rate");
+        assert_eq!(FEATURE_NAMES[PRESSURE_CPU], "pressure_cpu_some_avg10");
+        assert_eq!(FEATURE_NAMES[DISK_UTILIZATION], "disk_utilization_percent");
+        assert!((CORE_FEATURES..FEATURE_COUNT).all(|f| FEATURE_METRICS[f].is_host_detail()));
+    }
+
+    #[test]
+    fn host_details_are_features_when_sent_and_none_otherwise() {
+        let mut fx = FeatureExtractor::default();
+        let plain = fx.push(&snap(100.0, 10.0, (0, 0), (0, 0)));
+        assert!(plain.values[CORE_FEATURES..].iter().all(Option::is_none));
+        let mut s = snap(101.0, 10.0, (0, 0), (0, 0));
+        sysmon_core::synth::fill_host_details(&mut s);
+        let f = fx.push(&s);
+        assert_eq!(f.values[PRESSURE_CPU], Metric::PressureCpuSome.value(&s));
+        assert_eq!(f.values[PRESSURE_IO], Some(1.5));
+        assert_eq!(
+            f.values[DISK_UTILIZATION],
+            Metric::DiskUtilization.value(&s)
+        );
+        assert!(f.values[PRESSURE_MEMORY].is_some());
+        // The core vector is the same with or without them.
+        assert_eq!(f.complete().map(|c| c[CPU]), Some(10.0));
+        // Out-of-range percentages are dropped like CPU's.
+        s.timestamp = 102.0;
+        s.disks[0].utilization_percent = Some(250.0);
+        assert_eq!(fx.push(&s).values[DISK_UTILIZATION], None);
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::features::{FeatureExtractor, FEATURE_COUNT, FEATURE_NAMES};
+use super::features::{FeatureExtractor, CORE_FEATURES, FEATURE_NAMES};
 use sysmon_core::snapshot::Snapshot;
 
 /// A least-squares line `y = intercept + slope · (x - x_mean)`.
@@ -299,7 +299,8 @@ impl Default for ForecastParams {
 struct MachineSeries {
     extractor: FeatureExtractor,
     times: VecDeque<f64>,
-    metrics: [VecDeque<Option<f64>>; FEATURE_COUNT],
+    /// The core features only (CPU, memory, disk and network rates).
+    metrics: [VecDeque<Option<f64>>; CORE_FEATURES],
     filesystems: HashMap<String, FsSeries>,
     last_ts: Option<f64>,
 }

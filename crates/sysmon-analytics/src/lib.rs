@@ -50,7 +50,7 @@ pub use alerts::{
 pub use config::Config;
 pub use detector::{AnomalyDetector, AnomalyScore, DetectorConfig, Sensitivity};
 pub use episodes::{Episode, EpisodeTracker};
-pub use features::{FeatureExtractor, Features, FEATURE_METRICS, FEATURE_NAMES};
+pub use features::{FeatureExtractor, Features, CORE_FEATURES, FEATURE_METRICS, FEATURE_NAMES};
 pub use forecast::{Forecast, Forecaster};
 pub use isolation_forest::{Contamination, ForestParams, IsolationForest};
 pub use notify::{AlertNotifier, LogNotifier};

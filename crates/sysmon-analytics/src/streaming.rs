@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use super::baseline::{DailyProfile, Envelope, Seasonal, TailQuantile};
-use super::features::{is_rate, Features, FEATURE_COUNT, FEATURE_NAMES, MEMORY};
+use super::features::{is_rate, Features, CORE_FEATURES, FEATURE_COUNT, FEATURE_NAMES, MEMORY};
 
 /// In the sustained-shift test each sample counts for at most this many times
 /// the test's limits.
@@ -231,7 +231,11 @@ impl Default for StreamingParams {
             window: 64,
             warmup: 16,
             z_threshold: 5.0,
-            min_change: [10.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6],
+            min_change: [
+                10.0, 5.0, 4.0e6, 4.0e6, 4.0e6, 4.0e6, // core
+                10.0, 10.0, 10.0, // pressure stall: cpu, memory, io (points)
+                20.0, // busiest disk utilisation (points)
+            ],
             min_scale_percent: 0.5,
             min_scale_log: 0.05,
             rate_offset: 1.0e6,
@@ -378,7 +382,11 @@ impl StreamingOutcome {
     }
 }
 
-/// The per-machine streaming detector over the six features.
+/// The per-machine streaming detector over the features.
+///
+/// Each feature's state is held per feature (`windows[f]`, `runs[f]`, ...):
+/// for the [`CORE_FEATURES`] from the start, for the host-detail features
+/// only once the machine sends one (a machine without them costs nothing more).
 #[derive(Debug, Clone)]
 pub struct StreamingDetector {
     params: StreamingParams,
@@ -388,45 +396,74 @@ pub struct StreamingDetector {
     recent: Vec<VecDeque<(f64, f64)>>,
     /// Per feature, the consecutive flagged samples and the sum of their
     /// deviations from the baseline (transformed space), for re-learning.
-    runs: [(u32, f64); FEATURE_COUNT],
+    runs: Vec<(u32, f64)>,
     /// Per feature, the baseline before the last re-learning (NaN: none).
-    previous: [f64; FEATURE_COUNT],
-    /// Per feature, the usual level by hour of day.
+    previous: Vec<f64>,
+    /// Per feature, the usual level by hour of day (empty without `daily_profile`).
     profiles: Vec<DailyProfile>,
     /// Per feature, the calibration of the robust z's tail.
-    tails: [TailQuantile; FEATURE_COUNT],
+    tails: Vec<TailQuantile>,
     /// Per feature, the recent range.
-    envelopes: [Envelope; FEATURE_COUNT],
+    envelopes: Vec<Envelope>,
     /// Per feature, the usual level by time of day, and whether the
     /// time-of-day test is armed (it flags once per excursion).
-    seasonal: [(Seasonal, bool); FEATURE_COUNT],
+    seasonal: Vec<(Seasonal, bool)>,
     trend: VecDeque<f64>,
 }
 
 impl StreamingDetector {
     /// A detector with `params`.
     pub fn new(params: StreamingParams) -> Self {
-        StreamingDetector {
-            windows: (0..FEATURE_COUNT)
-                .map(|_| RollingMedian::new(params.window))
-                .collect(),
-            recent: (0..FEATURE_COUNT).map(|_| VecDeque::new()).collect(),
-            runs: [(0, 0.0); FEATURE_COUNT],
-            previous: [f64::NAN; FEATURE_COUNT],
-            profiles: if params.daily_profile {
-                vec![DailyProfile::default(); FEATURE_COUNT]
-            } else {
-                Vec::new()
-            },
-            tails: [TailQuantile::default(); FEATURE_COUNT],
-            envelopes: [Envelope::default(); FEATURE_COUNT],
-            seasonal: [(Seasonal::default(), true); FEATURE_COUNT],
+        let mut d = StreamingDetector {
+            windows: Vec::new(),
+            recent: Vec::new(),
+            runs: Vec::new(),
+            previous: Vec::new(),
+            profiles: Vec::new(),
+            tails: Vec::new(),
+            envelopes: Vec::new(),
+            seasonal: Vec::new(),
             trend: VecDeque::new(),
             params,
+        };
+        d.track(CORE_FEATURES);
+        d
+    }
+
+    /// Keeps state for the first `n` features (a host-detail feature's state
+    /// is added the first time the machine sends it).
+    fn track(&mut self, n: usize) {
+        let n = n.min(FEATURE_COUNT);
+        let have = self.windows.len();
+        if n <= have {
+            return;
+        }
+        let window = self.params.window;
+        let more = n - have;
+        // Exact sizes: a plain resize would round the capacity up.
+        self.windows.reserve_exact(more);
+        self.windows.resize_with(n, || RollingMedian::new(window));
+        self.recent.reserve_exact(more);
+        self.recent.resize_with(n, VecDeque::new);
+        self.runs.reserve_exact(more);
+        self.runs.resize(n, (0, 0.0));
+        self.previous.reserve_exact(more);
+        self.previous.resize(n, f64::NAN);
+        self.tails.reserve_exact(more);
+        self.tails.resize(n, TailQuantile::default());
+        self.envelopes.reserve_exact(more);
+        self.envelopes.resize(n, Envelope::default());
+        self.seasonal.reserve_exact(more);
+        self.seasonal.resize(n, (Seasonal::default(), true));
+        if self.params.daily_profile {
+            self.profiles.reserve_exact(n - self.profiles.len());
+            self.profiles.resize(n, DailyProfile::default());
         }
     }
 
-    /// Roughly the heap this detector holds, bytes.
+    /// Roughly the heap this detector holds, bytes: the windows, the daily
+    /// profiles and the trend (the per-feature scalars are left out, as when
+    /// they were held inline).
     pub fn heap_bytes(&self) -> usize {
         self.windows
             .iter()
@@ -439,6 +476,11 @@ impl StreamingDetector {
                 .sum::<usize>()
             + self.profiles.capacity() * std::mem::size_of::<DailyProfile>()
             + self.trend.capacity() * std::mem::size_of::<f64>()
+    }
+
+    /// The number of features this detector keeps state for.
+    pub fn tracked(&self) -> usize {
+        self.windows.len()
     }
 
     /// The parameters.
@@ -465,6 +507,9 @@ impl StreamingDetector {
         let ts = features.timestamp;
         for (f, value) in features.values.iter().enumerate() {
             let Some(x) = *value else { continue };
+            if f >= self.windows.len() {
+                self.track(FEATURE_COUNT);
+            }
             let y = self.transform(f, x);
             let w = &self.windows[f];
             if w.len() >= p.warmup.max(1) {

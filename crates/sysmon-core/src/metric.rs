@@ -75,6 +75,8 @@ pub enum Metric {
     OpenFiles,
     /// Memory in use of the fullest top cgroup with a limit, percent of its limit.
     ContainerMemoryOfLimit,
+    /// CPU of the busiest top cgroup (container, pod, service), percent of one core.
+    ContainerCpu,
 }
 
 /// A place a [`Metric`] can be named.
@@ -93,7 +95,7 @@ pub enum Usage {
 
 impl Metric {
     /// Every metric, in display order.
-    pub const ALL: [Metric; 26] = [
+    pub const ALL: [Metric; 27] = [
         Metric::Cpu,
         Metric::Memory,
         Metric::DiskRead,
@@ -120,12 +122,13 @@ impl Metric {
         Metric::TemperatureMax,
         Metric::OpenFiles,
         Metric::ContainerMemoryOfLimit,
+        Metric::ContainerCpu,
     ];
 
     /// The metrics read from a snapshot's host details (pressure, disks, TCP,
     /// temperatures, open files, cgroups): none on a machine or agent that
     /// does not collect them.
-    pub const HOST_DETAILS: [Metric; 16] = [
+    pub const HOST_DETAILS: [Metric; 17] = [
         Metric::PressureCpuSome,
         Metric::PressureCpuFull,
         Metric::PressureMemorySome,
@@ -142,6 +145,7 @@ impl Metric {
         Metric::TemperatureMax,
         Metric::OpenFiles,
         Metric::ContainerMemoryOfLimit,
+        Metric::ContainerCpu,
     ];
 
     /// The metrics the dashboard charts (every store keeps their series), in
@@ -188,6 +192,7 @@ impl Metric {
             Metric::TemperatureMax => "temperature_max_celsius",
             Metric::OpenFiles => "open_files",
             Metric::ContainerMemoryOfLimit => "container_memory_percent_of_limit",
+            Metric::ContainerCpu => "container_cpu_percent",
         }
     }
 
@@ -212,6 +217,7 @@ impl Metric {
         match self {
             Metric::Memory => &["mem"],
             Metric::Load1 => &["load"],
+            Metric::ContainerCpu => &["busiest_container"],
             _ => &[],
         }
     }
@@ -248,7 +254,8 @@ impl Metric {
             | Metric::PressureIoFull
             | Metric::DiskUtilization
             | Metric::TcpRetransmitPercent
-            | Metric::ContainerMemoryOfLimit => "percent",
+            | Metric::ContainerMemoryOfLimit
+            | Metric::ContainerCpu => "percent",
             Metric::DiskRead | Metric::DiskWrite | Metric::NetSent | Metric::NetRecv => "bytes/s",
             Metric::Load1 => "load",
             Metric::Swap => "bytes",
@@ -313,6 +320,9 @@ impl Metric {
             Metric::ContainerMemoryOfLimit => {
                 "Memory in use of the top cgroup (container, pod, service) closest to its memory limit, percent of that limit."
             }
+            Metric::ContainerCpu => {
+                "CPU of the busiest top cgroup (container, pod, service) over the last interval, percent of one core."
+            }
         }
     }
 
@@ -347,6 +357,7 @@ impl Metric {
             Metric::ContainerMemoryOfLimit => {
                 "top_*_cgroups[].memory_bytes / memory_limit_bytes (the highest, limited groups only)"
             }
+            Metric::ContainerCpu => "top_cpu_cgroups[].cpu_percent (the highest)",
         }
     }
 
@@ -378,6 +389,7 @@ impl Metric {
             Metric::TemperatureMax => "sysmon_temperature_max_celsius",
             Metric::OpenFiles => "sysmon_open_files",
             Metric::ContainerMemoryOfLimit => "sysmon_cgroup_memory_max_percent_of_limit",
+            Metric::ContainerCpu => "sysmon_cgroup_cpu_max_percent",
             Metric::SwapUsage => return None,
         })
     }
@@ -395,6 +407,10 @@ impl Metric {
                     | Metric::DiskWrite
                     | Metric::NetSent
                     | Metric::NetRecv
+                    | Metric::PressureCpuSome
+                    | Metric::PressureMemorySome
+                    | Metric::PressureIoSome
+                    | Metric::DiskUtilization
             ),
             Usage::Prometheus => self.prometheus_name().is_some(),
         }
@@ -464,6 +480,7 @@ impl Metric {
                         _ => None,
                     }),
             ),
+            Metric::ContainerCpu => s.busiest_cgroup().map(|g| g.cpu_percent),
         };
         v.filter(|x| x.is_finite())
     }
@@ -793,10 +810,23 @@ mod tests {
         s.top_cpu_cgroups = vec![group(900, Some(1000)), group(5000, None)];
         s.top_mem_cgroups = vec![group(5000, None), group(100, Some(400))];
         assert_eq!(Metric::ContainerMemoryOfLimit.value(&s), Some(90.0));
+        // The busiest group by CPU, whatever the list's order; above 100 % is
+        // several cores, not an error.
+        s.top_cpu_cgroups[0].cpu_percent = 35.0;
+        s.top_cpu_cgroups[1].cpu_percent = 180.5;
+        s.top_cpu_cgroups[1].name = "db".into();
+        assert_eq!(Metric::ContainerCpu.value(&s), Some(180.5));
+        assert_eq!(s.busiest_cgroup().map(|g| g.name.as_str()), Some("db"));
+        assert_eq!(
+            "busiest_container".parse::<Metric>().ok(),
+            Some(Metric::ContainerCpu)
+        );
         // Absent parts read as none: no limits, no rates, no full line, no sensors.
         s.top_cpu_cgroups = vec![group(5000, None), group(1, Some(0))];
         s.top_mem_cgroups.clear();
         assert_eq!(Metric::ContainerMemoryOfLimit.value(&s), None);
+        s.top_cpu_cgroups.clear();
+        assert_eq!(Metric::ContainerCpu.value(&s), None);
         s.disks = vec![BlockDevice::default()];
         assert_eq!(Metric::DiskUtilization.value(&s), None);
         assert_eq!(Metric::DiskReadLatency.value(&s), None);
@@ -813,12 +843,21 @@ mod tests {
             Metric::TcpEstablished.value(&s),
             Some(128.0 + s.cpu_usage.trunc())
         );
-        // Usable in alert rules and at /metrics, not charted (no stored series).
+        // Usable in alert rules and at /metrics, not charted (no stored
+        // series); the some-avg10 pressures and the busiest disk's
+        // utilisation are detector features.
         for m in Metric::HOST_DETAILS {
             assert!(m.usable_in(Usage::Alert), "{}", m.name());
             assert!(m.usable_in(Usage::Prometheus), "{}", m.name());
             assert!(!m.usable_in(Usage::Chart), "{}", m.name());
-            assert!(!m.usable_in(Usage::Detector), "{}", m.name());
+            let feature = matches!(
+                m,
+                Metric::PressureCpuSome
+                    | Metric::PressureMemorySome
+                    | Metric::PressureIoSome
+                    | Metric::DiskUtilization
+            );
+            assert_eq!(m.usable_in(Usage::Detector), feature, "{}", m.name());
         }
     }
 

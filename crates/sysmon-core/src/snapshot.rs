@@ -537,4 +537,13 @@ impl Snapshot {
                 Some(acc.map_or(p, |a| a.max(p)))
             })
     }
+
+    /// The busiest of the top cgroups by CPU (`top_cpu_cgroups`), if any: the
+    /// one with the highest finite `cpu_percent`.
+    pub fn busiest_cgroup(&self) -> Option<&CgroupInfo> {
+        self.top_cpu_cgroups
+            .iter()
+            .filter(|g| g.cpu_percent.is_finite())
+            .max_by(|a, b| a.cpu_percent.total_cmp(&b.cpu_percent))
+    }
 }

@@ -86,11 +86,41 @@ pub struct MachineView {
     pub status: Status,
     /// The agent's labels (`role = "db"`, ...).
     pub labels: std::collections::BTreeMap<String, String>,
+    /// CPU pressure stall, `some` line, 10-second average, percent
+    /// (`pressure_cpu_some_avg10`); none where the kernel has no PSI.
+    pub pressure_cpu: Option<f64>,
+    /// The busiest of the top cgroups by CPU; none where the agent sends no
+    /// cgroups.
+    pub busiest_container: Option<BusiestContainer>,
+}
+
+/// The busiest top cgroup of a machine (`container_cpu_percent`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BusiestContainer {
+    /// Its readable name (service, container's short id, pod uid).
+    pub name: String,
+    /// What it holds (`systemd_service`, `docker`, `kubernetes_pod`, ...).
+    pub kind: sysmon_core::CgroupKind,
+    /// CPU over the last interval, percent of one core.
+    pub cpu_percent: f64,
+}
+
+impl BusiestContainer {
+    /// The busiest group of `s` ([`Snapshot::busiest_cgroup`]).
+    pub fn of(s: &Snapshot) -> Option<BusiestContainer> {
+        s.busiest_cgroup().map(|g| BusiestContainer {
+            name: g.name.clone(),
+            kind: g.kind,
+            cpu_percent: g.cpu_percent,
+        })
+    }
 }
 
 fn machine_view(r: &Row, now: f64, st: &AppState) -> MachineView {
     let age = now - r.snap.timestamp;
     MachineView {
+        pressure_cpu: r.value(Metric::PressureCpuSome),
+        busiest_container: BusiestContainer::of(&r.snap),
         status: Status::of(age, st.options.online_secs, st.options.offline_secs),
         machine_id: r.snap.machine_id.clone(),
         hostname: r.snap.hostname.clone(),
@@ -135,6 +165,10 @@ pub struct MachineNow {
     pub fs_used: Option<f64>,
     /// Logical cores reported.
     pub cores: usize,
+    /// CPU pressure stall, `some` avg10, percent; none without PSI.
+    pub pressure_cpu: Option<f64>,
+    /// The busiest top cgroup by CPU; none without cgroups.
+    pub busiest_container: Option<BusiestContainer>,
 }
 
 impl From<&Snapshot> for MachineNow {
@@ -156,6 +190,8 @@ impl From<&Snapshot> for MachineNow {
             load1: Metric::Load1.value(s),
             fs_used: s.fullest_filesystem_percent(),
             cores: s.cpu_per_core.len(),
+            pressure_cpu: Metric::PressureCpuSome.value(s),
+            busiest_container: BusiestContainer::of(s),
         }
     }
 }

@@ -104,6 +104,7 @@ const GAUGES: &[Gauge] = &[
     Gauge::Metric(Metric::TemperatureMax),
     Gauge::Metric(Metric::OpenFiles),
     Gauge::Metric(Metric::ContainerMemoryOfLimit),
+    Gauge::Metric(Metric::ContainerCpu),
     Gauge::Other {
         name: "sysmon_last_seen_timestamp_seconds",
         help: "Timestamp of the machine's newest snapshot (sender's clock).",

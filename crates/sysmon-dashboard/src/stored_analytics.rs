@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sysmon_analytics::alerts::AlertState;
 use sysmon_analytics::forecast::ForecastParams;
-use sysmon_analytics::{Forecaster, FEATURE_METRICS};
+use sysmon_analytics::{Forecaster, CORE_FEATURES, FEATURE_METRICS};
 use sysmon_core::metric::Metric;
 use sysmon_core::{AnalyticsReader, SnapshotStore, StoreError};
 
@@ -116,7 +116,8 @@ impl AnalyticsSource for StoredAnalytics {
         let Some(forecaster) = self.fitted(machine_id).await? else {
             return Ok(MachineForecast::default());
         };
-        let mut views: Vec<ForecastView> = FEATURE_METRICS
+        // Forecasts are of the core features (the host details are detector features only).
+        let mut views: Vec<ForecastView> = FEATURE_METRICS[..CORE_FEATURES]
             .iter()
             .map(|m| ForecastView {
                 metric: m.short_name().to_string(),

@@ -52,7 +52,29 @@ fn label(s: &mut Snapshot) {
         .and_then(|d| d.parse::<f64>().ok())
     {
         s.cpu_usage = (n * 37.0) % 100.0 + n / 1000.0;
+        // The first machines send host details, with a distinct CPU pressure
+        // and busiest container each; the others none (no PSI, no cgroups).
+        if n < HOST_DETAIL_MACHINES as f64 {
+            sysmon_core::synth::fill_host_details(s);
+            if let Some(cpu) = s.pressure.as_mut().and_then(|p| p.cpu.as_mut()) {
+                cpu.some.avg10 = pressure_of(n as usize);
+            }
+            s.top_cpu_cgroups.truncate(1);
+            s.top_cpu_cgroups[0].name = format!("svc-{n}");
+            s.top_cpu_cgroups[0].cpu_percent = container_cpu_of(n as usize);
+        }
     }
+}
+
+/// `loadgen-0` .. `loadgen-{HOST_DETAIL_MACHINES - 1}` send host details.
+const HOST_DETAIL_MACHINES: usize = 12;
+
+fn pressure_of(n: usize) -> f64 {
+    ((n * 7) % 12) as f64 + 0.25
+}
+
+fn container_cpu_of(n: usize) -> f64 {
+    ((n * 5) % 12) as f64 * 20.0 + 1.5
 }
 
 struct Fixture {
@@ -477,4 +499,99 @@ async fn hostile_parameters_are_clear_400s() {
     let c = v["next_cursor"].as_str().unwrap().to_string();
     let (s, _) = get(&f.app, &format!("/api/machines?sort=cpu&cursor={c}")).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pressure_and_busiest_container_columns_sort_with_absent_values_last() {
+    let f = fixture().await;
+    let detailed: Vec<String> = (0..HOST_DETAIL_MACHINES)
+        .map(|i| format!("loadgen-{i}"))
+        .collect();
+    let by = |key: fn(usize) -> f64, desc: bool| {
+        let mut v: Vec<usize> = (0..HOST_DETAIL_MACHINES).collect();
+        v.sort_by(|a, b| {
+            let o = key(*a).total_cmp(&key(*b));
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
+        v.into_iter()
+            .map(|i| format!("loadgen-{i}"))
+            .collect::<Vec<_>>()
+    };
+    for order in ["desc", "asc"] {
+        let desc = order == "desc";
+        // /api/machines: the pressure column.
+        let (s, v) = get(
+            &f.app,
+            &format!("/api/machines?sort=pressure_cpu_some_avg10&order={order}&limit=20"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["sort"], "pressure_cpu_some_avg10");
+        let got = ids(&v);
+        assert_eq!(
+            got[..HOST_DETAIL_MACHINES],
+            by(pressure_of, desc),
+            "{order}"
+        );
+        let ms = v["machines"].as_array().unwrap();
+        for (i, m) in ms.iter().enumerate() {
+            if i < HOST_DETAIL_MACHINES {
+                let n: usize = got[i]["loadgen-".len()..].parse().unwrap();
+                assert_eq!(m["pressure_cpu"].as_f64(), Some(pressure_of(n)), "{m}");
+                assert_eq!(
+                    m["busiest_container"]["name"].as_str(),
+                    Some(format!("svc-{n}").as_str())
+                );
+            } else {
+                // Absent, not 0, and after every machine with a value.
+                assert_eq!(m["pressure_cpu"], Value::Null, "{m}");
+                assert_eq!(m["busiest_container"], Value::Null, "{m}");
+            }
+        }
+        // /api/overview: the busiest container column, by its alias.
+        let (s, v) = get(
+            &f.app,
+            &format!("/api/overview?sort=busiest_container&order={order}&limit=15"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["sort"], "container_cpu_percent");
+        let got = ids(&v);
+        assert_eq!(
+            got[..HOST_DETAIL_MACHINES],
+            by(container_cpu_of, desc),
+            "{order}"
+        );
+        for (i, m) in v["machines"].as_array().unwrap().iter().enumerate() {
+            let b = &m["now"]["busiest_container"];
+            if i < HOST_DETAIL_MACHINES {
+                let n: usize = got[i]["loadgen-".len()..].parse().unwrap();
+                assert_eq!(b["cpu_percent"].as_f64(), Some(container_cpu_of(n)), "{b}");
+                assert_eq!(b["kind"], "docker", "{b}");
+                assert!(m["now"]["pressure_cpu"].is_number(), "{m}");
+            } else {
+                assert_eq!(b, &Value::Null, "{m}");
+                assert_eq!(m["now"]["pressure_cpu"], Value::Null, "{m}");
+            }
+        }
+    }
+    // A cursor walk by either column still returns every machine once, the
+    // machines without a value last.
+    for sort in ["pressure_cpu_some_avg10", "busiest_container"] {
+        let walked = walk(&f.app, "/api/overview", &format!("&sort={sort}"), 7).await;
+        let mut sorted = walked.clone();
+        sorted.sort();
+        let mut all = all_ids();
+        all.sort();
+        assert_eq!(sorted, all, "{sort}");
+        let mut first: Vec<String> = walked[..HOST_DETAIL_MACHINES].to_vec();
+        first.sort();
+        let mut want = detailed.clone();
+        want.sort();
+        assert_eq!(first, want, "{sort}");
+    }
 }

@@ -83,9 +83,10 @@ impl MachineAlerts {
                 Metric::DiskWrite => f.values[DISK_WRITE],
                 Metric::NetSent => f.values[NET_SENT],
                 Metric::NetRecv => f.values[NET_RECV],
-                // A cgroup may briefly sit above its limit: the percentage is
-                // not capped at 100.
-                Metric::ContainerMemoryOfLimit => m.value(snapshot),
+                // A cgroup may briefly sit above its limit, and a group's CPU
+                // is in percent of one core: these percentages are not capped
+                // at 100.
+                Metric::ContainerMemoryOfLimit | Metric::ContainerCpu => m.value(snapshot),
                 // Host details: absent (no PSI, no disks, ...) stays none.
                 _ if m.is_host_detail() && m.unit() == "percent" => m.value(snapshot).and_then(pct),
                 _ => m.value(snapshot),

@@ -27,7 +27,7 @@ pub(super) trait RuleMetric: Copy {
 
 /// The metrics alert rules can watch, in the engine's value order: the
 /// legacy ones, then the host details read through [`Metric::value`].
-pub(super) const ALERT_METRICS: [Metric; 25] = [
+pub(super) const ALERT_METRICS: [Metric; 26] = [
     Metric::Cpu,
     Metric::Memory,
     Metric::SwapUsage,
@@ -53,6 +53,7 @@ pub(super) const ALERT_METRICS: [Metric; 25] = [
     Metric::TemperatureMax,
     Metric::OpenFiles,
     Metric::ContainerMemoryOfLimit,
+    Metric::ContainerCpu,
 ];
 
 impl RuleMetric for Metric {

@@ -159,6 +159,49 @@ test('the machine table pages, sorts, searches and filters on the server', async
   await page.close();
 });
 
+test('the pressure and busiest-container columns show host details, "–" where absent, and sort on the server', async () => {
+  // seed_db gives every seventh machine host details (PSI, cgroups); the rest send none.
+  const detailed = Array.from({ length: FLEET }, (_, i) => i).filter((i) => i % 7 === 0).length;
+  const page = await overview();
+  const cells = (col) => page.$$eval(`tr[data-machine] td[data-col="${col}"]`, (tds) => tds.map((t) => t.textContent));
+  // Natural order: loadgen-0 has details, loadgen-1 has none.
+  const psi0 = await cells('pressure');
+  const box0 = await cells('container');
+  const first = (await api('/api/machines?limit=2')).machines;
+  assert.ok(psi0[0].endsWith(' %') && first[0].pressure_cpu !== null, psi0[0]);
+  assert.equal(psi0[0], `${first[0].pressure_cpu.toFixed(1)} %`);
+  assert.equal(box0[0], `${first[0].busiest_container.name} · ${first[0].busiest_container.cpu_percent.toFixed(1)} %`);
+  assert.equal(psi0[1], '–');
+  assert.equal(box0[1], '–');
+
+  for (const [col, key, field] of [['container', 'container_cpu_percent', (m) => m.busiest_container && m.busiest_container.cpu_percent],
+    ['pressure', 'pressure_cpu_some_avg10', (m) => m.pressure_cpu]]) {
+    // Highest first, as the API sorts the whole fleet; machines without a value last.
+    await page.click(`th[data-sort="${key}"]`);
+    const want = (await api(`/api/machines?sort=${key}&limit=100`)).machines;
+    await waitRows(page, want[0].machine_id, 100);
+    assert.deepEqual(await rowIds(page), want.map((m) => m.machine_id), key);
+    assert.equal(await page.getAttribute(`th[data-sort="${key}"]`, 'aria-sort'), 'descending');
+    const vals = want.map(field);
+    assert.ok(vals.slice(0, detailed).every((v) => typeof v === 'number'), `${key}: values first`);
+    assert.ok(vals.slice(detailed).every((v) => v === null), `${key}: absent last`);
+    for (let i = 1; i < detailed; i++) assert.ok(vals[i - 1] >= vals[i], `${key} descending at ${i}`);
+    const shown = await cells(col);
+    assert.ok(shown.slice(0, detailed).every((t) => t.endsWith(' %')), `${key}: ${shown.slice(0, detailed)}`);
+    assert.ok(shown.slice(detailed).every((t) => t === '–'), `${key}: absent shown as –`);
+    // Lowest first: still absent last.
+    await page.click(`th[data-sort="${key}"]`);
+    const asc = (await api(`/api/machines?sort=${key}&order=asc&limit=100`)).machines;
+    await waitRows(page, asc[0].machine_id, 100);
+    assert.deepEqual(await rowIds(page), asc.map((m) => m.machine_id), `${key} asc`);
+    assert.ok(asc.slice(0, detailed).every((m) => typeof field(m) === 'number'), `${key} asc: values first`);
+  }
+  await page.screenshot({ path: path.join(OUT, 'fleet-host-detail-columns.png'), fullPage: false });
+  await page.click('th[data-sort="machine_id"]');
+  await waitRows(page, 'loadgen-0', 100);
+  await page.close();
+});
+
 test('the fleet map draws every machine; hover names one, click opens it', async () => {
   const page = await overview();
   await page.waitForSelector('[data-panel="map"][data-ready]', { timeout: 20000 });

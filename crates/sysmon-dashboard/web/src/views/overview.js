@@ -16,7 +16,9 @@ const TOP = [['cpu', 'CPU'], ['memory', 'Memory'], ['disk_write', 'Disk write'],
 const COLUMNS = [
   ['', null, 'pick'], ['Status', 'status', ''], ['Machine', 'machine_id', ''], ['Host', 'hostname', ''],
   ['CPU', 'cpu', ''], ['Memory', 'memory', ''], ['Disk read / write', 'disk_write', 'num'],
-  ['Net sent / recv', 'net_recv', 'num'], ['Load', 'load1', 'num'], ['CPU trend', null, ''], ['Last seen', 'last_seen', 'num'],
+  ['Net sent / recv', 'net_recv', 'num'], ['Load', 'load1', 'num'],
+  ['CPU pressure', 'pressure_cpu_some_avg10', 'num'], ['Busiest container', 'container_cpu_percent', 'container'],
+  ['CPU trend', null, ''], ['Last seen', 'last_seen', 'num'],
 ];
 
 export function mount(root, ctx) {
@@ -107,6 +109,8 @@ export function mount(root, ctx) {
       disk: h('td', { class: 'num' }),
       net: h('td', { class: 'num' }),
       load: h('td', { class: 'num' }),
+      psi: h('td', { class: 'num', 'data-col': 'pressure', title: 'CPU pressure stall: share of the last 10 s some task waited for a CPU (some avg10)' }),
+      box: h('td', { class: 'container', 'data-col': 'container' }),
       seen: h('td', { class: 'num' }),
       canvas: h('canvas', { width: 110, height: 28, style: 'width:110px;height:28px', 'aria-label': 'CPU trend' }),
     };
@@ -124,7 +128,7 @@ export function mount(root, ctx) {
       cells.status,
       h('td', { class: 'id' }, link),
       h('td', { class: 'host', title: m.now.hostname || '' }, m.now.hostname || '–'),
-      cells.cpu, cells.mem, cells.disk, cells.net, cells.load,
+      cells.cpu, cells.mem, cells.disk, cells.net, cells.load, cells.psi, cells.box,
       h('td', { class: 'spark' }, cells.canvas),
       cells.seen);
     const row = { tr, cells, spark: (m.spark && m.spark.avg ? m.spark.avg.slice(-SPARK_POINTS) : []), now: m.now, status: m.status };
@@ -139,6 +143,11 @@ export function mount(root, ctx) {
     setText(row.cells.disk, `${fmtRate(n.disk_read)} / ${fmtRate(n.disk_write)}`);
     setText(row.cells.net, `${fmtRate(n.net_sent)} / ${fmtRate(n.net_recv)}`);
     setText(row.cells.load, fmtNum(n.load1, 2));
+    // Absent (no PSI in the kernel, no cgroups sent): "–".
+    setText(row.cells.psi, fmtPct(n.pressure_cpu));
+    const b = n.busiest_container;
+    setText(row.cells.box, b ? `${b.name} · ${fmtPct(b.cpu_percent)}` : '–');
+    row.cells.box.title = b ? `${b.name} (${b.kind.replace(/_/g, ' ')}): ${fmtPct(b.cpu_percent)} of one core` : 'no cgroups reported';
     updateAge(row);
     sparkline(row.cells.canvas, row.spark, PALETTE[0], 100);
   }
