@@ -3,14 +3,15 @@
 # agent's process, and wineserver's share beside it) and peak RSS, over DURATION
 # seconds (default 60) at a 1 s interval, `--stdout` to /dev/null.
 #   scripts/bench-windows-wine.sh [DURATION]
-# Builds OUT with scripts/build-windows.sh --wine-shim (release) first. Under Wine
+# Builds OUT with scripts/build-windows.sh --wine-shim (release) first, in
+# $CARGO_TARGET_DIR (default target/windows-cross). Under Wine
 # every system call goes through Wine's emulation (and many through wineserver):
 # a real Windows host costs less. Indicative only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-60}"
-# The Windows build's own target dir, shared with the windows_wine test.
-export CARGO_TARGET_DIR="$PWD/target/windows-cross"
+# The Windows build's own target dir (default: the one the windows_wine test uses).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/windows-cross}"
 out="$CARGO_TARGET_DIR/bench"
 bash scripts/build-windows.sh --wine-shim "$out" >/dev/null
 wine=/usr/lib/wine/wine64; [ -x "$wine" ] || wine=wine

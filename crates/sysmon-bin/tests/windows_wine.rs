@@ -2,7 +2,9 @@
 //! run under Wine: `sysmon-agent.exe --once` prints a valid snapshot whose
 //! collector errors name only what Wine cannot provide, and `--brokers`
 //! publishes to a real tansu broker from which `sysmon ingest` (the Linux
-//! build) stores it.
+//! build) stores it, in clear text and over TLS (a TLS-terminating proxy with a
+//! CA made by the test in front of tansu; a wrong CA fails with an error naming
+//! the certificate check).
 //!
 //! The test builds the .exe itself (dev profile, in `target/windows-cross`, so
 //! the outer cargo's lock is never waited on) unless `SYSMON_WINDOWS_EXE_DIR`
@@ -16,10 +18,12 @@ mod support;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use support::{logged_number, poll_until, stored_snapshots, Proc, SYSMON};
 use sysmon_testkit::tansu::TansuBroker;
+use sysmon_testkit::tls_proxy::{TestPki, TlsProxy};
 
 /// What Wine 8 cannot provide, by collector: the only collector errors allowed.
 /// Wine lists no volume through `FindFirstVolumeW` (so no `disk` I/O counters),
@@ -40,8 +44,14 @@ fn wine() -> PathBuf {
         .expect("wine not found: run scripts/setup.sh (apt-get install wine64)")
 }
 
-/// The directory holding `sysmon-agent.exe` and the test-only shim DLL.
+/// The directory holding `sysmon-agent.exe` and the test-only shim DLL (built
+/// once per test process).
 fn exe_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(build_exe_dir).clone()
+}
+
+fn build_exe_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("SYSMON_WINDOWS_EXE_DIR") {
         let d = PathBuf::from(d);
         if d.join("sysmon-agent.exe").is_file() && d.join("bcryptprimitives.dll").is_file() {
@@ -197,8 +207,15 @@ fn check_snapshot(stdout: &str) {
     );
 }
 
+/// One Wine test at a time: they share the prefix, and each ends its wineserver.
+fn wine_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
+    let _wine = wine_lock();
     let dir = exe_dir();
     let exe = dir.join("sysmon-agent.exe");
 
@@ -233,31 +250,64 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     // 3. Published to a real broker by the Windows build, stored by the Linux ingester.
     let broker = TansuBroker::start();
     let work = tempfile::tempdir().unwrap();
-    let db = work.path().join("sysmon.db");
-    let bootstrap = broker.bootstrap();
-    let mut ingest = Proc::spawn(
-        SYSMON,
-        &[
-            "ingest",
-            "--brokers",
-            &bootstrap,
-            "--db",
-            db.to_str().unwrap(),
-            "--partitions",
-            "1",
-        ],
+    publish_and_store(&exe, work.path(), &broker.bootstrap(), None, "wine-worker");
+}
+
+/// Kafka over TLS from the Windows build: a TLS-terminating proxy (a CA made
+/// by the test) in front of tansu, which advertises only the proxy's port.
+/// The `.exe`'s librdkafka and OpenSSL (cross-built from source) verify the
+/// broker against `ssl.ca.location`, publish, and the Linux ingester (over TLS
+/// too) stores every sample; with the wrong CA the agent says why nothing goes
+/// out.
+#[test]
+fn windows_agent_under_wine_publishes_over_tls_and_rejects_a_wrong_ca() {
+    let _wine = wine_lock();
+    let exe = exe_dir().join("sysmon-agent.exe");
+    let pki = TestPki::generate();
+    let proxy = TlsProxy::start(&pki);
+    let broker = TansuBroker::start_advertising(&proxy.url());
+    proxy.forward_to(broker.port());
+    let work = tempfile::tempdir().unwrap();
+    // The Linux ingester's config, and the Windows agent's (Wine's Z: drive is /).
+    let linux_config = work.path().join("ingest-tls.toml");
+    std::fs::write(
+        &linux_config,
+        tls_options(&pki.ca_pem().display().to_string()),
+    )
+    .unwrap();
+    let windows_config = |name: &str, ca: &Path| -> String {
+        let path = work.path().join(name);
+        std::fs::write(&path, tls_options(&wine_path(ca))).unwrap();
+        wine_path(&path)
+    };
+    let good = windows_config("agent-tls.toml", &pki.ca_pem());
+    let wrong = windows_config("agent-wrong-ca.toml", &pki.wrong_ca_pem());
+
+    publish_and_store(
+        &exe,
         work.path(),
-        "ingest",
+        &proxy.bootstrap(),
+        Some((linux_config.as_path(), good.as_str())),
+        "wine-tls-worker",
     );
-    ingest.wait_for_log("consumer group assignment", Duration::from_secs(60));
-    let log = work.path().join("agent.log");
+    assert!(
+        proxy.handshakes() >= 2,
+        "the clients did not go through TLS: {}",
+        proxy.handshakes()
+    );
+    let failed_before = proxy.failed_handshakes();
+
+    // The wrong CA: nothing is published, and the log says why.
+    let log = work.path().join("wrong-ca.log");
     let mut agent = wine_command(
         &exe,
         &[
+            "--config",
+            &wrong,
             "--brokers",
-            &bootstrap,
+            &proxy.bootstrap(),
             "--machine-id",
-            "wine-worker",
+            "wine-wrong-ca",
             "--interval",
             "500ms",
         ],
@@ -267,15 +317,90 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     .spawn()
     .unwrap();
     let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let refused = poll_until(Duration::from_secs(120), || {
+        agent_log().contains("cannot publish")
+    });
+    let _ = agent.kill();
+    let _ = agent.wait();
+    stop_wineserver();
+    let text = agent_log();
+    let warning = text
+        .lines()
+        .find(|l| l.contains("cannot publish"))
+        .unwrap_or_default();
+    assert!(
+        refused && warning.contains("SSL") && warning.contains("certificate verify failed"),
+        "the error does not name the certificate check: {warning}\n{text}"
+    );
+    assert!(proxy.failed_handshakes() > failed_before);
+}
+
+/// `[kafka.options]` for TLS with the CA file `ca` (docs/security.md).
+fn tls_options(ca: &str) -> String {
+    format!("[kafka.options]\n\"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = '{ca}'\n")
+}
+
+/// A Linux path as the Windows program sees it under Wine (drive Z: is `/`).
+fn wine_path(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+/// Runs the Windows agent under Wine publishing to `bootstrap` as `machine`
+/// and a Linux `sysmon ingest` storing into SQLite, with `tls` = (the Linux
+/// ingester's config, the agent's config as a Windows path) when the broker
+/// speaks TLS; stops the agent with Ctrl+C (SIGINT) and checks that everything
+/// it collected was published, and stored exactly once, in order.
+fn publish_and_store(
+    exe: &Path,
+    work: &Path,
+    bootstrap: &str,
+    tls: Option<(&Path, &str)>,
+    machine: &str,
+) {
+    let db = work.join(format!("{machine}.db"));
+    let mut ingest_args: Vec<&str> = Vec::new();
+    let mut agent_args: Vec<&str> = Vec::new();
+    if let Some((linux, windows)) = tls {
+        ingest_args.extend(["--config", linux.to_str().unwrap()]);
+        agent_args.extend(["--config", windows]);
+    }
+    ingest_args.extend([
+        "ingest",
+        "--brokers",
+        bootstrap,
+        "--db",
+        db.to_str().unwrap(),
+        "--partitions",
+        "1",
+    ]);
+    agent_args.extend([
+        "--brokers",
+        bootstrap,
+        "--machine-id",
+        machine,
+        "--interval",
+        "500ms",
+    ]);
+    let mut ingest = Proc::spawn(SYSMON, &ingest_args, work, &format!("ingest-{machine}"));
+    ingest.wait_for_log("consumer group assignment", Duration::from_secs(60));
+    let log = work.join(format!("{machine}.log"));
+    let mut agent = wine_command(exe, &agent_args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let agent_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let rows = |db: &Path| -> HashMap<String, usize> {
         let mut m = HashMap::new();
-        for s in stored_snapshots(db) {
-            *m.entry(s.machine_id).or_insert(0) += 1;
+        if db.exists() {
+            for s in stored_snapshots(db) {
+                *m.entry(s.machine_id).or_insert(0) += 1;
+            }
         }
         m
     };
     let enough = poll_until(Duration::from_secs(90), || {
-        rows(&db).get("wine-worker").copied().unwrap_or(0) >= 5
+        rows(&db).get(machine).copied().unwrap_or(0) >= 5
     });
     // SIGINT reaches the Windows program as Ctrl+C (Wine's console): the agent
     // stops sampling and delivers what it collected before exiting.
@@ -306,7 +431,7 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     );
     let published = published_count(&agent_log());
     let all_stored = poll_until(Duration::from_secs(60), || {
-        rows(&db).get("wine-worker").copied().unwrap_or(0) >= published
+        rows(&db).get(machine).copied().unwrap_or(0) >= published
     });
     ingest.signal("-TERM");
     assert!(
@@ -317,7 +442,7 @@ fn windows_agent_under_wine_samples_and_publishes_to_tansu_for_ingest() {
     assert!(all_stored, "rows {:?}, published {published}", rows(&db));
     let snaps: Vec<_> = stored_snapshots(&db)
         .into_iter()
-        .filter(|s| s.machine_id == "wine-worker")
+        .filter(|s| s.machine_id == machine)
         .collect();
     // Everything collected was published at the stop, and stored once.
     assert_eq!(snaps.len(), published, "{}", agent_log());

@@ -63,7 +63,9 @@ impl TansuBroker {
 
     /// Starts an in-memory broker that advertises `advertised_url` (e.g.
     /// `tcp://10.9.9.9:9092`) in its metadata instead of the address it listens
-    /// on: the classic misconfiguration `sysmon doctor` must catch.
+    /// on: the classic misconfiguration `sysmon doctor` must catch, or the
+    /// port of a [`crate::tls_proxy::TlsProxy`] in front of the broker (Kafka
+    /// over TLS: metadata sends every client back through the proxy).
     pub fn start_advertising(advertised_url: &str) -> TansuBroker {
         Self::launch(
             "memory://tansu/".to_string(),

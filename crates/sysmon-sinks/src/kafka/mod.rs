@@ -183,8 +183,14 @@ impl ClientContext for SysmonContext {
         } else {
             debug!(target: "librdkafka", client = self.role, "{text}");
         }
+        // "All broker connections are down" follows every broker's own failure
+        // (a refused connection, a TLS certificate that does not verify): it
+        // must not replace that failure, which is what names the fix.
+        let summary = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
         if let Ok(mut e) = self.state.last_error.lock() {
-            *e = Some(text);
+            if !(summary && e.is_some()) {
+                *e = Some(text);
+            }
         }
     }
 }
