@@ -43,8 +43,8 @@ pub use collector::{Collector, CollectorError, CollectorRegistry};
 pub use error::{CoreError, DecodeError};
 pub use ingest::{Ingest, IngestStats};
 pub use read::{
-    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, SeriesQuery,
-    SeriesTarget, TopProcesses,
+    AnalyticsReader, BatchStream, Buckets, CoreSeries, HistoryReader, LiveFeed, MachineGroup,
+    SeriesQuery, SeriesTarget, TopProcesses,
 };
 pub use sink::{Batch, Sink, SinkError};
 pub use snapshot::{

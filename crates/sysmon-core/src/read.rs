@@ -93,6 +93,17 @@ impl SeriesQuery {
     }
 }
 
+/// A named set of machines whose series are combined into one (a grouped
+/// fleet chart: one line per value of a label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineGroup {
+    /// The group's name (a label value, `""` for machines without it, or
+    /// the caller's name for what is left over).
+    pub name: String,
+    /// The machines in it, by id.
+    pub machines: Vec<String>,
+}
+
 /// Per-core CPU of one machine: one sample per bucket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CoreSeries {
@@ -349,6 +360,38 @@ pub trait HistoryReader: SnapshotStore {
                 ))
             }
         }
+    }
+
+    /// The fleet series ([`SeriesTarget::Fleet`]: per bucket avg, min, max,
+    /// machines counted, p50 and p95 of the machines' means) of each group of
+    /// machines over one window, one [`Buckets`] per group in the order of
+    /// `groups` (empty for a group without data). Buckets have the width the
+    /// ungrouped fleet series of the same window has, so the lines of a
+    /// grouped chart line up with it. Backends answer it in one read; the
+    /// default buckets raw snapshots in memory.
+    async fn group_series(
+        &self,
+        metric: Metric,
+        groups: &[MachineGroup],
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<Buckets>, StoreError> {
+        let of: HashMap<&str, usize> = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, g)| g.machines.iter().map(move |m| (m.as_str(), i)))
+            .collect();
+        let mut rows: Vec<Vec<Snapshot>> = vec![Vec::new(); groups.len()];
+        for s in self.range(None, since, until, FALLBACK_SCAN_LIMIT).await? {
+            if let Some(&i) = of.get(s.machine_id.as_str()) {
+                rows[i].push(s);
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|r| fleet_buckets(r, metric, since, until, max_points))
+            .collect())
     }
 
     /// The series of each of `machine_ids` over the same window (the

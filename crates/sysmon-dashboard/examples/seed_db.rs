@@ -12,7 +12,10 @@
 //! .. `loadgen-{N-1}` (no zero padding: natural order matters), labelled
 //! `role` = `db` / `web` / `cache` by index modulo 3, every seventh with host
 //! details, stored without analytics (a large fleet for the fleet-scale
-//! views and their benchmark: `--fleet 10000 --machines 0`). `--live N` then keeps every machine reporting once a
+//! views and their benchmark: `--fleet 10000 --machines 0`); `--storm K`
+//! (with `--machines 0`) runs them through the analytics with the first `K`
+//! at 90-91 % CPU for the last 10 minutes, an alert storm of `K` `cpu_high`
+//! alerts. `--live N` then keeps every machine reporting once a
 //! second for N seconds (0 = until killed).
 //!
 //! The history goes through the analytics too (as `sysmon ingest` does), with
@@ -46,6 +49,7 @@ struct Args {
     hostile: bool,
     live: Option<u64>,
     fleet: usize,
+    storm: usize,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -57,6 +61,7 @@ fn parse() -> anyhow::Result<Args> {
         hostile: false,
         live: None,
         fleet: 0,
+        storm: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -73,8 +78,9 @@ fn parse() -> anyhow::Result<Args> {
             "--hostile" => a.hostile = true,
             "--live" => a.live = Some(val()?.parse()?),
             "--fleet" => a.fleet = val()?.parse()?,
+            "--storm" => a.storm = val()?.parse()?,
             "-h" | "--help" => {
-                println!("seed_db --db PATH [--machines N] [--history 2h] [--step SECS] [--hostile] [--fleet N] [--live SECS]");
+                println!("seed_db --db PATH [--machines N] [--history 2h] [--step SECS] [--hostile] [--fleet N [--storm K]] [--live SECS]");
                 std::process::exit(0);
             }
             other => bail!("unknown flag {other}; see --help"),
@@ -82,6 +88,13 @@ fn parse() -> anyhow::Result<Args> {
     }
     if a.step <= 0.0 {
         bail!("--step must be positive");
+    }
+    if a.storm > a.fleet {
+        bail!("--storm must be at most --fleet");
+    }
+    if a.storm > 0 && (a.machines > 0 || a.hostile) {
+        // One analytics run owns the active alerts (each run replaces them).
+        bail!("--storm needs --machines 0 (and no --hostile)");
     }
     Ok(a)
 }
@@ -142,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let sinks: Vec<Arc<dyn Sink>> = vec![sink.clone()];
     let mut analytics = AnalyticsService::new(AnalyticsEngine::from_config(&Config::default())?);
     analytics.add_sink(sink.clone());
+    let mut analytics = Some(analytics);
     let findings = move |s: &mut Snapshot| {
         decorate(s);
         if s.machine_id == "worker-01" && s.timestamp >= now - 600.0 {
@@ -155,7 +169,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut stored = 0;
     if !machines.is_empty() {
-        stored = ingest_synthetic_analysed(sinks.clone(), &plan, findings, Some(analytics)).await?;
+        stored =
+            ingest_synthetic_analysed(sinks.clone(), &plan, findings, analytics.take()).await?;
     }
     if args.fleet > 0 {
         let fleet = SeedPlan {
@@ -163,7 +178,29 @@ async fn main() -> anyhow::Result<()> {
             processes: 3,
             ..plan.clone()
         };
-        stored += ingest_synthetic(sinks.clone(), &fleet, fleet_machine).await?;
+        if args.storm > 0 {
+            // An alert storm: the first `storm` machines at 90 % CPU or more over
+            // the last 10 minutes, through the analytics (cpu_high fires on
+            // each of them).
+            let storm = args.storm;
+            let hot = move |s: &mut Snapshot| {
+                fleet_machine(s);
+                let n: usize = s
+                    .machine_id
+                    .rsplit('-')
+                    .next()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if n < storm && s.timestamp >= now - 600.0 {
+                    // Hot, and still one value per machine (sorts have one answer).
+                    s.cpu_usage = 90.0 + n as f64 / 100.0;
+                }
+            };
+            stored +=
+                ingest_synthetic_analysed(sinks.clone(), &fleet, hot, analytics.take()).await?;
+        } else {
+            stored += ingest_synthetic(sinks.clone(), &fleet, fleet_machine).await?;
+        }
     }
     println!(
         "stored {stored} snapshots of {} machines in {}",

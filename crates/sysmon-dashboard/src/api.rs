@@ -747,6 +747,9 @@ pub(crate) async fn fleet(
     let metric = parse_metric(&p)?;
     let (_, _, range) = parse_window(&p)?;
     let points = parse_points(&p, DEFAULT_POINTS)?;
+    if let Some(group) = parse_group(&p)? {
+        return fleet_grouped(st, &p, metric, group.to_string(), range, points).await;
+    }
     let agg = match p.get("agg") {
         Some(a) => a
             .parse::<FleetAgg>()
@@ -769,6 +772,134 @@ pub(crate) async fn fleet(
         .get(key, move || fleet_answer(st2, p, metric, agg, points))
         .await?;
     Ok(Json(v.as_ref()).into_response())
+}
+
+/// Default number of groups charted by `/api/fleet?group=`; the rest is "other".
+const DEFAULT_SERIES_GROUPS: usize = 8;
+/// Most groups `/api/fleet?group=` charts (`groups=`), "other" not counted.
+pub const MAX_SERIES_GROUPS: usize = 20;
+
+/// `GET /api/fleet?metric=cpu&group=role[&groups=8]` (with the table's
+/// filters): the fleet series of each value of the label `group` (the
+/// `groups` largest by machine count, the rest combined as "other"), each
+/// with avg, min, max, p50, p95 and machines per bucket.
+async fn fleet_grouped(
+    st: Arc<AppState>,
+    p: &HashMap<String, String>,
+    metric: Metric,
+    group: String,
+    range: Option<Range>,
+    points: usize,
+) -> Result<Response, ApiError> {
+    let cap =
+        crate::fleet::parse_bounded(p, "groups", DEFAULT_SERIES_GROUPS, 1, MAX_SERIES_GROUPS)?;
+    let pq = without_paging(p);
+    let mq = MachineQuery::parse(&pq)?;
+    let Some(range) = range else {
+        let v = fleet_grouped_answer(st, p.clone(), mq, metric, group, cap, points).await?;
+        return Ok(Json(v).into_response());
+    };
+    // Keyed by every parameter that shapes the answer (the filters included).
+    let mut key_parts: Vec<String> = pq
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "range" | "points" | "metric" | "group" | "groups"
+            )
+        })
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    key_parts.sort();
+    let key = format!(
+        "fleet-group|{}|{}|{group}|{cap}|{points}|{}",
+        metric.name(),
+        range.name(),
+        key_parts.join("&")
+    );
+    let (st2, p2) = (st.clone(), p.clone());
+    let v = st
+        .slow
+        .get(key, move || {
+            fleet_grouped_answer(st2, p2, mq, metric, group, cap, points)
+        })
+        .await?;
+    Ok(Json(v.as_ref()).into_response())
+}
+
+async fn fleet_grouped_answer(
+    st: Arc<AppState>,
+    p: HashMap<String, String>,
+    mq: MachineQuery,
+    metric: Metric,
+    group: String,
+    cap: usize,
+    points: usize,
+) -> Result<serde_json::Value, ApiError> {
+    let (since, until, range) = parse_window(&p)?;
+    let fleet = st.fleet.get(&st.source).await?;
+    let now = now_epoch_secs();
+    let (on, off) = (st.options.online_secs, st.options.offline_secs);
+    // Members by the label of each machine's newest snapshot.
+    let mut by: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut charted = 0usize;
+    for r in fleet.rows.iter().filter(|r| mq.keeps(r, now, on, off)) {
+        let k = r.snap.labels.get(&group).map(String::as_str).unwrap_or("");
+        by.entry(k).or_default().push(r.snap.machine_id.clone());
+        charted += 1;
+    }
+    let total_groups = by.len();
+    let mut named: Vec<(&str, Vec<String>)> = by.into_iter().collect();
+    named.sort_by(|a, b| {
+        b.1.len()
+            .cmp(&a.1.len())
+            .then_with(|| crate::fleet::natural_cmp(a.0, b.0))
+    });
+    let rest: Vec<(&str, Vec<String>)> = if named.len() > cap {
+        named.split_off(cap)
+    } else {
+        Vec::new()
+    };
+    let mut groups: Vec<sysmon_core::MachineGroup> = named
+        .iter()
+        .map(|(name, ids)| sysmon_core::MachineGroup {
+            name: name.to_string(),
+            machines: ids.clone(),
+        })
+        .collect();
+    if !rest.is_empty() {
+        groups.push(sysmon_core::MachineGroup {
+            name: "other".into(),
+            machines: rest
+                .iter()
+                .flat_map(|(_, ids)| ids.iter().cloned())
+                .collect(),
+        });
+    }
+    let series = st
+        .source
+        .group_series(metric, &groups, since, until, points)
+        .await?;
+    let list: Vec<serde_json::Value> = groups
+        .iter()
+        .zip(series)
+        .enumerate()
+        .map(|(i, (g, b))| {
+            let other = i >= named.len();
+            let mut v = json!({
+                "name": g.name, "machines": g.machines.len(), "other": other,
+            });
+            if other {
+                v["other_groups"] = json!(rest.len());
+            }
+            merge(v, json!(b))
+        })
+        .collect();
+    Ok(json!({
+        "metric": metric, "unit": metric.unit(), "range": range,
+        "since": since, "until": until, "group": group,
+        "machines": charted, "groups_total": total_groups, "groups": list,
+    }))
 }
 
 async fn fleet_answer(
@@ -945,9 +1076,121 @@ fn scatter_sample(fleet: &crate::fleet::Fleet, budget: usize) -> Vec<String> {
 }
 
 /// `GET /api/alerts`.
-pub(crate) async fn alerts(State(st): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let alerts = st.analytics.alerts().await?;
-    Ok(Json(json!({ "available": st.analytics.available(), "alerts": alerts })).into_response())
+pub(crate) async fn alerts(
+    State(st): State<Arc<AppState>>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let p = params(q)?;
+    let grouped = match p.get("group").map(|g| g.trim()) {
+        None | Some("") => false,
+        Some("rule") => true,
+        Some(_) => {
+            return Err(ApiError::not_allowed(
+                "`group` must be `rule`".to_string(),
+                vec!["rule"],
+            ))
+        }
+    };
+    let per_group = crate::fleet::parse_bounded(
+        &p,
+        "per_group",
+        DEFAULT_ALERTS_PER_GROUP,
+        1,
+        MAX_ALERTS_PER_GROUP,
+    )?;
+    let rule = p.get("rule").map(|r| r.trim()).filter(|r| !r.is_empty());
+    if rule.is_some_and(|r| r.len() > 128) {
+        return Err(ApiError::bad_request("`rule` must be at most 128 bytes"));
+    }
+    let mut alerts = st.analytics.alerts().await?;
+    if let Some(r) = rule {
+        alerts.retain(|a| a.rule == r);
+    }
+    let available = st.analytics.available();
+    if !grouped {
+        return Ok(Json(json!({ "available": available, "alerts": alerts })).into_response());
+    }
+    let total = alerts.len();
+    let groups = group_alerts(alerts, per_group);
+    Ok(Json(json!({
+        "available": available, "total": total, "per_group": per_group, "groups": groups,
+    }))
+    .into_response())
+}
+
+/// Alerts listed per group of `/api/alerts?group=rule` by default.
+const DEFAULT_ALERTS_PER_GROUP: usize = 20;
+/// Most alerts listed per group (`per_group`).
+const MAX_ALERTS_PER_GROUP: usize = 1000;
+
+/// The active alerts of one rule, as `/api/alerts?group=rule` lists them.
+#[derive(Debug, Serialize)]
+struct AlertGroup {
+    rule: String,
+    /// The most severe severity among its alerts.
+    severity: sysmon_core::alert::Severity,
+    count: usize,
+    firing: usize,
+    pending: usize,
+    /// The first `per_group` alerts: firing first, then machines in natural order.
+    alerts: Vec<sysmon_core::alert::ActiveAlert>,
+    /// Alerts counted but not listed.
+    more: usize,
+}
+
+/// `alerts` grouped by rule: groups with a firing alert first, then by
+/// severity (critical first), size (largest first) and rule name.
+fn group_alerts(alerts: Vec<sysmon_core::alert::ActiveAlert>, per_group: usize) -> Vec<AlertGroup> {
+    use sysmon_core::alert::AlertState;
+    let mut by: std::collections::BTreeMap<String, Vec<sysmon_core::alert::ActiveAlert>> =
+        std::collections::BTreeMap::new();
+    for a in alerts {
+        by.entry(a.rule.clone()).or_default().push(a);
+    }
+    let mut groups: Vec<AlertGroup> = by
+        .into_iter()
+        .map(|(rule, mut list)| {
+            let firing = list
+                .iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .count();
+            let pending = list
+                .iter()
+                .filter(|a| a.state == AlertState::Pending)
+                .count();
+            let severity = list.iter().map(|a| a.severity).max().unwrap_or_default();
+            list.sort_by(|a, b| {
+                let f = |x: &sysmon_core::alert::ActiveAlert| x.state != AlertState::Firing;
+                f(a).cmp(&f(b))
+                    .then_with(|| {
+                        crate::fleet::natural_cmp(
+                            a.machine_id.as_deref().unwrap_or(""),
+                            b.machine_id.as_deref().unwrap_or(""),
+                        )
+                    })
+                    .then_with(|| a.subject.cmp(&b.subject))
+            });
+            let count = list.len();
+            list.truncate(per_group);
+            AlertGroup {
+                rule,
+                severity,
+                count,
+                firing,
+                pending,
+                more: count - list.len(),
+                alerts: list,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        (b.firing > 0)
+            .cmp(&(a.firing > 0))
+            .then_with(|| b.severity.cmp(&a.severity))
+            .then_with(|| b.count.cmp(&a.count))
+            .then_with(|| a.rule.cmp(&b.rule))
+    });
+    groups
 }
 
 /// `GET /api/anomalies?range=24h[&machine=ID]`.
@@ -1011,6 +1254,10 @@ pub(crate) async fn forecast(
     .into_response())
 }
 
+/// How old the fleet index's machine count may be for `/metrics?machines=none`
+/// to report it as `sysmon_machines`.
+const METRICS_COUNT_FRESH: Duration = Duration::from_secs(60);
+
 /// `GET /metrics[?machines=all|none|N][&by=cpu]`: Prometheus text
 /// exposition; per-machine gauges for every machine, none, or the `N` with
 /// the highest `by` (default: `DashboardOptions::metrics_machines`).
@@ -1039,14 +1286,18 @@ pub(crate) async fn metrics(
     let by = parse_any_metric(&bp)?;
     // Every machine needs no ranking: one transient read, not the fleet index
     // (which a scrape-only process, e.g. `ingest --listen` scraped by
-    // Prometheus, then never holds). A top N ranks the index.
+    // Prometheus, then never holds). A top N ranks the index. None reads no
+    // machine at all: the process's own counters, and the machine count only
+    // when the index holds a recent one (a 100,000-machine store must not
+    // make the ingester's health scrape slow).
     let all;
     let fleet;
-    let (latest, total): (Vec<&Snapshot>, usize) = match limit {
+    let (latest, total): (Vec<&Snapshot>, Option<usize>) = match limit {
         None => {
             all = st.source.latest_all().await?;
-            (all.iter().collect(), all.len())
+            (all.iter().collect(), Some(all.len()))
         }
+        Some(0) => (Vec::new(), st.fleet.peek_count(METRICS_COUNT_FRESH).await),
         Some(n) => {
             fleet = st.fleet.get(&st.source).await?;
             let mut rows: Vec<&Row> = fleet.rows.iter().collect();
@@ -1058,7 +1309,7 @@ pub(crate) async fn metrics(
             }
             (
                 rows.into_iter().take(n).map(|r| &r.snap).collect(),
-                fleet.rows.len(),
+                Some(fleet.rows.len()),
             )
         }
     };

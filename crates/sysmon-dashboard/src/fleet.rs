@@ -139,6 +139,15 @@ impl FleetIndex {
         self.inner.max_age
     }
 
+    /// How many machines the index held at its last load, when that load is
+    /// at most `fresh` old; never loads (no store read), so `None` when no
+    /// request loaded it lately (`/metrics?machines=none`).
+    pub async fn peek_count(&self, fresh: Duration) -> Option<usize> {
+        let s = self.inner.state.read().await;
+        let at = s.at?;
+        (at.elapsed() <= fresh).then_some(s.fleet.rows.len())
+    }
+
     /// The current fleet, loading or refreshing it as the module doc says.
     pub async fn get(
         &self,

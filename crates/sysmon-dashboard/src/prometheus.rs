@@ -123,15 +123,24 @@ pub fn render(
     sse_clients: u64,
 ) -> String {
     let refs: Vec<&Snapshot> = latest.iter().collect();
-    render_selected(&refs, latest.len(), now, online_secs, ingest, sse_clients)
+    render_selected(
+        &refs,
+        Some(latest.len()),
+        now,
+        online_secs,
+        ingest,
+        sse_clients,
+    )
 }
 
 /// [`render`] for a chosen part of the fleet (`/metrics?machines=N`): the
 /// per-machine gauges of `latest` only, `sysmon_machines` = `known` (every
-/// machine) and `sysmon_machines_exposed` = how many got per-machine gauges.
+/// machine; absent when `None`, not known without a store read) and
+/// `sysmon_machines_exposed` = how many got per-machine gauges. With no
+/// machine to expose, the per-machine families are left out altogether.
 pub fn render_selected(
     latest: &[&Snapshot],
-    known: usize,
+    known: Option<usize>,
     now: f64,
     online_secs: f64,
     ingest: Option<&IngestStats>,
@@ -142,7 +151,7 @@ pub fn render_selected(
         .iter()
         .map(|s| format!("machine_id=\"{}\"", escape_label(&s.machine_id)))
         .collect();
-    for g in GAUGES {
+    for g in GAUGES.iter().filter(|_| !latest.is_empty()) {
         let (name, help) = (g.name(), g.help());
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} gauge");
@@ -152,21 +161,25 @@ pub fn render_selected(
             }
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP sysmon_machine_online 1 when the machine was seen in the last {online_secs} s."
-    );
-    let _ = writeln!(out, "# TYPE sysmon_machine_online gauge");
-    for (s, l) in latest.iter().zip(&labels) {
-        let up = u8::from(now - s.timestamp <= online_secs);
-        let _ = writeln!(out, "sysmon_machine_online{{{l}}} {up}");
+    if !latest.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP sysmon_machine_online 1 when the machine was seen in the last {online_secs} s."
+        );
+        let _ = writeln!(out, "# TYPE sysmon_machine_online gauge");
+        for (s, l) in latest.iter().zip(&labels) {
+            let up = u8::from(now - s.timestamp <= online_secs);
+            let _ = writeln!(out, "sysmon_machine_online{{{l}}} {up}");
+        }
     }
-    let _ = writeln!(
-        out,
-        "# HELP sysmon_machines Machines with stored snapshots."
-    );
-    let _ = writeln!(out, "# TYPE sysmon_machines gauge");
-    let _ = writeln!(out, "sysmon_machines {known}");
+    if let Some(known) = known {
+        let _ = writeln!(
+            out,
+            "# HELP sysmon_machines Machines with stored snapshots."
+        );
+        let _ = writeln!(out, "# TYPE sysmon_machines gauge");
+        let _ = writeln!(out, "sysmon_machines {known}");
+    }
     let _ = writeln!(
         out,
         "# HELP sysmon_machines_exposed Machines with per-machine gauges in this answer (see ?machines=)."

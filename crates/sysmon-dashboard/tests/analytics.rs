@@ -301,3 +301,66 @@ async fn forecasts_continue_the_series_with_a_band() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn alerts_grouped_by_rule_on_the_server_count_every_alert_and_list_a_few() {
+    let f = fixture().await;
+    let app = app(&f);
+    let flat = get(&app, "/api/alerts").await;
+    let all = flat["alerts"].as_array().unwrap();
+    assert!(all.len() >= 2, "{flat}");
+    let v = get(&app, "/api/alerts?group=rule").await;
+    assert_eq!(v["total"], all.len());
+    let groups = v["groups"].as_array().unwrap();
+    let counted: u64 = groups.iter().map(|g| g["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, all.len() as u64, "{v}");
+    for g in groups {
+        let rule = g["rule"].as_str().unwrap();
+        let want = all.iter().filter(|a| a["rule"] == rule).count();
+        assert_eq!(g["count"], want, "{g}");
+        let firing = all
+            .iter()
+            .filter(|a| a["rule"] == rule && a["state"] == "firing")
+            .count();
+        assert_eq!(g["firing"], firing, "{g}");
+        let listed = g["alerts"].as_array().unwrap();
+        assert!(listed.iter().all(|a| a["rule"] == rule), "{g}");
+        assert_eq!(listed.len() + g["more"].as_u64().unwrap() as usize, want);
+    }
+    // A group with a firing alert comes first; hot-01's cpu_high is listed.
+    assert!(groups[0]["firing"].as_u64().unwrap() > 0, "{v}");
+    let cpu = groups.iter().find(|g| g["rule"] == "cpu_high").unwrap();
+    assert_eq!(cpu["alerts"][0]["state"], "firing", "firing first: {cpu}");
+    assert!(
+        cpu["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["machine_id"] == "hot-01" && a["state"] == "firing"),
+        "{cpu}"
+    );
+
+    // One listed per group, the rest counted; one rule only.
+    let one = get(&app, "/api/alerts?group=rule&per_group=1").await;
+    for g in one["groups"].as_array().unwrap() {
+        let n = g["count"].as_u64().unwrap();
+        assert_eq!(g["alerts"].as_array().unwrap().len() as u64, n.min(1));
+        assert_eq!(g["more"].as_u64().unwrap(), n - n.min(1));
+    }
+    let only = get(&app, "/api/alerts?group=rule&rule=cpu_high").await;
+    assert_eq!(only["groups"].as_array().unwrap().len(), 1, "{only}");
+    assert_eq!(only["total"], cpu["count"]);
+
+    for bad in [
+        "/api/alerts?group=machine",
+        "/api/alerts?group=rule&per_group=0",
+        "/api/alerts?group=rule&per_group=5000",
+    ] {
+        let r = app
+            .clone()
+            .oneshot(Request::get(bad).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+}

@@ -473,6 +473,16 @@ async fn hostile_parameters_are_clear_400s() {
         ("/api/scatter?machines=0".into(), "machines"),
         ("/api/scatter?machines=1000000".into(), "machines"),
         ("/metrics?machines=lots".into(), "machines"),
+        ("/api/fleet?metric=cpu&group=role&groups=0".into(), "groups"),
+        (
+            "/api/fleet?metric=cpu&group=role&groups=21".into(),
+            "groups",
+        ),
+        (format!("/api/fleet?metric=cpu&group={long}"), "group"),
+        (
+            "/api/fleet?metric=cpu&group=role&status=sick".into(),
+            "status",
+        ),
     ];
     for (uri, names) in &cases {
         let (s, v) = get(&f.app, uri).await;
@@ -594,4 +604,201 @@ async fn pressure_and_busiest_container_columns_sort_with_absent_values_last() {
         want.sort();
         assert_eq!(first, want, "{sort}");
     }
+}
+
+/// The SQLite store with a count of the reads that touch machines (a
+/// decorator over the real store: every answer is the store's own).
+struct CountingReads {
+    inner: Arc<SqliteSink>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingReads {
+    fn count(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl sysmon_core::SnapshotStore for CountingReads {
+    async fn machines(
+        &self,
+    ) -> Result<Vec<sysmon_core::store::MachineSummary>, sysmon_core::StoreError> {
+        self.count();
+        self.inner.machines().await
+    }
+    async fn latest(&self, id: &str) -> Result<Option<Snapshot>, sysmon_core::StoreError> {
+        self.count();
+        self.inner.latest(id).await
+    }
+    async fn range(
+        &self,
+        id: Option<&str>,
+        since: f64,
+        until: f64,
+        limit: usize,
+    ) -> Result<Vec<Snapshot>, sysmon_core::StoreError> {
+        self.count();
+        self.inner.range(id, since, until, limit).await
+    }
+}
+
+#[async_trait::async_trait]
+impl HistoryReader for CountingReads {
+    async fn latest_all(&self) -> Result<Vec<Snapshot>, sysmon_core::StoreError> {
+        self.count();
+        HistoryReader::latest_all(&*self.inner).await
+    }
+}
+
+#[tokio::test]
+async fn metrics_for_no_machine_reads_no_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(
+        SqliteSink::open(&SqliteConfig {
+            path: dir.path().join("t.db"),
+            ..SqliteConfig::default()
+        })
+        .unwrap(),
+    );
+    let now = now_epoch_secs().floor();
+    let plan = SeedPlan {
+        machines: (0..20).map(|i| format!("loadgen-{i}")).collect(),
+        since: now - 40.0,
+        until: now,
+        step: 20.0,
+        processes: 1,
+    };
+    ingest_synthetic(vec![sink.clone() as Arc<dyn Sink>], &plan, label)
+        .await
+        .unwrap();
+    let counting = Arc::new(CountingReads {
+        inner: sink,
+        reads: Default::default(),
+    });
+    let source: Arc<dyn HistoryReader> = counting.clone();
+    let app = Dashboard::new(source)
+        .into_router(CancellationToken::new())
+        .0;
+    let reads = || counting.reads.load(std::sync::atomic::Ordering::SeqCst);
+
+    // Nothing loaded the fleet index: the process's own series only.
+    let (s, none) = get_text(&app, "/metrics?machines=none").await;
+    assert_eq!(s, StatusCode::OK, "{none}");
+    assert_eq!(reads(), 0, "no store read for machines=none");
+    assert!(!none.contains("machine_id="), "{none}");
+    assert!(!none.contains("sysmon_cpu_usage_percent"), "{none}");
+    assert!(!none.contains("sysmon_machines "), "count unknown: {none}");
+    assert!(none.contains("sysmon_machines_exposed 0\n"), "{none}");
+    assert!(none.contains("sysmon_dashboard_live_clients 0\n"), "{none}");
+
+    // Once a page loaded the index, its recent count comes along, still
+    // without a read of its own.
+    let (s, _) = get(&app, "/api/machines?limit=5").await;
+    assert_eq!(s, StatusCode::OK);
+    let after_page = reads();
+    assert!(after_page > 0);
+    let (_, none) = get_text(&app, "/metrics?machines=none").await;
+    assert_eq!(reads(), after_page, "still no read");
+    assert!(none.contains("sysmon_machines 20\n"), "{none}");
+
+    // The default still renders every machine (documented in docs/api.md).
+    let (_, all) = get_text(&app, "/metrics").await;
+    assert!(reads() > after_page);
+    assert!(all.contains("sysmon_machines 20\n"), "{all}");
+    assert_eq!(all.matches("sysmon_machine_online{").count(), 20, "{all}");
+}
+
+#[tokio::test]
+async fn fleet_series_grouped_by_a_label_are_bounded_and_add_up() {
+    let f = fixture().await;
+    let (s, all) = get(&f.app, "/api/fleet?metric=cpu&range=5m&points=50").await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let (s, g) = get(
+        &f.app,
+        "/api/fleet?metric=cpu&range=5m&points=50&group=role",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{g}");
+    assert_eq!(g["group"], "role");
+    assert_eq!(g["groups_total"], 3);
+    assert_eq!(g["machines"], N + 1);
+    let groups = g["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    // Largest first: db has loadgen-0, -3, ... and old-box (78), web 77,
+    // cache 76.
+    assert_eq!(names, ["db", "web", "cache"], "{g}");
+    let sizes: Vec<u64> = groups
+        .iter()
+        .map(|x| x["machines"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), N as u64 + 1);
+    assert!(groups.iter().all(|x| x["other"] == false));
+    // The groups partition the fleet: per bucket their machine counts add up
+    // to the fleet's, their highest sample is the fleet's, their lowest p50
+    // and highest p95 bracket the fleet's median and 95th percentile.
+    let col = |v: &Value, k: &str| -> Vec<f64> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let ts = col(&all, "ts");
+    assert!(!ts.is_empty(), "{all}");
+    for (i, t) in ts.iter().enumerate() {
+        let mut count = 0.0;
+        let mut max = f64::NEG_INFINITY;
+        let (mut p50_lo, mut p50_hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for x in groups {
+            let gts = col(x, "ts");
+            if let Some(k) = gts.iter().position(|u| u == t) {
+                count += col(x, "count")[k];
+                max = max.max(col(x, "max")[k]);
+                p50_lo = p50_lo.min(col(x, "p50")[k]);
+                p50_hi = p50_hi.max(col(x, "p50")[k]);
+            }
+        }
+        assert_eq!(count, col(&all, "count")[i], "bucket {t}");
+        assert_eq!(max, col(&all, "max")[i], "bucket {t}");
+        let p50 = col(&all, "p50")[i];
+        assert!(
+            p50_lo <= p50 && p50 <= p50_hi,
+            "bucket {t}: {p50_lo} {p50} {p50_hi}"
+        );
+    }
+    // Every group's bucket starts are the fleet's (one width).
+    for x in groups {
+        assert!(col(x, "ts").iter().all(|t| ts.contains(t)), "{x}");
+    }
+
+    // Capped: the largest group, then "other" for the rest.
+    let (_, one) = get(
+        &f.app,
+        "/api/fleet?metric=cpu&range=5m&points=50&group=role&groups=1",
+    )
+    .await;
+    let groups = one["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{one}");
+    assert_eq!(groups[0]["name"], "db");
+    assert_eq!(groups[1]["other"], true);
+    assert_eq!(groups[1]["other_groups"], 2);
+    assert_eq!(
+        groups[0]["machines"].as_u64().unwrap() + groups[1]["machines"].as_u64().unwrap(),
+        N as u64 + 1
+    );
+
+    // The table's filters choose the machines; a label nobody has is one
+    // group "" of every machine.
+    let (_, web) = get(
+        &f.app,
+        "/api/fleet?metric=cpu&range=5m&group=role&label=role:web",
+    )
+    .await;
+    let groups = web["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{web}");
+    assert_eq!(groups[0]["name"], "web");
+    let (_, none) = get(&f.app, "/api/fleet?metric=cpu&range=5m&group=rack").await;
+    assert_eq!(none["groups"][0]["name"], "");
+    assert_eq!(none["groups"][0]["machines"], N + 1);
 }

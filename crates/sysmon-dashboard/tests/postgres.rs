@@ -193,7 +193,20 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         for (agg, secs) in [("avg", 600.0), ("max", 3600.0)] {
             uris.push(format!("/api/fleet?metric={metric}&agg={agg}&{}", w(secs)));
         }
+        // Grouped by a label (issue 16): every group, and one named group
+        // plus "other".
+        for secs in [600.0, 3600.0] {
+            uris.push(format!("/api/fleet?metric={metric}&group=role&{}", w(secs)));
+        }
     }
+    uris.push(format!(
+        "/api/fleet?metric=cpu&group=role&groups=1&{}",
+        w(600.0)
+    ));
+    uris.push(format!(
+        "/api/fleet?metric=memory&group=role&label=role:web&{}",
+        w(900.0)
+    ));
     let skip = ["now", "age_secs", "last_seen"];
     for uri in &uris {
         let (s1, v1) = get(&from_sqlite, uri).await;
@@ -285,6 +298,7 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
             w(7.0 * 86_400.0)
         ),
         format!("/api/fleet?metric=memory&agg=max&{}", w(86_400.0)),
+        format!("/api/fleet?metric=cpu&group=role&{}", w(86_400.0)),
         "/api/overview?range=24h".to_string(),
     ] {
         let (s1, v1) = get(&from_sqlite, &uri).await;

@@ -7,12 +7,16 @@
 // Server-Sent Events (/api/events).
 import { replace, h, setText } from './dom.js';
 import * as overview from './views/overview.js';
-import * as machine from './views/machine.js';
-import * as alerts from './views/alerts.js';
-import * as compare from './views/compare.js';
 
 export const RANGES = ['5m', '15m', '1h', '6h', '24h', '7d'];
-const VIEWS = { overview, machine, alerts, compare };
+// The overview (the landing page) is in the first module graph (preloaded by
+// index.html); the other views load when first shown.
+const VIEWS = {
+  overview: () => Promise.resolve(overview),
+  machine: () => import('./views/machine.js'),
+  alerts: () => import('./views/alerts.js'),
+  compare: () => import('./views/compare.js'),
+};
 
 /** The live feed: one EventSource, re-opened when the followed machine changes. */
 class Live {
@@ -120,6 +124,7 @@ const viewEl = document.getElementById('view');
 const rangesEl = document.getElementById('ranges');
 const live = new Live(document.getElementById('live'), document.getElementById('live-label'));
 let current = null; // { route, instance }
+let routing = 0; // the latest route() call (a view module may still be loading)
 
 function renderRanges(route) {
   replace(rangesEl, RANGES.map((r) => h('button', {
@@ -141,6 +146,7 @@ function renderRanges(route) {
 }
 
 async function route() {
+  const my = ++routing;
   const r = parseHash();
   renderRanges(r);
   if (current && current.route.view === r.view && current.route.id === r.id && current.route.query.replace(/(^|&)range=[^&]*/, '') === r.query.replace(/(^|&)range=[^&]*/, '') && current.instance.setRange) {
@@ -149,10 +155,18 @@ async function route() {
     current.instance.setRange(r.range);
     return;
   }
+  let view;
+  try {
+    view = await VIEWS[r.view]();
+  } catch (e) {
+    if (my === routing) replace(viewEl, h('div', { class: 'error-box', role: 'alert' }, 'Could not load this page: ', e.message));
+    return;
+  }
+  if (my !== routing) return; // another route came while this one loaded
   if (current) current.instance.unmount();
   const ctx = { range: r.range, id: r.id, params: r.params, live, href, navigate: (hash) => { window.location.hash = hash; } };
   viewEl.replaceChildren();
-  current = { route: r, instance: VIEWS[r.view].mount(viewEl, ctx) };
+  current = { route: r, instance: view.mount(viewEl, ctx) };
   // The overview connects itself, for the machines of the page it shows.
   if (r.view !== 'overview') live.connect(r.view === 'machine' ? r.id : null);
 }

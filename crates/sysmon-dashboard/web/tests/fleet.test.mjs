@@ -3,7 +3,8 @@
 // --fleet` filled through the real ingest path with 150 machines named
 // loadgen-0 .. loadgen-149 (natural order matters), labelled role=db/web/cache:
 // the machine table's server-side sort, search, filters and paging, the fleet
-// map (hover, click through), the top-N panels and the compare view.
+// map (hover, click through), the top-N panels, the compare view, the fleet
+// chart grouped by a label, and an alert storm grouped by rule on the server.
 //
 // Run (after `cargo build -p sysmon-bin --bin sysmon -p sysmon-dashboard --example seed_db`):
 //   cd crates/sysmon-dashboard/web && node --test tests/
@@ -25,6 +26,8 @@ const SEED = process.env.SYSMON_SEED_BIN || path.join(TARGET, 'debug/examples/se
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUT = path.join(ROOT, 'test-output/dashboard');
 const FLEET = 150;
+// An alert storm: cpu_high fires on loadgen-0 .. loadgen-{STORM-1}.
+const STORM = 120;
 
 let tmp;
 let dash;
@@ -61,7 +64,7 @@ before(async () => {
   fs.mkdirSync(OUT, { recursive: true });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sysmon-fleet-browser-'));
   const db = path.join(tmp, 'fleet.db');
-  execFileSync(SEED, ['--db', db, '--machines', '0', '--fleet', String(FLEET), '--history', '10m', '--step', '30'], { stdio: 'inherit' });
+  execFileSync(SEED, ['--db', db, '--machines', '0', '--fleet', String(FLEET), '--storm', String(STORM), '--history', '10m', '--step', '30'], { stdio: 'inherit' });
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const log = fs.openSync(path.join(tmp, 'dashboard.log'), 'w');
@@ -118,6 +121,9 @@ test('the machine table pages, sorts, searches and filters on the server', async
   assert.equal(await page.textContent('[data-kpi="online"]'), String(FLEET));
   const memory = await page.evaluate(() => (performance.memory ? performance.memory.usedJSHeapSize : 0));
   const timing = await page.evaluate(() => window.__sysmonFirstRender);
+  // The first page came from the request boot.js started before the modules
+  // loaded (its parameters match overview.js's: the two are kept in step).
+  assert.equal(await page.evaluate(() => window.__sysmonPrefetchUsed), 1, 'boot.js prefetch adopted');
   console.log(`fleet overview (${FLEET} machines): first rows ${timing.toFixed(0)} ms after navigation start, JS heap ${(memory / 1048576).toFixed(1)} MB`);
 
   // Next page, previous page.
@@ -270,5 +276,55 @@ test('compare overlays 2 to 5 machines on one chart', async () => {
   await page.click('[data-chip="loadgen-7"] button');
   await page.waitForSelector('[data-chart="compare"][data-lines="2"]', { timeout: 20000 });
   assert.ok(!decodeURIComponent(await page.evaluate(() => window.location.hash)).includes('loadgen-7'));
+  await page.close();
+});
+
+test('the fleet chart grouped by a label: one line per role, from the server', async () => {
+  const page = await overview();
+  await page.waitForSelector('[data-chart="fleet-groups"] .u-legend', { timeout: 20000 });
+  const want = await api('/api/fleet?metric=cpu&range=1h&group=role&points=200');
+  assert.deepEqual(want.groups.map((g) => g.name).sort(), ['cache', 'db', 'web']);
+  const legend = await page.$$eval('[data-chart="fleet-groups"] .u-legend .u-series th', (ths) => ths.map((t) => t.textContent.trim()));
+  for (const g of want.groups) assert.ok(legend.some((l) => l.startsWith(`${g.name} (${g.machines})`)), `${g.name} in ${legend}`);
+  assert.match(await page.textContent('[data-group-note]'), /p95 of cpu per role · 3 groups · 150 machines/);
+  // Another label nobody has: the panel says so instead of drawing one line.
+  await page.fill('[data-group-by]', 'rack');
+  await page.press('[data-group-by]', 'Enter');
+  await page.waitForSelector('[data-chart="fleet-groups"] >> text=No machine has the label', { timeout: 10000 });
+  await page.fill('[data-group-by]', 'role');
+  await page.press('[data-group-by]', 'Enter');
+  await page.selectOption('[data-group-stat]', 'max');
+  await page.waitForFunction(() => (document.querySelector('[data-group-note]').textContent || '').startsWith('max of cpu'), null, { timeout: 10000 });
+  await page.screenshot({ path: path.join(OUT, 'fleet-groups.png'), fullPage: false });
+  await page.evaluate(() => localStorage.removeItem('sysmon.groupBy'));
+  await page.close();
+});
+
+test('an alert storm is grouped by rule on the server: one group, its count, a bounded list', async () => {
+  // The API: the whole storm counted, only per_group listed.
+  const flat = await api('/api/alerts');
+  const grouped = await api('/api/alerts?group=rule&per_group=5');
+  const cpu = grouped.groups.find((g) => g.rule === 'cpu_high');
+  assert.equal(cpu.count, STORM, JSON.stringify(grouped).slice(0, 500));
+  assert.equal(cpu.alerts.length, 5);
+  assert.equal(cpu.more, STORM - 5);
+  assert.deepEqual(cpu.alerts.map((a) => a.machine_id), ['loadgen-0', 'loadgen-1', 'loadgen-2', 'loadgen-3', 'loadgen-4'], 'natural order');
+  assert.ok(JSON.stringify(grouped).length * 5 < JSON.stringify(flat).length, 'the grouped answer is a fraction of the list');
+
+  const page = await context.newPage();
+  const asked = [];
+  page.on('request', (r) => { if (r.url().includes('/api/alerts')) asked.push(r.url()); });
+  await page.goto(base + '/#/alerts?range=1h');
+  await page.waitForSelector('body[data-ready="alerts"]', { timeout: 20000 });
+  assert.ok(asked.length >= 1 && asked.every((u) => u.includes('group=rule')), asked.join('\n'));
+  const group = await page.$eval('[data-alert-group="cpu_high"]', (d) => ({ count: Number(d.dataset.count), summary: d.querySelector('summary').textContent, open: d.open }));
+  assert.equal(group.count, STORM);
+  assert.ok(group.summary.includes(`${STORM} alerts`) && group.summary.includes(`${STORM} firing`), group.summary);
+  assert.equal(group.open, false, 'a storm starts collapsed');
+  await page.click('[data-alert-group="cpu_high"] > summary');
+  const rows = await page.$$eval('[data-alert-group="cpu_high"] [data-table="alerts"] tbody tr', (trs) => trs.map((t) => t.children[1].textContent));
+  assert.equal(rows.length, STORM);
+  assert.deepEqual(rows.slice(0, 3), ['loadgen-0', 'loadgen-1', 'loadgen-2']);
+  await page.screenshot({ path: path.join(OUT, 'alert-storm.png'), fullPage: false });
   await page.close();
 });

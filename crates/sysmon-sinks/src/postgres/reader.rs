@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly, Episode};
 use sysmon_core::read::{
-    AnalyticsReader, Buckets, FleetAgg, HistoryReader, Metric, SeriesQuery, SeriesTarget,
+    AnalyticsReader, Buckets, FleetAgg, HistoryReader, MachineGroup, Metric, SeriesQuery,
+    SeriesTarget,
 };
 use sysmon_core::{Snapshot, StoreError};
 use tokio_postgres::GenericClient;
@@ -203,15 +204,14 @@ impl PostgresSink {
         Ok(out)
     }
 
-    /// `metric` across the fleet: per bucket the mean of each machine's mean,
-    /// the lowest and highest sample of any machine, and the machines counted.
-    pub async fn fleet_series(
+    /// The window of a fleet series over `since..until`: raw or rollups by
+    /// the number of machines seen since `since`, as for the whole fleet.
+    async fn fleet_window(
         &self,
-        metric: Metric,
         since: f64,
         until: f64,
         max_points: usize,
-    ) -> Result<Buckets, SinksError> {
+    ) -> Result<Window, SinksError> {
         let horizon = self.horizon().await?;
         let machines: i64 = self
             .client()
@@ -224,7 +224,86 @@ impl PostgresSink {
             .try_get(0)?;
         let limit = raw_limit_ms(usize::try_from(machines).unwrap_or(usize::MAX))
             .min((FLEET_RAW_LIMIT_SECS * 1000.0) as i64);
-        let w = window(since, until, max_points, horizon, limit)?;
+        window(since, until, max_points, horizon, limit)
+    }
+
+    /// The fleet series of each group of machine ids, in one statement (see
+    /// [`HistoryReader::group_series`]); the window is the whole fleet's.
+    pub async fn group_series_of(
+        &self,
+        metric: Metric,
+        groups: &[Vec<String>],
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<Buckets>, SinksError> {
+        let w = self.fleet_window(since, until, max_points).await?;
+        let mut ids: Vec<String> = Vec::new();
+        let mut slots: Vec<i32> = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let slot =
+                i32::try_from(i).map_err(|_| SinksError::InvalidInput("too many groups".into()))?;
+            for id in g.iter().filter(|id| read::storable_id(id)) {
+                ids.push(id.clone());
+                slots.push(slot);
+            }
+        }
+        let sql = format!(
+            "{} SELECT g.slot, mb.b, avg(mb.sum / mb.n), min(mb.mn), max(mb.mx), count(*)::int8, \
+                    percentile_disc(0.5) WITHIN GROUP (ORDER BY mb.sum / mb.n), \
+                    percentile_disc(0.95) WITHIN GROUP (ORDER BY mb.sum / mb.n) \
+             FROM mb JOIN machines m ON m.id = mb.machine \
+             JOIN unnest($7::text[], $8::int4[]) AS g(machine_id, slot) \
+                  ON g.machine_id = m.machine_id \
+             WHERE mb.n > 0 GROUP BY g.slot, mb.b ORDER BY g.slot, mb.b",
+            buckets_cte(metric)?
+        );
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &w.since_ms,
+                    &w.until_ms,
+                    &w.width_ms,
+                    &w.rollup_lo,
+                    &w.rollup_hi,
+                    &w.horizon,
+                    &ids,
+                    &slots,
+                ],
+            )
+            .await?;
+        let mut out = vec![Buckets::default(); groups.len()];
+        for r in rows {
+            let slot: i32 = r.try_get(0)?;
+            let Some(b) = usize::try_from(slot).ok().and_then(|i| out.get_mut(i)) else {
+                continue;
+            };
+            let k: i64 = r.try_get(1)?;
+            let machines: i64 = r.try_get(5)?;
+            b.push(
+                (k * w.width_ms) as f64 / 1000.0,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(2)?,
+                machines.max(0) as u64,
+            );
+            b.push_spread(r.try_get(6)?, r.try_get(7)?);
+        }
+        Ok(out)
+    }
+
+    /// `metric` across the fleet: per bucket the mean of each machine's mean,
+    /// the lowest and highest sample of any machine, and the machines counted.
+    pub async fn fleet_series(
+        &self,
+        metric: Metric,
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Buckets, SinksError> {
+        let w = self.fleet_window(since, until, max_points).await?;
         let rows = self
             .bucket_rows(
                 metric,
@@ -275,6 +354,20 @@ impl HistoryReader for PostgresSink {
                 .await
                 .map_err(to_store_error),
         }
+    }
+
+    async fn group_series(
+        &self,
+        metric: Metric,
+        groups: &[MachineGroup],
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<Buckets>, StoreError> {
+        let ids: Vec<Vec<String>> = groups.iter().map(|g| g.machines.clone()).collect();
+        self.group_series_of(metric, &ids, since, until, max_points.max(2))
+            .await
+            .map_err(to_store_error)
     }
 
     async fn sparklines(

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sysmon_core::read::{Buckets, CoreSeries, HistoryReader, Metric, SeriesQuery};
+use sysmon_core::read::{Buckets, CoreSeries, HistoryReader, MachineGroup, Metric, SeriesQuery};
 use sysmon_core::{MachineSummary, Snapshot, SnapshotStore, StoreError};
 
 use super::RedisStore;
@@ -89,6 +89,19 @@ impl HistoryReader for RedisHistory {
     ) -> Result<HashMap<String, Buckets>, StoreError> {
         self.cold
             .sparklines(machine_ids, metric, since, until, max_points)
+            .await
+    }
+
+    async fn group_series(
+        &self,
+        metric: Metric,
+        groups: &[MachineGroup],
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<Buckets>, StoreError> {
+        self.cold
+            .group_series(metric, groups, since, until, max_points)
             .await
     }
 

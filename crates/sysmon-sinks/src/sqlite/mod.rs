@@ -503,6 +503,24 @@ impl SqliteSink {
             .await
     }
 
+    /// The fleet series of each group of machines (see
+    /// [`HistoryReader::group_series`](sysmon_core::HistoryReader::group_series)),
+    /// from `source`.
+    pub async fn group_series_from(
+        &self,
+        metric: Metric,
+        since: f64,
+        until: f64,
+        max_points: usize,
+        source: SeriesSource,
+        groups: Vec<Vec<String>>,
+    ) -> Result<Vec<Vec<FleetBucket>>, SinksError> {
+        self.read(move |c| {
+            series::group_series(c, metric, since, until, max_points, source, &groups)
+        })
+        .await
+    }
+
     /// The series of each of `machine_ids` over `since <= t < until`, in at
     /// most `max_points` buckets each, in one read (see [`SqliteSink::series`]);
     /// machines without data are left out.

@@ -6,10 +6,12 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sysmon_core::alert::{ActiveAlert, AlertEvent, Anomaly, Episode};
-use sysmon_core::read::{AnalyticsReader, Buckets, HistoryReader, SeriesQuery, SeriesTarget};
+use sysmon_core::read::{
+    AnalyticsReader, Buckets, HistoryReader, MachineGroup, SeriesQuery, SeriesTarget,
+};
 use sysmon_core::{Snapshot, StoreError};
 
-use super::series::{Bucket, Metric, SeriesSource};
+use super::series::{Bucket, FleetBucket, Metric, SeriesSource};
 use super::{to_store_error, SqliteSink, NAME};
 
 /// Fleet series over longer ranges than this (seconds) use per-minute rollups.
@@ -19,6 +21,24 @@ fn buckets(rows: Vec<Bucket>) -> Buckets {
     let mut b = Buckets::default();
     for r in rows {
         b.push(r.ts, r.min, r.max, r.avg, r.count);
+    }
+    b
+}
+
+/// Where a fleet series over `since..until` comes from.
+fn fleet_source(since: f64, until: f64) -> SeriesSource {
+    if until - since > FLEET_RAW_LIMIT_SECS {
+        SeriesSource::Rollups
+    } else {
+        SeriesSource::Auto
+    }
+}
+
+fn fleet_buckets(rows: Vec<FleetBucket>) -> Buckets {
+    let mut b = Buckets::default();
+    for r in rows {
+        b.push(r.ts, r.min, r.max, r.avg, u64::from(r.machines));
+        b.push_spread(r.p50, r.p95);
     }
     b
 }
@@ -46,23 +66,32 @@ impl HistoryReader for SqliteSink {
                 // Fleet series beyond 15 minutes come from the per-minute rollups (plus
                 // the minutes not rolled up yet): a raw scan of 100 machines x 1 h at
                 // 1 s is 360,000 rows, 60 x 100 rollup rows give the same shape.
-                let source = if q.until - q.since > FLEET_RAW_LIMIT_SECS {
-                    SeriesSource::Rollups
-                } else {
-                    SeriesSource::Auto
-                };
+                let source = fleet_source(q.since, q.until);
                 let rows = self
                     .fleet_series_from(q.metric, q.since, q.until, points, *agg, source)
                     .await
                     .map_err(to_store_error)?;
-                let mut b = Buckets::default();
-                for r in rows {
-                    b.push(r.ts, r.min, r.max, r.avg, u64::from(r.machines));
-                    b.push_spread(r.p50, r.p95);
-                }
-                Ok(b)
+                Ok(fleet_buckets(rows))
             }
         }
+    }
+
+    async fn group_series(
+        &self,
+        metric: Metric,
+        groups: &[MachineGroup],
+        since: f64,
+        until: f64,
+        max_points: usize,
+    ) -> Result<Vec<Buckets>, StoreError> {
+        // The same source as the ungrouped fleet series of this window.
+        let source = fleet_source(since, until);
+        let ids = groups.iter().map(|g| g.machines.clone()).collect();
+        let rows = self
+            .group_series_from(metric, since, until, max_points.max(2), source, ids)
+            .await
+            .map_err(to_store_error)?;
+        Ok(rows.into_iter().map(fleet_buckets).collect())
     }
 
     async fn sparklines(

@@ -423,14 +423,58 @@ pub(crate) fn fleet_series(
     agg: FleetAgg,
     source: SeriesSource,
 ) -> Result<Vec<FleetBucket>, SinksError> {
+    let mut all = combined(conn, metric, since, until, max_points, agg, source, None)?;
+    Ok(all.pop().unwrap_or_default())
+}
+
+/// The fleet series of each group of machines (`groups`: machine ids), in
+/// the order given; the window and bucket width are those of
+/// [`fleet_series`] over the same range, so the groups' lines align with it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn group_series(
+    conn: &Connection,
+    metric: Metric,
+    since: f64,
+    until: f64,
+    max_points: usize,
+    source: SeriesSource,
+    groups: &[Vec<String>],
+) -> Result<Vec<Vec<FleetBucket>>, SinksError> {
+    combined(
+        conn,
+        metric,
+        since,
+        until,
+        max_points,
+        FleetAgg::Avg,
+        source,
+        Some(groups),
+    )
+}
+
+/// Every machine's buckets combined, into one series (`groups` `None`) or
+/// one per group of machine ids (a machine in no group is left out).
+#[allow(clippy::too_many_arguments)]
+fn combined(
+    conn: &Connection,
+    metric: Metric,
+    since: f64,
+    until: f64,
+    max_points: usize,
+    agg: FleetAgg,
+    source: SeriesSource,
+    groups: Option<&[Vec<String>]>,
+) -> Result<Vec<Vec<FleetBucket>>, SinksError> {
     let horizon = raw_horizon(conn)?;
     // Machines not seen since `since` have nothing in the range.
-    let machines: Vec<i64> = {
-        let mut stmt =
-            conn.prepare_cached("SELECT id FROM machines WHERE last_seen >= ?1 ORDER BY id")?;
-        let ids = stmt.query_map(params![since], |r| r.get(0))?;
+    let machines: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, machine_id FROM machines WHERE last_seen >= ?1 ORDER BY id",
+        )?;
+        let ids = stmt.query_map(params![since], |r| Ok((r.get(0)?, r.get(1)?)))?;
         ids.collect::<Result<_, _>>()?
     };
+    // The window depends on the whole fleet, grouped or not.
     let w = window(
         since,
         until,
@@ -439,6 +483,12 @@ pub(crate) fn fleet_series(
         horizon,
         raw_limit_ms(machines.len()),
     )?;
+    let group_of: Option<std::collections::HashMap<&str, usize>> = groups.map(|g| {
+        g.iter()
+            .enumerate()
+            .flat_map(|(i, ids)| ids.iter().map(move |id| (id.as_str(), i)))
+            .collect()
+    });
     struct Fleet {
         mean_sum: f64,
         machines: u32,
@@ -447,8 +497,17 @@ pub(crate) fn fleet_series(
         max: f64,
         means: Vec<f64>,
     }
-    let mut fleet: BTreeMap<i64, Fleet> = BTreeMap::new();
-    for machine in machines {
+    let n_out = groups.map_or(1, <[Vec<String>]>::len);
+    let mut out: Vec<BTreeMap<i64, Fleet>> = (0..n_out).map(|_| BTreeMap::new()).collect();
+    for (machine, machine_id) in machines {
+        let slot = match &group_of {
+            None => 0,
+            Some(g) => match g.get(machine_id.as_str()) {
+                Some(&i) => i,
+                None => continue,
+            },
+        };
+        let fleet = &mut out[slot];
         for (b, a) in machine_buckets(conn, machine, metric, &w, horizon)? {
             if a.n == 0 {
                 continue;
@@ -470,25 +529,30 @@ pub(crate) fn fleet_series(
             f.max = f.max.max(a.max);
         }
     }
-    Ok(fleet
+    Ok(out
         .into_iter()
-        .map(|(b, mut f)| {
-            let avg = f.mean_sum / f64::from(f.machines);
-            f.means.sort_by(f64::total_cmp);
-            FleetBucket {
-                p50: nearest_rank(&f.means, 0.5),
-                p95: nearest_rank(&f.means, 0.95),
-                ts: (b * w.width_ms) as f64 / 1000.0,
-                value: match agg {
-                    FleetAgg::Avg => avg,
-                    FleetAgg::Max => f.max,
-                },
-                avg,
-                min: f.min,
-                max: f.max,
-                machines: f.machines,
-                count: f.n,
-            }
+        .map(|fleet| {
+            fleet
+                .into_iter()
+                .map(|(b, mut f)| {
+                    let avg = f.mean_sum / f64::from(f.machines);
+                    f.means.sort_by(f64::total_cmp);
+                    FleetBucket {
+                        p50: nearest_rank(&f.means, 0.5),
+                        p95: nearest_rank(&f.means, 0.95),
+                        ts: (b * w.width_ms) as f64 / 1000.0,
+                        value: match agg {
+                            FleetAgg::Avg => avg,
+                            FleetAgg::Max => f.max,
+                        },
+                        avg,
+                        min: f.min,
+                        max: f.max,
+                        machines: f.machines,
+                        count: f.n,
+                    }
+                })
+                .collect()
         })
         .collect())
 }

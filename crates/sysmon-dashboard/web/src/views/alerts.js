@@ -1,44 +1,17 @@
 // Alerts and anomalies across machines, with the CPU-vs-memory scatter
-// (anomalous samples marked in red). Active alerts are grouped by rule: one
-// collapsible group per rule with its count, its machines listed (at most
-// ROWS_PER_GROUP rows, the rest counted), so that a storm of one rule on
-// 10,000 machines is one line to read, not 10,000.
+// (anomalous samples marked in red). Active alerts come grouped by rule from
+// the server (/api/alerts?group=rule): per rule its count and its first
+// ROWS_PER_GROUP alerts, the rest counted, so that a storm of one rule on
+// 10,000 machines is one line to read and a few kilobytes to download, not
+// 10,000 alerts.
 import { h, replace, fmtTime, fmtNum, empty } from '../dom.js';
 import { get } from '../api.js';
 import { scatterChart } from '../charts.js';
 
-/** Rows rendered per group; the rest of a large group is counted, not drawn. */
+/** Alerts listed per group; the rest of a large group is counted, not sent. */
 const ROWS_PER_GROUP = 200;
 /** Groups up to this size start open; larger ones start collapsed. */
 const OPEN_UP_TO = 10;
-const SEVERITY_RANK = { critical: 0, warning: 1, info: 2 };
-
-/** The active alerts grouped by rule: firing groups first, then by severity and size. */
-export function groupByRule(alerts) {
-  const groups = new Map();
-  for (const a of alerts) {
-    let g = groups.get(a.rule);
-    if (!g) {
-      g = { rule: a.rule, severity: a.severity, alerts: [], firing: 0, pending: 0 };
-      groups.set(a.rule, g);
-    }
-    g.alerts.push(a);
-    if (a.state === 'firing') g.firing++;
-    else if (a.state === 'pending') g.pending++;
-    if ((SEVERITY_RANK[a.severity] ?? 3) < (SEVERITY_RANK[g.severity] ?? 3)) g.severity = a.severity;
-  }
-  const list = [...groups.values()];
-  for (const g of list) {
-    // Firing before pending, then by machine in natural order (web-2 before web-10).
-    g.alerts.sort((x, y) => (x.state === y.state ? 0 : x.state === 'firing' ? -1 : 1)
-      || String(x.machine_id ?? '').localeCompare(String(y.machine_id ?? ''), undefined, { numeric: true }));
-  }
-  list.sort((x, y) => (y.firing > 0) - (x.firing > 0)
-    || (SEVERITY_RANK[x.severity] ?? 3) - (SEVERITY_RANK[y.severity] ?? 3)
-    || y.alerts.length - x.alerts.length
-    || x.rule.localeCompare(y.rule));
-  return list;
-}
 
 export function mount(root, ctx) {
   let range = ctx.range;
@@ -64,20 +37,20 @@ export function mount(root, ctx) {
     errorBox.replaceChildren();
     try {
       const [al, an, sc] = await Promise.all([
-        get('/api/alerts'),
+        get('/api/alerts', { group: 'rule', per_group: ROWS_PER_GROUP }),
         get('/api/anomalies', { range }),
         get('/api/scatter', { range }),
       ]);
       if (destroyed) return;
-      const alerts = al.alerts || [];
+      const groups = al.groups || [];
       // Which groups the user opened or closed survive the 30 s reload.
       const openNow = new Map([...alertsBody.querySelectorAll('details[data-alert-group]')]
         .map((d) => [d.dataset.alertGroup, d.open]));
-      replace(alertsBody, alerts.length
-        ? groupByRule(alerts).map((g) => {
+      replace(alertsBody, groups.length
+        ? groups.map((g) => {
           const counts = [g.firing ? `${g.firing} firing` : null, g.pending ? `${g.pending} pending` : null].filter(Boolean).join(', ');
-          const n = g.alerts.length;
-          const shown = g.alerts.slice(0, ROWS_PER_GROUP);
+          const n = g.count;
+          const shown = g.alerts;
           const open = openNow.has(g.rule) ? openNow.get(g.rule) : n <= OPEN_UP_TO;
           return h('details', { class: 'alert-group', 'data-alert-group': g.rule, 'data-count': n, open },
             h('summary', null,
@@ -89,7 +62,7 @@ export function mount(root, ctx) {
               h('thead', null, h('tr', null, h('th', null, 'State'), h('th', null, 'Machine'), h('th', null, 'Subject'), h('th', null, 'Since'), h('th', { class: 'num' }, 'Value'), h('th', null, 'Message'))),
               h('tbody', null, shown.map((a) => h('tr', { 'data-rule': a.rule }, h('td', null, a.state), h('td', null, link(a.machine_id)), h('td', null, a.subject ?? ''),
                 h('td', null, fmtTime(a.since)), h('td', { class: 'num' }, fmtNum(a.value, 1)), h('td', { class: 'name', title: a.message }, a.message))))),
-            n > shown.length ? h('p', { class: 'note', 'data-more': n - shown.length }, `… and ${n - shown.length} more ${g.rule} alerts not listed`) : null);
+            g.more ? h('p', { class: 'note', 'data-more': g.more }, `… and ${fmtNum(g.more, 0)} more ${g.rule} alerts not listed`) : null);
         })
         : al.available
           ? empty('All clear', 'No alert is pending or firing.')

@@ -21,6 +21,27 @@ const COLUMNS = [
   ['CPU trend', null, ''], ['Last seen', 'last_seen', 'num'],
 ];
 
+/**
+ * The overview answer for `params`: the one boot.js started fetching while
+ * the modules loaded, when it asked for exactly these parameters (the first
+ * page of a fresh load), else a request of its own.
+ */
+function overviewAnswer(params) {
+  const pre = window.__sysmonOverview;
+  window.__sysmonOverview = null;
+  if (pre && pre.qs === new URLSearchParams(params).toString()) {
+    return pre.response
+      .then((r) => {
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        window.__sysmonPrefetchUsed = (window.__sysmonPrefetchUsed || 0) + 1;
+        return r.json();
+      })
+      // Errors and the login redirect are get()'s to handle.
+      .catch(() => get('/api/overview', params));
+  }
+  return get('/api/overview', params);
+}
+
 export function mount(root, ctx) {
   let range = ctx.range;
   let destroyed = false;
@@ -45,6 +66,15 @@ export function mount(root, ctx) {
   const fleetCpu = h('div', { class: 'chart', 'data-chart': 'fleet-cpu' });
   const fleetMem = h('div', { class: 'chart', 'data-chart': 'fleet-memory' });
   const mapEl = h('div', { class: 'fleet-map', 'data-panel': 'map' });
+  // Fleet by label: one line per value of a label (server caps the groups).
+  const groupChart = h('div', { class: 'chart', 'data-chart': 'fleet-groups' });
+  const groupBy = h('input', { type: 'text', class: 'text', value: localStorage.getItem('sysmon.groupBy') || 'role', 'aria-label': 'Group by label', 'data-group-by': '' });
+  const groupMetric = h('select', { 'aria-label': 'Grouped metric', 'data-group-metric': '' },
+    [['cpu', 'CPU'], ['memory', 'Memory']].map(([v, l]) => h('option', { value: v }, l)));
+  const groupStat = h('select', { 'aria-label': 'Statistic per group', 'data-group-stat': '' },
+    [['p95', 'p95'], ['p50', 'median'], ['avg', 'average'], ['max', 'max']].map(([v, l]) => h('option', { value: v }, l)));
+  const groupNote = h('span', { class: 'note', 'data-group-note': '' });
+  let groupChartObj = null;
   const topEl = h('div', { class: 'tops' });
   const tableWrap = h('div', { class: 'scroll-x' });
   const search = h('input', { type: 'search', class: 'text', placeholder: 'search id or host', 'aria-label': 'Search machines', 'data-filter': 'q' });
@@ -66,13 +96,18 @@ export function mount(root, ctx) {
       h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet memory'), h('span', { class: 'note' }, 'average, median, p95 and fullest machine')), fleetMem),
       h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Fleet map')), mapEl),
       h('section', { class: 'panel wide' }, h('div', { class: 'panel-head' }, h('h2', null, 'Top machines'), h('span', { class: 'note' }, 'highest now')), topEl),
+      h('section', { class: 'panel wide', 'data-panel': 'fleet-groups' },
+        h('div', { class: 'panel-head' }, h('h2', null, 'Fleet by label'), groupNote),
+        h('div', { class: 'toolbar' }, h('span', { class: 'note' }, 'group by'), groupBy, groupMetric, groupStat),
+        groupChart),
       h('section', { class: 'panel wide' },
         h('div', { class: 'panel-head' }, h('h2', null, 'Machines'), h('span', { class: 'note', id: 'machines-note' })),
         h('div', { class: 'toolbar' }, search, statusSel, labelIn, sizeSel, prev, pageInfo, next, h('span', { class: 'spacer' }), compareBtn),
         tableWrap)));
   document.title = 'sysmon · overview';
 
-  const map = mountMap(mapEl, { ...ctx, range: () => range });
+  // Mounted once the first table page is shown (see load()).
+  let map = null;
 
   function card(key, value, sub, attrs) {
     return h('div', { class: 'card', ...attrs }, h('div', { class: 'k' }, key), h('div', { class: 'v' }, value), sub ? h('div', { class: 's' }, sub) : null);
@@ -186,6 +221,45 @@ export function mount(root, ctx) {
     }
   }
 
+  async function loadGroups() {
+    const key = groupBy.value.trim();
+    const metric = groupMetric.value;
+    const stat = groupStat.value;
+    if (!key) { replace(groupChart, empty('No label', 'Type a label key, e.g. role.')); return; }
+    const g = await get('/api/fleet', { metric, range, group: key, points: 200 });
+    if (destroyed || key !== groupBy.value.trim() || metric !== groupMetric.value || stat !== groupStat.value) return;
+    if (groupChartObj) { groupChartObj.destroy(); groupChartObj = null; }
+    groupChart.replaceChildren();
+    const labelled = g.groups.filter((x) => x.other || x.name !== '');
+    setText(groupNote, labelled.length
+      ? `${stat} of ${metric} per ${key} · ${g.groups_total} groups · ${fmtNum(g.machines, 0)} machines`
+      : '');
+    if (!labelled.length) { groupChart.appendChild(empty(`No machine has the label “${key}”`, 'Agents set labels in [agent] labels.')); return; }
+    // One time axis: the union of every group's buckets (they share the width).
+    const ts = Array.from(new Set(g.groups.flatMap((x) => x.ts))).sort((a, b) => a - b);
+    if (!ts.length) { groupChart.appendChild(empty('No data in this range', 'Samples appear here as machines report.')); return; }
+    const at = new Map(ts.map((t, i) => [t, i]));
+    const lines = [];
+    const data = [ts];
+    g.groups.forEach((x, i) => {
+      const name = x.other ? `other (${x.other_groups} groups)` : (x.name === '' ? `no ${key}` : x.name);
+      lines.push({ label: `${name} (${fmtNum(x.machines, 0)})`, color: PALETTE[i % PALETTE.length], width: 1.4, dash: x.other ? [4, 3] : undefined });
+      const col = ts.map(() => null);
+      const vals = x[stat] || [];
+      x.ts.forEach((t, k) => { col[at.get(t)] = vals[k] ?? null; });
+      data.push(col);
+    });
+    groupChartObj = timeChart(groupChart, { unit: g.unit, yMin: 0, yMax: g.unit === 'percent' ? 100 : undefined, height: 220, lines });
+    groupChartObj.setData(data);
+  }
+  function reloadGroups() {
+    localStorage.setItem('sysmon.groupBy', groupBy.value.trim());
+    loadGroups().catch((e) => { if (!destroyed) replace(groupChart, h('div', { class: 'error-box', role: 'alert' }, 'Could not load the grouped chart: ', e.message)); });
+  }
+  groupBy.addEventListener('change', reloadGroups);
+  groupMetric.addEventListener('change', reloadGroups);
+  groupStat.addEventListener('change', reloadGroups);
+
   async function loadTop() {
     const lists = await Promise.all(TOP.map(([m]) => get('/api/top', { metric: m, n: 8 })));
     if (destroyed) return;
@@ -229,7 +303,7 @@ export function mount(root, ctx) {
     if (table.q) params.q = table.q;
     if (table.status) params.status = table.status;
     if (table.label) params.label = table.label;
-    const ov = await get('/api/overview', params);
+    const ov = await overviewAnswer(params);
     if (destroyed || my !== seq) return false;
     clockOffset = ov.now - Date.now() / 1000;
     lastFleetTotal = ov.fleet_total;
@@ -265,8 +339,15 @@ export function mount(root, ctx) {
     clearTimeout(reloadTimer);
     errorBox.replaceChildren();
     try {
-      // The rows show as soon as their page arrives; the charts follow.
-      await Promise.all([loadTable(), loadFleet(), loadTop()]);
+      // The table first and alone: its request is not queued behind the
+      // charts' (a browser opens 6 connections per host) nor does the server
+      // compute fleet-wide series and the map beside it. The rest follows.
+      let failed = null;
+      await loadTable().catch((e) => { failed = e; });
+      if (destroyed) return;
+      if (!map) map = mountMap(mapEl, { ...ctx, range: () => range });
+      await Promise.all([loadFleet(), loadTop(), loadGroups()]);
+      if (failed) throw failed;
       if (destroyed) return;
       document.body.dataset.ready = 'overview';
     } catch (e) {
@@ -311,7 +392,7 @@ export function mount(root, ctx) {
     }
   });
   const ageTimer = setInterval(() => { for (const r of rows.values()) updateAge(r); }, 1000);
-  const fleetTimer = setInterval(() => { loadFleet().catch(() => {}); loadTop().catch(() => {}); }, 30000);
+  const fleetTimer = setInterval(() => { loadFleet().catch(() => {}); loadTop().catch(() => {}); loadGroups().catch(() => {}); }, 30000);
   const tableTimer = setInterval(() => { if (!document.hidden) reloadTable(); }, 30000);
 
   load();
@@ -320,13 +401,14 @@ export function mount(root, ctx) {
     unmount() {
       destroyed = true;
       offBatch();
-      map.destroy();
+      if (map) map.destroy();
       clearInterval(ageTimer);
       clearInterval(fleetTimer);
       clearInterval(tableTimer);
       clearTimeout(reloadTimer);
       clearTimeout(searchTimer);
       for (const c of charts) c.destroy();
+      if (groupChartObj) groupChartObj.destroy();
     },
   };
 }
