@@ -133,24 +133,63 @@ pub struct PidStat<'a> {
     pub threads: u32,
 }
 
+/// [`PidStat`] with the name still in bytes, as [`parse_pid_stat_bytes`]
+/// returns it (the collector decodes the name only when it changed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawPidStat<'a> {
+    /// The name's bytes (`comm`); see [`PidStat::comm`].
+    pub comm: &'a [u8],
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Start time in clock ticks after boot (tells a reused pid apart).
+    pub start_time: u64,
+    /// Resident set size in pages.
+    pub rss_pages: u64,
+    /// The one-letter state (`R`, `S`, `D`, `Z`, `T`, `I`, …).
+    pub state: u8,
+    /// Threads in the process.
+    pub threads: u32,
+}
+
 /// Parses the text of `/proc/<pid>/stat`. The name sits between the first `(`
 /// and the last `)` and may itself hold spaces and parentheses.
 pub fn parse_pid_stat(text: &str) -> Result<PidStat<'_>, ParseError> {
+    let raw = parse_pid_stat_bytes(text.as_bytes())?;
+    // The name is cut at ASCII parentheses, so it stays valid UTF-8.
+    let comm = std::str::from_utf8(raw.comm)
+        .map_err(|_| ParseError::malformed(PID_STAT, 1, "name is not UTF-8"))?;
+    Ok(PidStat {
+        comm,
+        cpu_ticks: raw.cpu_ticks,
+        start_time: raw.start_time,
+        rss_pages: raw.rss_pages,
+        state: raw.state,
+        threads: raw.threads,
+    })
+}
+
+/// [`parse_pid_stat`] on the raw bytes of the file: no UTF-8 check of the
+/// whole text, no allocation; the same fields, errors and number syntax.
+pub fn parse_pid_stat_bytes(bytes: &[u8]) -> Result<RawPidStat<'_>, ParseError> {
     let bad = |m: &str| ParseError::malformed(PID_STAT, 1, m.to_string());
-    let open = text
-        .find('(')
+    let open = bytes
+        .iter()
+        .position(|&b| b == b'(')
         .ok_or_else(|| bad("no `(` before the name"))?;
-    let close = text
-        .rfind(')')
+    let close = bytes
+        .iter()
+        .rposition(|&b| b == b')')
         .ok_or_else(|| bad("no `)` after the name"))?;
     if close < open {
         return Err(bad("`)` before `(`"));
     }
-    let comm = &text[open + 1..close];
+    let comm = &bytes[open + 1..close];
     // After the name: field 3 (state) is index 0; utime 14, stime 15,
     // num_threads 20, starttime 22 and rss 24 are indexes 11, 12, 17, 19 and 21.
-    let mut fields = text[close + 1..].split_ascii_whitespace();
-    let state = match fields.next().map(str::as_bytes) {
+    let mut fields = bytes[close + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let state = match fields.next() {
         Some([b]) if b.is_ascii_alphabetic() => *b,
         _ => return Err(bad("no one-letter state")),
     };
@@ -158,16 +197,22 @@ pub fn parse_pid_stat(text: &str) -> Result<PidStat<'_>, ParseError> {
         let field = fields
             .nth(skip)
             .ok_or_else(|| bad(&format!("no {what} field")))?;
-        field
-            .parse::<u64>()
-            .map_err(|_| bad(&format!("{what} {field:?} is not a number")))
+        std::str::from_utf8(field)
+            .ok()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| {
+                bad(&format!(
+                    "{what} {:?} is not a number",
+                    String::from_utf8_lossy(field)
+                ))
+            })
     };
     let utime = take(10, "utime")?;
     let stime = take(0, "stime")?;
     let threads = take(4, "num_threads")?;
     let start_time = take(1, "starttime")?;
     let rss_pages = take(1, "rss")?;
-    Ok(PidStat {
+    Ok(RawPidStat {
         comm,
         cpu_ticks: utime.saturating_add(stime),
         start_time,
@@ -391,8 +436,7 @@ impl ProcessCollector {
                 }
                 opened = Some(f);
             }
-            let text = self.buf.text();
-            let Ok(stat) = parse_pid_stat(&text) else {
+            let Ok(stat) = parse_pid_stat_bytes(self.buf.bytes()) else {
                 malformed += 1;
                 continue;
             };
@@ -408,9 +452,9 @@ impl ProcessCollector {
                     } else {
                         stat.cpu_ticks
                     };
-                    if t.name != stat.comm {
+                    if t.name.as_bytes() != stat.comm {
                         t.name.clear();
-                        t.name.push_str(stat.comm);
+                        t.name.push_str(&String::from_utf8_lossy(stat.comm));
                     }
                     t.start_time = stat.start_time;
                     t.cpu_ticks = stat.cpu_ticks;
@@ -424,7 +468,7 @@ impl ProcessCollector {
                 }
                 Entry::Vacant(e) => {
                     e.insert(Tracked {
-                        name: stat.comm.to_string(),
+                        name: String::from_utf8_lossy(stat.comm).into_owned(),
                         start_time: stat.start_time,
                         cpu_ticks: stat.cpu_ticks,
                         seen: generation,
@@ -492,6 +536,12 @@ impl ProcessCollector {
     }
 
     /// The open descriptors of `pid` (where readable) and its owner's uid.
+    ///
+    /// The owner is that of `/proc/<pid>` (`/proc/<pid>/fd` belongs to root
+    /// for a non-dumpable process). Linux 6.2 and later report the number of
+    /// open descriptors as the size of `/proc/<pid>/fd`: one `stat` and an
+    /// access check instead of listing the directory. Where it reads 0 (older
+    /// kernels, or no descriptor open) the directory is listed as before.
     fn fds_and_owner(&mut self, pid: u32) -> (Option<u32>, Option<u32>) {
         self.path.clear();
         let _ = write!(self.path, "{}/{pid}", self.proc_root.display());
@@ -503,11 +553,45 @@ impl ProcessCollector {
         #[cfg(not(unix))]
         let uid = None;
         self.path.push_str("/fd");
-        let fds = std::fs::read_dir(&self.path)
-            .ok()
-            .map(|d| u32::try_from(d.count()).unwrap_or(u32::MAX));
-        (fds, uid)
+        #[cfg(target_os = "linux")]
+        if let Some(n) = fd_count_from_size(&mut self.path) {
+            return (Some(n), uid);
+        }
+        (count_fds_by_listing(&self.path), uid)
     }
+}
+
+/// The open descriptors under `path` (a `/proc/<pid>/fd`) by listing it;
+/// `None` where it is not readable.
+fn count_fds_by_listing(path: &str) -> Option<u32> {
+    std::fs::read_dir(path)
+        .ok()
+        .map(|d| u32::try_from(d.count()).unwrap_or(u32::MAX))
+}
+
+/// The size of the `/proc/<pid>/fd` directory at `path` (its open
+/// descriptors on Linux ≥ 6.2) when the directory is also listable by this
+/// process (the same answer [`count_fds_by_listing`] would give), else `None`
+/// (not readable, or a size of 0: the caller lists it then). `path` gets a NUL
+/// pushed for the system call and removed again.
+#[cfg(target_os = "linux")]
+fn fd_count_from_size(path: &mut String) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let size = std::fs::metadata(path.as_str()).ok()?.size();
+    if size == 0 {
+        return None;
+    }
+    path.push('\0');
+    let readable = std::ffi::CStr::from_bytes_with_nul(path.as_bytes())
+        .ok()
+        .is_some_and(|c| {
+            // SAFETY: `c` is a NUL-terminated path that outlives the call.
+            unsafe {
+                libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::R_OK, libc::AT_EACCESS) == 0
+            }
+        });
+    path.pop();
+    readable.then(|| u32::try_from(size).unwrap_or(u32::MAX))
 }
 
 impl Collector for ProcessCollector {
@@ -701,6 +785,120 @@ Max open files            1024                 1048576              files     \n
         c.collect(&mut Snapshot::default()).unwrap();
         assert!(!c.tracked.contains_key(&pid));
         assert_eq!(open(&c), c.held);
+    }
+
+    #[test]
+    fn byte_parser_agrees_with_the_text_parser() {
+        let texts = [
+            "1234 (python3) S 1 1234 1234 0 -1 4194560 5000 0 3 0 250 75 0 0 20 0 4 0 98765 512000000 3000 18446744073709551615 1 1 0\n",
+            "77 (my (odd) name) R 1 77 77 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 500 100 7 0\n",
+            "5 (tab\tname) I\t0 0 0 0 -1 0 0 0 0 0 +9 1 0 0 20 0 1 0 5 0 0",
+            "1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 x 0 0 20 0 1 0 5 1 1",
+            "1 (x) S 1 1 1 0 -1 0 0 0 0 0 10 10 0 0 20 0 1 0 5",
+            "1 x) S 1 2 3",
+            "",
+        ];
+        for text in texts {
+            let by_text = parse_pid_stat(text).map_err(|e| e.to_string());
+            let by_bytes = parse_pid_stat_bytes(text.as_bytes()).map_err(|e| e.to_string());
+            match (&by_text, &by_bytes) {
+                (Ok(t), Ok(b)) => {
+                    assert_eq!(t.comm.as_bytes(), b.comm, "{text}");
+                    assert_eq!(
+                        (t.cpu_ticks, t.start_time, t.rss_pages, t.state, t.threads),
+                        (b.cpu_ticks, b.start_time, b.rss_pages, b.state, b.threads),
+                        "{text}"
+                    );
+                }
+                (Err(t), Err(b)) => assert_eq!(t, b, "{text}"),
+                _ => panic!("{text}: {by_text:?} vs {by_bytes:?}"),
+            }
+        }
+        assert_eq!(
+            parse_pid_stat_bytes(b"5 (tab\tname) I 0 0 0 0 -1 0 0 0 0 0 +9 1 0 0 20 0 1 0 5 0 0")
+                .unwrap()
+                .cpu_ticks,
+            10
+        );
+        // a name that is not UTF-8 (a process may set any bytes)
+        let raw = parse_pid_stat_bytes(b"9 (a\xffb) S 1 1 1 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 5 0 2")
+            .unwrap();
+        assert_eq!((raw.comm, raw.rss_pages), (&b"a\xffb"[..], 2));
+    }
+
+    #[test]
+    fn a_reused_pid_is_read_afresh() {
+        let mut c = ProcessCollector::new(ProcessOptions::default()).unwrap();
+        c.held_budget = 10_000;
+        let open = |c: &ProcessCollector| c.tracked.values().filter(|t| t.file.is_some()).count();
+        let sleep = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (sleep(), sleep());
+        let (pa, pb) = (a.id(), b.id());
+        c.collect(&mut Snapshot::default()).unwrap();
+        let b_start = c.tracked[&pb].start_time;
+        a.kill().unwrap();
+        a.wait().unwrap();
+        // a's held file now belongs to a dead process: procfs refuses to read it
+        let stale = c.tracked.get_mut(&pa).unwrap().file.take().unwrap();
+        assert!(c.buf.reread_file(&stale).is_err());
+        // b's entry as if its pid had been reused: it holds the dead process's
+        // file and remembers another start time and name
+        let t = c.tracked.get_mut(&pb).unwrap();
+        t.file = Some(stale);
+        t.start_time = b_start + 1;
+        t.name = "old".into();
+        t.cpu_ticks = 1_000_000;
+        c.held -= 1; // a's file moved to b, b's dropped
+        assert_eq!(open(&c), c.held);
+        c.collect(&mut Snapshot::default()).unwrap();
+        assert!(!c.tracked.contains_key(&pa));
+        let t = &c.tracked[&pb];
+        assert_eq!((t.start_time, t.name.as_str()), (b_start, "sleep"));
+        // the re-opened file is b's own
+        let file = t.file.as_ref().expect("re-opened and held");
+        let mut buf = ReadBuf::with_capacity(64);
+        buf.reread_file(file).unwrap();
+        assert!(buf.text().starts_with(&format!("{pb} (sleep)")));
+        assert_eq!(open(&c), c.held);
+        b.kill().unwrap();
+        b.wait().unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn open_descriptors_by_size_match_the_listing() {
+        use std::os::unix::fs::MetadataExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut c = ProcessCollector::new(ProcessOptions::default()).unwrap();
+        let path = format!("/proc/{pid}/fd");
+        let listed = count_fds_by_listing(&path);
+        assert!(listed.is_some_and(|n| n >= 3), "{listed:?}"); // stdin, stdout, stderr
+        let mut p = path.clone();
+        assert_eq!(fd_count_from_size(&mut p), listed);
+        assert_eq!(p, path);
+        let (fds, uid) = c.fds_and_owner(pid);
+        assert_eq!(fds, listed);
+        assert_eq!(
+            uid,
+            Some(std::fs::metadata(format!("/proc/{pid}")).unwrap().uid())
+        );
+        // pid 1 (not ours to list when unprivileged): readable both ways or neither
+        let mut p = "/proc/1/fd".to_string();
+        assert_eq!(
+            fd_count_from_size(&mut p).is_some(),
+            count_fds_by_listing(&p).is_some()
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

@@ -80,6 +80,11 @@ impl ReadBuf {
         }
     }
 
+    /// The bytes read.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+
     /// The text read (kernel files are ASCII; stray bytes, as a process may put
     /// in its name, are replaced rather than failing the read).
     pub(crate) fn text(&self) -> Cow<'_, str> {
