@@ -424,6 +424,7 @@ mod tests {
                 "sysmon_temperature_max_celsius",
                 "sysmon_open_files",
                 "sysmon_cgroup_memory_max_percent_of_limit",
+                "sysmon_cgroup_cpu_max_percent",
                 "sysmon_last_seen_timestamp_seconds",
             ]
         );
