@@ -118,6 +118,28 @@ fn buckets_cte(metric: Metric) -> Result<String, SinksError> {
     ))
 }
 
+/// Appends one fleet-series row to `out`: from column `at` on, the bucket
+/// number, mean of machine means, min, max, machines counted, p50 and p95
+/// (the shape both fleet queries select).
+fn push_fleet_row(
+    out: &mut Buckets,
+    r: &tokio_postgres::Row,
+    at: usize,
+    width_ms: i64,
+) -> Result<(), SinksError> {
+    let b: i64 = r.try_get(at)?;
+    let machines: i64 = r.try_get(at + 4)?;
+    out.push(
+        (b * width_ms) as f64 / 1000.0,
+        r.try_get(at + 2)?,
+        r.try_get(at + 3)?,
+        r.try_get(at + 1)?,
+        machines.max(0) as u64,
+    );
+    out.push_spread(r.try_get(at + 5)?, r.try_get(at + 6)?);
+    Ok(())
+}
+
 impl PostgresSink {
     /// The rows of `select` (run after [`buckets_cte`]) over `w` for `ids`.
     async fn bucket_rows(
@@ -280,16 +302,7 @@ impl PostgresSink {
             let Some(b) = usize::try_from(slot).ok().and_then(|i| out.get_mut(i)) else {
                 continue;
             };
-            let k: i64 = r.try_get(1)?;
-            let machines: i64 = r.try_get(5)?;
-            b.push(
-                (k * w.width_ms) as f64 / 1000.0,
-                r.try_get(3)?,
-                r.try_get(4)?,
-                r.try_get(2)?,
-                machines.max(0) as u64,
-            );
-            b.push_spread(r.try_get(6)?, r.try_get(7)?);
+            push_fleet_row(b, &r, 1, w.width_ms)?;
         }
         Ok(out)
     }
@@ -317,16 +330,7 @@ impl PostgresSink {
             .await?;
         let mut out = Buckets::default();
         for r in rows {
-            let b: i64 = r.try_get(0)?;
-            let machines: i64 = r.try_get(4)?;
-            out.push(
-                (b * w.width_ms) as f64 / 1000.0,
-                r.try_get(2)?,
-                r.try_get(3)?,
-                r.try_get(1)?,
-                machines.max(0) as u64,
-            );
-            out.push_spread(r.try_get(5)?, r.try_get(6)?);
+            push_fleet_row(&mut out, &r, 0, w.width_ms)?;
         }
         Ok(out)
     }
