@@ -111,7 +111,7 @@ fn observe(c: &mut Criterion) {
     // `cargo test --benches` runs each benchmark once as a smoke test, in an
     // unoptimised build: keep its set-up small there (still with forests and
     // retrains). The figures come from `cargo bench`.
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !bench::measuring();
     let (fleet_size, config) = if smoke {
         let small = DetectorConfig {
             window: 300,

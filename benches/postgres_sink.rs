@@ -36,6 +36,7 @@ use sysmon::core::read::{FleetAgg, HistoryReader, Metric, SeriesQuery};
 use sysmon::core::synth::SyntheticMachine;
 use sysmon::core::{Batch, Sink, Snapshot};
 use sysmon::sinks::postgres::{PostgresConfig, PostgresSink};
+use sysmon_testkit::bench;
 use sysmon_testkit::postgres::TestDatabase;
 use tokio::runtime::Runtime;
 
@@ -91,7 +92,7 @@ fn selected(name: &str) -> bool {
 
 /// The median and 99th percentile of 300 runs of `f`.
 fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
-    let mut times: Vec<Duration> = (0..300)
+    let mut times: Vec<Duration> = (0..bench::size(300, 3))
         .map(|_| {
             let t = Instant::now();
             f();
@@ -155,7 +156,7 @@ fn bench_series(c: &mut Criterion) {
     let db = TestDatabase::create();
     let sink = open(&rt, &db);
     let mut one = Fleet::new(1, now() - 86_400.0);
-    let end = fill(&rt, &sink, &mut one, 86_400, 10);
+    let end = fill(&rt, &sink, &mut one, bench::size(86_400, 3600), 10);
     // Statistics, as autovacuum gathers them within a minute or so: without
     // them the planner takes the freshly written partitions for empty and
     // anti-joins raw samples against the rollups in a nested loop (seconds).
@@ -196,7 +197,7 @@ fn bench_fleet(c: &mut Criterion) {
     let db = TestDatabase::create();
     let sink = open(&rt, &db);
     let mut fleet = Fleet::new(FLEET, now() - 3600.0);
-    let end = fill(&rt, &sink, &mut fleet, 3600, 0);
+    let end = fill(&rt, &sink, &mut fleet, bench::size(3600, 60), 0);
     db.sql("ANALYZE");
     let query = |range: f64| SeriesQuery::fleet(Metric::Cpu, FleetAgg::Avg, end - range, end, 1000);
     let mut g = c.benchmark_group("postgres_sink/fleet");

@@ -16,6 +16,7 @@ use sysmon_core::config::RedisConfig;
 use sysmon_core::synth::SyntheticMachine;
 use sysmon_core::{Batch, Sink};
 use sysmon_sinks::redis::{RedisOptions, RedisSink};
+use sysmon_testkit::bench;
 use sysmon_testkit::redis_server::RedisServer;
 
 const BATCH: usize = 1000;
@@ -102,7 +103,7 @@ fn writes(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        if std::env::args().any(|a| a == "--bench") {
+        if bench::measuring() {
             profile(&rt, &server, &sink, &mut feed, name, machines);
         }
         let sample = feed.next_batch();
@@ -161,8 +162,8 @@ fn profile(
     name: &str,
     machines: usize,
 ) {
-    const N: u32 = 300;
-    let batches: Vec<Batch> = (0..N).map(|_| feed.next_batch()).collect();
+    let n = bench::size(300, 20);
+    let batches: Vec<Batch> = (0..n).map(|_| feed.next_batch()).collect();
     let _ = std::process::Command::new("redis-cli")
         .args(["-p", &server.port().to_string(), "CONFIG", "RESETSTAT"])
         .output();
@@ -172,15 +173,15 @@ fn profile(
     }
     let (wall, s1, c1) = (t0.elapsed(), server_cpu(server), own_cpu());
     eprintln!(
-        "redis_sink/{name} profile over {N} batches: wall {:.2} ms/batch ({:.0} snapshots/s), \
+        "redis_sink/{name} profile over {n} batches: wall {:.2} ms/batch ({:.0} snapshots/s), \
          redis-server CPU {:.2} ms/batch, sink process CPU {:.2} ms/batch",
-        wall.as_secs_f64() * 1e3 / f64::from(N),
-        f64::from(N) * BATCH as f64 / wall.as_secs_f64(),
-        (s1.saturating_sub(s0)).as_secs_f64() * 1e3 / f64::from(N),
-        (c1.saturating_sub(c0)).as_secs_f64() * 1e3 / f64::from(N),
+        wall.as_secs_f64() * 1e3 / n as f64,
+        n as f64 * BATCH as f64 / wall.as_secs_f64(),
+        (s1.saturating_sub(s0)).as_secs_f64() * 1e3 / n as f64,
+        (c1.saturating_sub(c0)).as_secs_f64() * 1e3 / n as f64,
     );
     // Each batch writes every machine once (with BATCH / machines samples).
-    let per_machine = f64::from(N) * machines as f64;
+    let per_machine = n as f64 * machines as f64;
     let mut total = 0.0;
     let mut lines = Vec::new();
     for (k, v) in info(server, "commandstats") {
@@ -244,7 +245,7 @@ fn latest(c: &mut Criterion) {
 
     // Percentiles only in a real benchmark run (`cargo bench`), not when
     // `cargo test --benches` runs each benchmark once as a smoke test.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !bench::measuring() {
         return;
     }
     for (what, decoded) in [("mget_decoded", true), ("mget_raw_json", false)] {

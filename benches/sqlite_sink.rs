@@ -29,6 +29,7 @@ use sysmon::core::config::SqliteConfig;
 use sysmon::core::synth::SyntheticMachine;
 use sysmon::core::{Batch, Sink, Snapshot};
 use sysmon::sinks::sqlite::{FleetAgg, Metric, SeriesSource, SqliteSink};
+use sysmon_testkit::bench;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
@@ -107,7 +108,7 @@ fn cpu_ticks() -> u64 {
 }
 
 fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
-    let mut times: Vec<Duration> = (0..300)
+    let mut times: Vec<Duration> = (0..bench::size(300, 3))
         .map(|_| {
             let t = Instant::now();
             f();
@@ -191,7 +192,7 @@ fn bench_series(c: &mut Criterion) {
     let dir = TempDir::new().expect("temp dir");
     let sink = open(&dir);
     let mut one = Fleet::new(1);
-    fill(&rt, &sink, &mut one, 86_400);
+    fill(&rt, &sink, &mut one, bench::size(86_400, 3600));
     let end = one.next_ts;
     // As in production, where maintenance runs every minute: the newest
     // 90 s are not rolled up yet and come from raw samples.
@@ -240,7 +241,7 @@ fn bench_fleet(c: &mut Criterion) {
     let dir = TempDir::new().expect("temp dir");
     let sink = open(&dir);
     let mut fleet = Fleet::new(MACHINES);
-    fill(&rt, &sink, &mut fleet, 3600);
+    fill(&rt, &sink, &mut fleet, bench::size(3600, 60));
     let end = fleet.next_ts;
     rt.block_on(sink.maintain_at(end - 90.0)).expect("maintain");
 

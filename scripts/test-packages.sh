@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install test of the Debian packages: builds them (scripts/package.sh, release
-# profile by default: it reuses the release/bench build), unpacks each into a
+# profile by default: it shares the build with `cargo bench`), unpacks each into a
 # throwaway root with dpkg-deb -x, runs the installed binaries, and checks the
 # packages' metadata, conffiles, maintainer scripts and systemd units against what
 # README.md and docs/migrating.md say.

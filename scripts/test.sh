@@ -7,7 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step prints how long the previous one took, so a slow CI run shows where.
+started=$(date +%s); step_start=$started; step_name=""
+step() {
+    local now; now=$(date +%s)
+    [ -z "$step_name" ] || printf '\n<== %s: %d s (total %d s)\n' "$step_name" $((now - step_start)) $((now - started))
+    step_name="$*"; step_start=$now
+    printf '\n==> %s\n' "$*"
+}
 
 step "setup"
 bash scripts/setup.sh
@@ -48,7 +55,8 @@ cargo run --locked --quiet --example embed_agent
 step "benches compile and run once (criterion --test mode, no timing)"
 cargo test --locked --benches --quiet
 
-step "Debian packages: build (release profile, reusing the bench build), unpack, run, check units"
+step "Debian packages: build (release profile), unpack, run, check units"
 bash scripts/test-packages.sh --profile release
 
-printf '\nall checks passed\n'
+step "done"
+printf '\nall checks passed in %d s\n' $(( $(date +%s) - started ))

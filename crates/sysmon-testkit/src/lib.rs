@@ -6,6 +6,7 @@
 //! a loud failure with the command that installs it, never a silent skip.
 //! [`tls_proxy`] puts TLS (a CA made per test) in front of a plain broker.
 
+pub mod bench;
 pub mod ports;
 pub mod postgres;
 pub mod process;
