@@ -13,6 +13,7 @@ use sysmon::analytics::isolation_forest::{ForestParams, IsolationForest};
 use sysmon::analytics::{AnomalyDetector, DetectorConfig};
 use sysmon::core::synth::{Rng, SyntheticMachine};
 use sysmon::core::Snapshot;
+use sysmon_testkit::bench;
 
 const MACHINES: usize = 1000;
 /// Distinct steps generated per machine, replayed in a loop.
