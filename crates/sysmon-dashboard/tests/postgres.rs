@@ -15,7 +15,7 @@ use sysmon_analytics::{AnalyticsEngine, AnalyticsService, Config};
 use sysmon_core::config::{IngestConfig, SqliteConfig};
 use sysmon_core::ingest::SinkRole;
 use sysmon_core::synth::SyntheticMachine;
-use sysmon_core::{channel_transport, Ingest, Snapshot, Transport};
+use sysmon_core::{channel_transport, Batch, Ingest, Sink, Snapshot, Transport};
 use sysmon_dashboard::{now_epoch_secs, Dashboard, StoredAnalytics};
 use sysmon_sinks::postgres::{PostgresConfig, PostgresSink};
 use sysmon_sinks::sqlite::SqliteSink;
@@ -213,7 +213,7 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         let (s2, v2) = get(&from_pg, uri).await;
         assert_eq!(s1, StatusCode::OK, "{uri}: {v1}");
         assert_eq!(s2, StatusCode::OK, "{uri}: {v2}");
-        if let Err(e) = same(&v1, &v2, uri, &skip) {
+        if let Err(e) = same(&v1, &v2, &uri, &skip) {
             panic!("{e}\nsqlite: {v1}\npostgres: {v2}");
         }
     }
@@ -287,11 +287,11 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         "{health}"
     );
 
-    // After a maintenance pass long windows come from the rollups (plus the
-    // minutes not rolled up yet) in both stores.
-    sqlite.maintain_at(now + 120.0).await.unwrap();
-    assert!(pg.maintain_at(now + 120.0).await.unwrap().is_some());
-    for uri in [
+    // A maintenance pass as of 20 minutes ago, then a late sample into a
+    // rolled-up minute (dirty until the next pass): long windows come from
+    // the rollups, the newest 20 minutes and the dirty minute from raw
+    // samples, in both stores.
+    let long_windows = [
         format!("/api/machines/db-01/series?metric=cpu&{}", w(86_400.0)),
         format!(
             "/api/machines/web-02/series?metric=swap&{}",
@@ -300,16 +300,46 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         format!("/api/fleet?metric=memory&agg=max&{}", w(86_400.0)),
         format!("/api/fleet?metric=cpu&group=role&{}", w(86_400.0)),
         "/api/overview?range=24h".to_string(),
-    ] {
-        let (s1, v1) = get(&from_sqlite, &uri).await;
-        let (s2, v2) = get(&from_pg, &uri).await;
+    ];
+    sqlite.maintain_at(now - 1200.0).await.unwrap();
+    assert!(pg.maintain_at(now - 1200.0).await.unwrap().is_some());
+    let mut late = SyntheticMachine::new("db-01", 5).next_snapshot(now - 1800.0 + 2.5, 3);
+    late.cpu_usage = 99.5;
+    late.labels.insert("role".into(), "db".into());
+    let late: Batch = vec![late].into();
+    sqlite.write(late.clone()).await.unwrap();
+    pg.write(late).await.unwrap();
+    for uri in &long_windows {
+        let (s1, v1) = get(&from_sqlite, uri).await;
+        let (s2, v2) = get(&from_pg, uri).await;
+        assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{uri}");
+        if let Err(e) = same(&v1, &v2, uri, &skip) {
+            panic!("partly rolled up: {e}\nsqlite: {v1}\npostgres: {v2}");
+        }
+    }
+    let (_, series) = get(&from_pg, &long_windows[0]).await;
+    assert!(
+        series["max"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(99.5)),
+        "the late sample's dirty minute is read from raw samples: {series}"
+    );
+
+    // After a maintenance pass long windows come from the rollups (plus the
+    // minutes not rolled up yet) in both stores.
+    sqlite.maintain_at(now + 120.0).await.unwrap();
+    assert!(pg.maintain_at(now + 120.0).await.unwrap().is_some());
+    for uri in &long_windows {
+        let (s1, v1) = get(&from_sqlite, uri).await;
+        let (s2, v2) = get(&from_pg, uri).await;
         assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{uri}");
         assert!(
             v2.get("ts")
                 .is_none_or(|ts| !ts.as_array().unwrap().is_empty()),
             "{uri}: {v2}"
         );
-        if let Err(e) = same(&v1, &v2, &uri, &skip) {
+        if let Err(e) = same(&v1, &v2, uri, &skip) {
             panic!("{e}\nsqlite: {v1}\npostgres: {v2}");
         }
     }

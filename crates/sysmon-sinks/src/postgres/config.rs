@@ -56,7 +56,9 @@ fn redact_query_password(tail: &str) -> String {
 /// URL's `sslmode` with libpq's meanings: `disable`; `prefer` (the default) and
 /// `require` encrypt without authenticating the server; `verify-ca` and
 /// `verify-full` also verify its certificate (and host name) against the
-/// system's roots plus the PEM file of the URL's `sslrootcert`.
+/// system's roots plus the PEM file of the URL's `sslrootcert`. Sessions run
+/// with `jit = off` (sysmon's statements are short, and compiling one took
+/// longer than running it) unless the URL's `options` set `jit` themselves.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PostgresConfig {

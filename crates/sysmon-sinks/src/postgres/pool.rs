@@ -206,6 +206,14 @@ pub(crate) fn connect_config(config: &PostgresConfig) -> Result<Connector, Sinks
     if pg.get_application_name().is_none() {
         pg.application_name("sysmon");
     }
+    // sysmon's statements are short; the planner's cost estimates for the
+    // series queries (a lateral scan per gap) cross jit_above_cost, and
+    // compiling them took 140 ms of a 10 ms query. A URL's own `options`
+    // naming jit wins.
+    let options = pg.get_options().unwrap_or("").to_string();
+    if !options.contains("jit") {
+        pg.options(format!("{options} -c jit=off").trim_start());
+    }
     let tls = MakeRustlsConnect::new(tls_config(mode, root_cert.as_deref())?);
     Ok(Connector { pg, tls })
 }
@@ -264,6 +272,33 @@ mod tests {
             ("postgres://h/d".into(), TlsMode::Prefer, None)
         );
         assert!(split_tls_params("postgres://h/d?sslmode=maybe").is_err());
+    }
+
+    #[test]
+    fn jit_is_off_unless_the_url_says_otherwise() {
+        let options = |url: &str| {
+            let c = PostgresConfig {
+                url: url.into(),
+                ..PostgresConfig::default()
+            };
+            connect_config(&c)
+                .unwrap()
+                .pg
+                .get_options()
+                .map(str::to_string)
+        };
+        assert_eq!(
+            options("postgresql://u@h/db").as_deref(),
+            Some("-c jit=off")
+        );
+        assert_eq!(
+            options("postgresql://u@h/db?options=-c%20work_mem%3D8MB").as_deref(),
+            Some("-c work_mem=8MB -c jit=off")
+        );
+        assert_eq!(
+            options("postgresql://u@h/db?options=-c%20jit%3Don").as_deref(),
+            Some("-c jit=on")
+        );
     }
 
     #[test]

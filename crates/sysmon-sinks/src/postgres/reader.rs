@@ -77,9 +77,55 @@ fn window(
 /// (every machine when `$7` is NULL). Rollup minutes that are up to date
 /// (not dirty, or before the raw horizon) serve their minute; raw samples
 /// serve every other minute.
-fn buckets_cte(metric: Metric) -> Result<String, SinksError> {
+///
+/// In a rollup window (`rollups`), raw samples are read only for the runs of
+/// consecutive minutes no rollup serves (`gaps`: usually the newest minutes
+/// and any dirty ones), each one index range scan, instead of reading every
+/// sample of the window and discarding the covered ones (86,400 rows for a
+/// machine's day, most of a 24 h series' time). `OFFSET 0` keeps the lateral
+/// subquery a parameterised nested loop (partitions pruned per gap at run
+/// time); flattened, the planner hash-joins every partition of the window.
+fn buckets_cte(metric: Metric, rollups: bool) -> Result<String, SinksError> {
     let col = metric.raw_column()?;
     let (n, p) = metric.rollup_columns()?;
+    let raw = if rollups {
+        format!(
+            "gaps AS (
+            SELECT machine, min(minute) AS lo, max(minute) + interval '1 minute' AS hi
+            FROM (
+                SELECT sel.id AS machine, m.minute,
+                       m.minute - row_number() OVER (PARTITION BY sel.id ORDER BY m.minute)
+                                  * interval '1 minute' AS run
+                FROM sel CROSS JOIN generate_series(
+                    timestamptz 'epoch' + $4::int8 * interval '1 millisecond',
+                    timestamptz 'epoch' + ($5::int8 - 1) * interval '1 millisecond',
+                    interval '1 minute') AS m(minute)
+                WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.machine = sel.id AND r.minute = m.minute)
+            ) uncovered
+            GROUP BY machine, run
+        ), raw AS (
+            SELECT g.machine, s.time, s.v
+            FROM gaps g CROSS JOIN LATERAL (
+                SELECT s.time, s.{col}::float8 AS v FROM samples s
+                WHERE s.machine = g.machine
+                  AND s.time >= greatest(g.lo, timestamptz 'epoch' + $1::int8 * interval '1 millisecond')
+                  AND s.time < least(g.hi, timestamptz 'epoch' + $2::int8 * interval '1 millisecond')
+                  AND s.{col} IS NOT NULL
+                OFFSET 0) s
+        )"
+        )
+    } else {
+        format!(
+            "raw AS (
+            SELECT s.machine, s.time, s.{col}::float8 AS v
+            FROM samples s
+            WHERE s.machine IN (SELECT id FROM sel)
+              AND s.time >= timestamptz 'epoch' + $1::int8 * interval '1 millisecond'
+              AND s.time < timestamptz 'epoch' + $2::int8 * interval '1 millisecond'
+              AND s.{col} IS NOT NULL
+        )"
+        )
+    };
     Ok(format!(
         "WITH sel AS (
             SELECT id FROM machines WHERE $7::text[] IS NULL OR machine_id = ANY($7::text[])
@@ -93,16 +139,7 @@ fn buckets_cte(metric: Metric) -> Result<String, SinksError> {
               AND (r.minute < timestamptz 'epoch' + $6::int8 * interval '1 millisecond'
                    OR NOT EXISTS (SELECT 1 FROM dirty_minutes d
                                   WHERE d.machine = r.machine AND d.minute = r.minute))
-        ), raw AS (
-            SELECT s.machine, s.time, s.{col}::float8 AS v
-            FROM samples s
-            WHERE s.machine IN (SELECT id FROM sel)
-              AND s.time >= timestamptz 'epoch' + $1::int8 * interval '1 millisecond'
-              AND s.time < timestamptz 'epoch' + $2::int8 * interval '1 millisecond'
-              AND s.{col} IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM r WHERE r.machine = s.machine
-                              AND r.minute = date_bin('1 minute', s.time, timestamptz 'epoch'))
-        ), per AS (
+        ), {raw}, per AS (
             SELECT machine, floor(extract(epoch FROM minute) * 1000 / $3::int8)::int8 AS b,
                    n, sum, mn, mx
             FROM r WHERE n > 0
@@ -149,7 +186,10 @@ impl PostgresSink {
         w: &Window,
         ids: Option<Vec<String>>,
     ) -> Result<Vec<tokio_postgres::Row>, SinksError> {
-        let sql = format!("{} {select}", buckets_cte(metric)?);
+        let sql = format!(
+            "{} {select}",
+            buckets_cte(metric, w.rollup_lo < w.rollup_hi)?
+        );
         let client = self.client().await?;
         Ok(client
             .query(
@@ -278,7 +318,7 @@ impl PostgresSink {
              JOIN unnest($7::text[], $8::int4[]) AS g(machine_id, slot) \
                   ON g.machine_id = m.machine_id \
              WHERE mb.n > 0 GROUP BY g.slot, mb.b ORDER BY g.slot, mb.b",
-            buckets_cte(metric)?
+            buckets_cte(metric, w.rollup_lo < w.rollup_hi)?
         );
         let client = self.client().await?;
         let rows = client
