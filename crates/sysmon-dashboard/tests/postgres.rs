@@ -213,7 +213,7 @@ async fn the_dashboard_api_answers_from_postgresql_as_from_sqlite() {
         let (s2, v2) = get(&from_pg, uri).await;
         assert_eq!(s1, StatusCode::OK, "{uri}: {v1}");
         assert_eq!(s2, StatusCode::OK, "{uri}: {v2}");
-        if let Err(e) = same(&v1, &v2, &uri, &skip) {
+        if let Err(e) = same(&v1, &v2, uri, &skip) {
             panic!("{e}\nsqlite: {v1}\npostgres: {v2}");
         }
     }
