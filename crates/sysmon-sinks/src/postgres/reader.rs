@@ -34,6 +34,13 @@ struct Window {
     horizon: i64,
 }
 
+impl Window {
+    /// Whether rollup minutes serve part of the window (else it is raw only).
+    fn uses_rollups(&self) -> bool {
+        self.rollup_lo < self.rollup_hi
+    }
+}
+
 fn window(
     since: f64,
     until: f64,
@@ -190,10 +197,7 @@ impl PostgresSink {
         w: &Window,
         ids: Option<Vec<String>>,
     ) -> Result<Vec<tokio_postgres::Row>, SinksError> {
-        let sql = format!(
-            "{} {select}",
-            buckets_cte(metric, w.rollup_lo < w.rollup_hi)?
-        );
+        let sql = format!("{} {select}", buckets_cte(metric, w.uses_rollups())?);
         let client = self.client().await?;
         Ok(client
             .query(
@@ -322,7 +326,7 @@ impl PostgresSink {
              JOIN unnest($7::text[], $8::int4[]) AS g(machine_id, slot) \
                   ON g.machine_id = m.machine_id \
              WHERE mb.n > 0 GROUP BY g.slot, mb.b ORDER BY g.slot, mb.b",
-            buckets_cte(metric, w.rollup_lo < w.rollup_hi)?
+            buckets_cte(metric, w.uses_rollups())?
         );
         let client = self.client().await?;
         let rows = client
